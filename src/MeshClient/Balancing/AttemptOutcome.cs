@@ -1,0 +1,17 @@
+namespace MeshClient.Balancing;
+
+/// <summary>How one attempt on one endpoint ended, as the balancer and outlier detection see it.</summary>
+internal enum AttemptOutcome
+{
+    /// <summary>A response below 500 (other than 429).</summary>
+    Success,
+
+    /// <summary>A 5xx response, a connection failure or an attempt timeout: counts against the endpoint.</summary>
+    Failure,
+
+    /// <summary>429: the endpoint is overloaded. Penalised in latency, not counted as an outlier failure.</summary>
+    Overloaded,
+
+    /// <summary>The caller cancelled: says nothing about the endpoint.</summary>
+    Cancelled,
+}

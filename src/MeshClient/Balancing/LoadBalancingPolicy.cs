@@ -1,0 +1,151 @@
+using MeshClient.Internal;
+
+namespace MeshClient.Balancing;
+
+/// <summary>
+/// A load-balancing policy. Implementations are stateless apart from what the snapshot holds, lock-free and
+/// allocation-free. Every policy honours weights: under equal load an endpoint's share follows its weight.
+/// </summary>
+internal abstract class LoadBalancingPolicy
+{
+    public abstract string Name { get; }
+
+    public virtual bool NeedsRoundRobinSequence => false;
+
+    /// <summary>
+    /// Picks an endpoint of <see cref="EndpointSnapshot.Active"/>, avoiding those that <paramref name="context"/>
+    /// already tried while an untried one remains. Returns <see langword="null"/> when there is no endpoint.
+    /// </summary>
+    public EndpointEntry? Pick(EndpointSnapshot snapshot, Randomizer random, MeshRequestContext? context)
+    {
+        var active = snapshot.Active;
+        if (active.Length <= 1)
+        {
+            return active.Length == 0 ? null : active[0];
+        }
+
+        var picked = PickCore(snapshot, random);
+        if (context is null || context.TriedCount == 0 || !context.HasTried(picked.State))
+        {
+            return picked;
+        }
+
+        return PickUntried(snapshot, random, context) ?? picked;
+    }
+
+    protected abstract EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random);
+
+    /// <summary>The retry path: a weighted draw among the endpoints this request has not tried yet.</summary>
+    private static EndpointEntry? PickUntried(EndpointSnapshot snapshot, Randomizer random, MeshRequestContext context)
+    {
+        var active = snapshot.Active;
+        long total = 0;
+        foreach (var endpoint in active)
+        {
+            if (!context.HasTried(endpoint.State))
+            {
+                total += endpoint.Weight;
+            }
+        }
+
+        if (total == 0)
+        {
+            return null;
+        }
+
+        var ticket = random.NextInt64(total);
+        foreach (var endpoint in active)
+        {
+            if (context.HasTried(endpoint.State))
+            {
+                continue;
+            }
+
+            ticket -= endpoint.Weight;
+            if (ticket < 0)
+            {
+                return endpoint;
+            }
+        }
+
+        return null;
+    }
+
+    public static LoadBalancingPolicy Create(string name, MeshOptions options, TimeProvider timeProvider) => name switch
+    {
+        LoadBalancerNames.RoundRobin => RoundRobinPolicy.Instance,
+        LoadBalancerNames.Random => RandomPolicy.Instance,
+        LoadBalancerNames.LeastRequest => LeastRequestPolicy.Instance,
+        _ => new PeakEwmaPolicy(options.PeakEwma.DefaultRtt.TotalSeconds * timeProvider.TimestampFrequency),
+    };
+}
+
+/// <summary>Weighted random: one draw over the prefix sums of the weights.</summary>
+internal sealed class RandomPolicy : LoadBalancingPolicy
+{
+    public static readonly RandomPolicy Instance = new();
+
+    public override string Name => LoadBalancerNames.Random;
+
+    protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random) =>
+        snapshot.Active[snapshot.DrawWeighted(random.NextInt64(snapshot.TotalWeight))];
+}
+
+/// <summary>Smooth weighted round robin over the snapshot's precomputed EDF order.</summary>
+internal sealed class RoundRobinPolicy : LoadBalancingPolicy
+{
+    public static readonly RoundRobinPolicy Instance = new();
+
+    public override string Name => LoadBalancerNames.RoundRobin;
+
+    public override bool NeedsRoundRobinSequence => true;
+
+    protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random)
+    {
+        var sequence = snapshot.RoundRobinSequence;
+        return sequence.Length == 0
+            ? snapshot.Active[snapshot.DrawWeighted(random.NextInt64(snapshot.TotalWeight))]
+            : snapshot.Active[sequence[(int)((uint)snapshot.NextRoundRobin() % (uint)sequence.Length)]];
+    }
+}
+
+/// <summary>
+/// Power of two choices with both candidates drawn in proportion to weight (with replacement), the cheaper one
+/// wins, ties to the first. Comparing raw cost (not cost / weight) keeps the shares exact under equal load:
+/// 1:2:3 gives 1/6, 2/6, 3/6, where "P2C on cost / weight" would starve the lightest endpoint.
+/// </summary>
+internal abstract class PowerOfTwoChoicesPolicy : LoadBalancingPolicy
+{
+    protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random)
+    {
+        var active = snapshot.Active;
+        var total = snapshot.TotalWeight;
+        var first = active[snapshot.DrawWeighted(random.NextInt64(total))];
+        var second = active[snapshot.DrawWeighted(random.NextInt64(total))];
+        return Cost(second.State) < Cost(first.State) ? second : first;
+    }
+
+    protected abstract double Cost(EndpointState state);
+}
+
+/// <summary>Cost = requests in flight + 1 (Envoy's least request).</summary>
+internal sealed class LeastRequestPolicy : PowerOfTwoChoicesPolicy
+{
+    public static readonly LeastRequestPolicy Instance = new();
+
+    public override string Name => LoadBalancerNames.LeastRequest;
+
+    protected override double Cost(EndpointState state) => state.InFlight + 1;
+}
+
+/// <summary>Cost = peak-EWMA latency × (requests in flight + 1) (Finagle, Linkerd).</summary>
+internal sealed class PeakEwmaPolicy(double defaultRtt) : PowerOfTwoChoicesPolicy
+{
+    public override string Name => LoadBalancerNames.PeakEwma;
+
+    protected override double Cost(EndpointState state)
+    {
+        var latency = state.LatencyEstimate;
+        return (latency > 0 ? latency : defaultRtt) * (state.InFlight + 1);
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using MeshClient.Internal;
+
+namespace MeshClient.Balancing;
+
+/// <summary>
+/// Resolves the request's host to a service, picks one of its endpoints with the service's policy, rewrites the
+/// request URI (and Host header) to it, and records how the attempt went. The original URI is restored after
+/// the call. IP literals and <c>localhost</c> pass through without a lookup; dotted names that no provider knows
+/// pass through; single-label names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
+/// </summary>
+internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Randomizer random) : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var uri = request.RequestUri;
+        if (uri is null || !uri.IsAbsoluteUri || uri.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 || uri.IsLoopback)
+        {
+            return base.SendAsync(request, cancellationToken);
+        }
+
+        var table = registry.GetTable(uri.IdnHost);
+        table.MarkUsed();
+        var snapshot = table.Snapshot;
+        return snapshot is not null
+            ? SendToEndpointAsync(table, snapshot, request, uri, cancellationToken)
+            : SendAfterResolutionAsync(table, request, uri, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    {
+        await table.WaitForFirstResolutionAsync(cancellationToken).ConfigureAwait(false);
+        var snapshot = table.Snapshot;
+        if (snapshot is not null)
+        {
+            return await SendToEndpointAsync(table, snapshot, request, uri, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (!table.IsSingleLabel)
+        {
+            // A dotted name that no provider knows is a host outside the mesh.
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        throw new UnknownServiceException(table.ServiceName, registry.ProviderNames, table.LastError);
+    }
+
+    private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
+    {
+        MeshRequestContext? context = null;
+        request.Options.TryGetValue(MeshRequestContext.Key, out context);
+        var endpoint = snapshot.Policy.Pick(snapshot, random, context)
+            ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+
+        context?.OnAttempt(endpoint);
+        var state = endpoint.State;
+        var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
+        request.RequestUri = endpoint.Rewrite(original);
+        if (setHost)
+        {
+            request.Headers.Host = endpoint.HostHeader;
+        }
+
+        state.OnAttemptStarted();
+        var start = registry.TimeProvider.GetTimestamp();
+        var outcome = AttemptOutcome.Failure;
+        try
+        {
+            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            outcome = Classify(response.StatusCode);
+            return response;
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            outcome = AttemptOutcome.Cancelled;
+            throw;
+        }
+        finally
+        {
+            state.OnAttemptEnded();
+            table.RecordOutcome(snapshot, endpoint, start, outcome);
+            request.RequestUri = original;
+            if (setHost)
+            {
+                request.Headers.Host = null;
+            }
+        }
+    }
+
+    internal static AttemptOutcome Classify(HttpStatusCode status) => (int)status switch
+    {
+        429 => AttemptOutcome.Overloaded,
+        >= 500 => AttemptOutcome.Failure,
+        _ => AttemptOutcome.Success,
+    };
+}

@@ -1,0 +1,316 @@
+using System.Collections.Concurrent;
+using System.Net;
+using MeshClient.Discovery;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.ServiceDiscovery;
+
+namespace MeshClient.Balancing;
+
+/// <summary>
+/// The endpoint table of one service: it follows discovery through <see cref="ServiceEndpointResolver"/> and its
+/// change tokens, keeps the live <see cref="EndpointState"/> of every endpoint by stable id, and publishes an
+/// immutable <see cref="EndpointSnapshot"/> for the hot path. Everything here runs off the hot path except
+/// <see cref="Snapshot"/>, <see cref="MarkUsed"/> and <see cref="RecordOutcome"/>.
+/// </summary>
+internal sealed partial class ServiceTable : IDisposable
+{
+    private readonly ServiceTableRegistry _registry;
+    private readonly string _query;
+    private readonly ConcurrentDictionary<string, EndpointState> _states = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _refreshLock = new(1, 1);
+    private readonly CancellationTokenSource _disposed = new();
+    private readonly Lock _rebuildLock = new();
+    private readonly ITimer _timer;
+    private readonly Task _firstResolution;
+    private volatile EndpointSnapshot? _snapshot;
+    private volatile ServiceResolution _resolution;
+    private EndpointEntry[] _entries = [];
+    private ServiceEndpointSource? _source;
+    private IDisposable? _tokenRegistration;
+    private Exception? _lastError;
+    private int _usedSinceTick = 1;
+    private long _lastUsed;
+
+    public ServiceTable(ServiceTableRegistry registry, string serviceName)
+    {
+        _registry = registry;
+        ServiceName = serviceName;
+        IsSingleLabel = !serviceName.Contains('.', StringComparison.Ordinal);
+
+        // Unnamed query: the standard configuration provider reads "default", then "http", then "https" sections;
+        // the scheme actually sent is decided per request (EndpointEntry.Rewrite).
+        _query = "http+https://" + serviceName;
+        _lastUsed = registry.TimeProvider.GetTimestamp();
+        _timer = registry.TimeProvider.CreateTimer(static s => ((ServiceTable)s!).OnTimer(), this, ServiceTableRegistry.RefreshInterval, ServiceTableRegistry.RefreshInterval);
+        _firstResolution = RefreshAsync();
+    }
+
+    public string ServiceName { get; }
+
+    public bool IsSingleLabel { get; }
+
+    public EndpointSnapshot? Snapshot => _snapshot;
+
+    public ServiceResolution Resolution => _resolution;
+
+    public Exception? LastError => _lastError;
+
+    /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
+    public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
+
+    public Task WaitForFirstResolutionAsync(CancellationToken cancellationToken) => _firstResolution.WaitAsync(cancellationToken);
+
+    /// <summary>Notes that the service is in use (keeps its discovery warm). Writes only on the first use per tick.</summary>
+    public void MarkUsed()
+    {
+        if (Volatile.Read(ref _usedSinceTick) == 0)
+        {
+            Volatile.Write(ref _usedSinceTick, 1);
+        }
+    }
+
+    /// <summary>Records how an attempt ended: latency for the balancer.</summary>
+    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome)
+    {
+        if (outcome == AttemptOutcome.Cancelled)
+        {
+            return;
+        }
+
+        var now = _registry.TimeProvider.GetTimestamp();
+        double rtt = now - startTimestamp;
+        if (outcome != AttemptOutcome.Success)
+        {
+            rtt = Math.Max(rtt, snapshot.FailurePenalty);
+        }
+
+        endpoint.State.RecordLatency(now, rtt, snapshot.Decay);
+    }
+
+    private void OnTimer()
+    {
+        var now = _registry.TimeProvider.GetTimestamp();
+        if (Interlocked.Exchange(ref _usedSinceTick, 0) == 1)
+        {
+            Volatile.Write(ref _lastUsed, now);
+
+            // Keeps the resolver's watcher (and so the providers behind it) warm, and picks up polled changes of
+            // providers without active change tokens.
+            _ = RefreshAsync();
+        }
+        else if (_registry.TimeProvider.GetElapsedTime(Volatile.Read(ref _lastUsed), now) >= ServiceTableRegistry.IdleTimeout)
+        {
+            _registry.Evict(this);
+        }
+        else if (_resolution == ServiceResolution.Failed)
+        {
+            _ = RefreshAsync();
+        }
+    }
+
+    private void OnSourceChanged() => _ = RefreshAsync();
+
+    internal async Task RefreshAsync()
+    {
+        var cancellationToken = _disposed.Token;
+        try
+        {
+            await _refreshLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        try
+        {
+            var source = await _registry.Resolver.GetEndpointsAsync(_query, cancellationToken).ConfigureAwait(false);
+            Apply(source);
+            if (_lastError is not null)
+            {
+                _lastError = null;
+                Log.DiscoveryRecovered(_registry.Logger, ServiceName);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        catch (InvalidOperationException ex) when (ex.Message.StartsWith("No provider", StringComparison.Ordinal))
+        {
+            // No factory accepted the query: nobody knows the host.
+            SetUnknown();
+        }
+        catch (Exception ex)
+        {
+            // Last known good: the current snapshot keeps serving; the timer retries.
+            if (_lastError is null || _lastError.GetType() != ex.GetType())
+            {
+                Log.DiscoveryFailed(_registry.Logger, ServiceName, ex);
+            }
+
+            _lastError = ex;
+            if (_snapshot is null && _resolution != ServiceResolution.Unknown)
+            {
+                _resolution = ServiceResolution.Failed;
+            }
+        }
+        finally
+        {
+            _refreshLock.Release();
+        }
+    }
+
+    private void Apply(ServiceEndpointSource source)
+    {
+        if (!ReferenceEquals(source, _source))
+        {
+            _tokenRegistration?.Dispose();
+            _source = source;
+
+            // A token without active callbacks is polled by the resolver; the timer's periodic refresh reads it.
+            _tokenRegistration = source.ChangeToken.ActiveChangeCallbacks
+                ? source.ChangeToken.RegisterChangeCallback(static s => ((ServiceTable)s!).OnSourceChanged(), this)
+                : null;
+        }
+
+        var endpoints = source.Endpoints;
+        var known = source.Features.Get<IMeshServiceFeature>() is not null;
+        if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
+        {
+            known = true;
+        }
+
+        if (!known)
+        {
+            SetUnknown();
+            return;
+        }
+
+        var entries = new List<EndpointEntry>(endpoints.Count);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var endpoint in endpoints)
+        {
+            var entry = EndpointEntry.Create(endpoint, GetOrAddState);
+            if (entry is null)
+            {
+                Log.UnsupportedEndpoint(_registry.Logger, ServiceName, endpoint.EndPoint.GetType().Name);
+            }
+            else if (seen.Add(entry.Id))
+            {
+                entries.Add(entry);
+            }
+        }
+
+        foreach (var id in _states.Keys)
+        {
+            if (!seen.Contains(id))
+            {
+                _states.TryRemove(id, out _);
+            }
+        }
+
+        var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
+        lock (_rebuildLock)
+        {
+            _entries = [.. entries];
+        }
+
+        _resolution = ServiceResolution.Known;
+        RebuildSnapshot();
+        if (changed)
+        {
+            Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _snapshot!.Policy.Name);
+        }
+    }
+
+    /// <summary>Publishes a new snapshot from the current endpoints, health and options.</summary>
+    public void RebuildSnapshot()
+    {
+        lock (_rebuildLock)
+        {
+            if (_resolution != ServiceResolution.Known)
+            {
+                return;
+            }
+
+            var options = _registry.Options.Current;
+            var policyName = LoadBalancerNames.Normalize(
+                options.Services.TryGetValue(ServiceName, out var service) ? service.LoadBalancer : null)
+                ?? LoadBalancerNames.Normalize(options.LoadBalancer)
+                ?? LoadBalancerNames.PeakEwma;
+            var policy = _snapshot?.Policy.Name == policyName && _snapshot.Policy is not PeakEwmaPolicy
+                ? _snapshot.Policy
+                : LoadBalancingPolicy.Create(policyName, options, _registry.TimeProvider);
+            var frequency = _registry.TimeProvider.TimestampFrequency;
+            var all = _entries;
+            var start = (int)_registry.Random.NextInt64(int.MaxValue);
+            _snapshot = new EndpointSnapshot(ServiceName, all, all, policy, panic: false, start)
+            {
+                Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
+                FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
+            };
+        }
+    }
+
+    private EndpointState GetOrAddState(string id) => _states.GetOrAdd(id, static id => new EndpointState(id));
+
+    private void SetUnknown()
+    {
+        lock (_rebuildLock)
+        {
+            _resolution = ServiceResolution.Unknown;
+            _snapshot = null;
+            _entries = [];
+        }
+
+        _states.Clear();
+    }
+
+    private bool IsPassThrough(IReadOnlyList<ServiceEndpoint> endpoints) =>
+        endpoints.Count == 1
+        && endpoints[0].EndPoint is DnsEndPoint dns
+        && string.Equals(dns.Host, ServiceName, StringComparison.OrdinalIgnoreCase)
+        && endpoints[0].Features.Get<IMeshEndpointFeature>() is null;
+
+    private static bool SameEndpoints(EndpointEntry[] current, List<EndpointEntry> next)
+    {
+        if (current.Length != next.Count)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < current.Length; i++)
+        {
+            var a = current[i];
+            var b = next[i];
+            if (a.Id != b.Id || a.Weight != b.Weight || a.Zone != b.Zone || a.Address != b.Address)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public void Dispose()
+    {
+        _disposed.Cancel();
+        _timer.Dispose();
+        _tokenRegistration?.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(100, LogLevel.Information, "Service {Service}: {Count} endpoint(s), load balancer {Policy}.", EventName = "EndpointsChanged")]
+        public static partial void EndpointsChanged(ILogger logger, string service, int count, string policy);
+
+        [LoggerMessage(101, LogLevel.Warning, "Service {Service}: discovery failed; the last known endpoints keep serving.", EventName = "DiscoveryFailed")]
+        public static partial void DiscoveryFailed(ILogger logger, string service, Exception exception);
+
+        [LoggerMessage(102, LogLevel.Information, "Service {Service}: discovery recovered.", EventName = "DiscoveryRecovered")]
+        public static partial void DiscoveryRecovered(ILogger logger, string service);
+
+        [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored an endpoint of unsupported type {Type}.", EventName = "UnsupportedEndpoint")]
+        public static partial void UnsupportedEndpoint(ILogger logger, string service, string type);
+    }
+}

@@ -1,0 +1,115 @@
+using System.Collections.Concurrent;
+using MeshClient.Discovery;
+using MeshClient.Internal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.ServiceDiscovery;
+
+namespace MeshClient.Balancing;
+
+/// <summary>
+/// The singleton that owns one <see cref="ServiceTable"/> per host the mesh has seen. Tables of services that are
+/// no longer called are evicted after <see cref="IdleTimeout"/>, so nothing grows without bound.
+/// </summary>
+internal sealed class ServiceTableRegistry : IDisposable
+{
+    internal static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(5);
+    internal static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(10);
+
+    private readonly ConcurrentDictionary<string, ServiceTable> _tables = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Lock _createLock = new();
+    private bool _disposed;
+
+    public ServiceTableRegistry(
+        ServiceEndpointResolver resolver,
+        IEnumerable<IServiceEndpointProviderFactory> providerFactories,
+        MeshOptionsChangeNotifier options,
+        TimeProvider timeProvider,
+        Randomizer random,
+        ILogger<ServiceTableRegistry> logger)
+    {
+        Resolver = resolver;
+        Options = options;
+        TimeProvider = timeProvider;
+        Random = random;
+        Logger = logger;
+        ProviderNames = [.. providerFactories.Select(DescribeProvider).Distinct()];
+    }
+
+    public ServiceEndpointResolver Resolver { get; }
+
+    public MeshOptionsChangeNotifier Options { get; }
+
+    public TimeProvider TimeProvider { get; }
+
+    public Randomizer Random { get; }
+
+    public ILogger Logger { get; }
+
+    /// <summary>Gets the discovery providers, in the order they are asked, for error messages.</summary>
+    public IReadOnlyList<string> ProviderNames { get; }
+
+    public ICollection<ServiceTable> Tables => _tables.Values;
+
+    public ServiceTable GetTable(string host) =>
+        _tables.TryGetValue(host, out var table) ? table : CreateTable(host);
+
+    private ServiceTable CreateTable(string host)
+    {
+        lock (_createLock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (!_tables.TryGetValue(host, out var table))
+            {
+                table = new ServiceTable(this, host);
+                _tables[host] = table;
+            }
+
+            return table;
+        }
+    }
+
+    internal void Evict(ServiceTable table)
+    {
+        if (((ICollection<KeyValuePair<string, ServiceTable>>)_tables).Remove(new(table.ServiceName, table)))
+        {
+            table.Dispose();
+        }
+    }
+
+    private static string DescribeProvider(IServiceEndpointProviderFactory factory)
+    {
+        if (factory is MeshConfigurationEndpointProviderFactory)
+        {
+            return MeshConfigurationEndpointProviderFactory.ProviderName;
+        }
+
+        var name = factory.ToString();
+        var typeName = factory.GetType().Name;
+        if (name is null || name == factory.GetType().FullName)
+        {
+            name = typeName switch
+            {
+                "ConfigurationServiceEndpointProviderFactory" => "configuration (Services)",
+                "PassThroughServiceEndpointProviderFactory" => "pass-through",
+                _ => typeName.Replace("ServiceEndpointProviderFactory", string.Empty, StringComparison.Ordinal),
+            };
+        }
+
+        return name;
+    }
+
+    public void Dispose()
+    {
+        lock (_createLock)
+        {
+            _disposed = true;
+        }
+
+        foreach (var table in _tables.Values)
+        {
+            table.Dispose();
+        }
+
+        _tables.Clear();
+    }
+}

@@ -1,0 +1,51 @@
+using MeshClient.Balancing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace MeshClient.Internal;
+
+/// <summary>
+/// Adds the mesh handlers to every factory client that should have them. A filter runs after every other
+/// configuration of a client, so the mesh handlers end up innermost (closest to the socket) and the user's own
+/// handlers stay outside them. It also removes the handler of <c>IHttpClientBuilder.AddServiceDiscovery()</c>,
+/// which would balance a second time, ignore weights, and leak a resolver per handler rotation.
+/// </summary>
+internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
+    IOptions<MeshClientSelection> selection,
+    Discovery.MeshOptionsChangeNotifier options,
+    ILogger<MeshHttpMessageHandlerBuilderFilter> logger) : IHttpMessageHandlerBuilderFilter
+{
+    private const string ServiceDiscoveryHandlerType = "Microsoft.Extensions.ServiceDiscovery.Http.ResolvingHttpDelegatingHandler";
+
+    public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
+    {
+        next(builder);
+        var name = builder.Name ?? string.Empty;
+        var chosen = selection.Value;
+        if (chosen.Excluded.Contains(name) || !(options.Current.ApplyToAllHttpClients || chosen.Included.Contains(name)))
+        {
+            return;
+        }
+
+        var handlers = builder.AdditionalHandlers;
+        for (var i = handlers.Count - 1; i >= 0; i--)
+        {
+            if (handlers[i].GetType().FullName == ServiceDiscoveryHandlerType)
+            {
+                handlers.RemoveAt(i);
+                Log.RemovedServiceDiscoveryHandler(logger, name);
+            }
+        }
+
+        var services = builder.Services;
+        handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>(), services.GetRequiredService<Randomizer>()));
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(1, LogLevel.Warning, "HttpClient '{Client}': removed the handler of AddServiceDiscovery(); the mesh discovers and balances this client itself.", EventName = "RemovedServiceDiscoveryHandler")]
+        public static partial void RemovedServiceDiscoveryHandler(ILogger logger, string client);
+    }
+}

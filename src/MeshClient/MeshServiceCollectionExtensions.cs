@@ -1,0 +1,118 @@
+using MeshClient;
+using MeshClient.Balancing;
+using MeshClient.Discovery;
+using MeshClient.Internal;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.ServiceDiscovery;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>
+/// Registers the mesh: <c>services.AddMesh()</c> makes every <see cref="System.Net.Http.IHttpClientFactory"/> client
+/// discover, balance, eject, retry and trace through the mesh.
+/// </summary>
+public static class MeshServiceCollectionExtensions
+{
+    /// <summary>The configuration section the mesh is bound from by default.</summary>
+    public const string DefaultSectionName = "Mesh";
+
+    /// <summary>
+    /// Adds the mesh, bound from the <c>Mesh</c> section of the application's <see cref="IConfiguration"/> (reloadable).
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <returns>A builder to add optional features such as Consul.</returns>
+    public static IMeshBuilder AddMesh(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return AddMeshCore(services, DefaultSectionName, section: null);
+    }
+
+    /// <summary>
+    /// Adds the mesh, bound from the <c>Mesh</c> configuration section when there is one, then configured by
+    /// <paramref name="configure"/>.
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="configure">Configures the options after configuration binding.</param>
+    /// <returns>A builder to add optional features such as Consul.</returns>
+    public static IMeshBuilder AddMesh(this IServiceCollection services, Action<MeshOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+        var builder = AddMeshCore(services, DefaultSectionName, section: null);
+        services.Configure(configure);
+        return builder;
+    }
+
+    /// <summary>Adds the mesh, bound from <paramref name="section"/> (reloadable).</summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="section">The configuration section holding the mesh options.</param>
+    /// <returns>A builder to add optional features such as Consul.</returns>
+    public static IMeshBuilder AddMesh(this IServiceCollection services, IConfigurationSection section)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(section);
+        return AddMeshCore(services, section.Path, section);
+    }
+
+    private static MeshBuilder AddMeshCore(IServiceCollection services, string path, IConfigurationSection? section)
+    {
+        var existing = services.FirstOrDefault(d => d.ServiceType == typeof(MeshMarker))?.ImplementationInstance as MeshMarker;
+        if (existing is not null)
+        {
+            return new MeshBuilder(services, existing.Path);
+        }
+
+        services.AddSingleton(new MeshMarker(path));
+        services.AddHttpClient();
+        services.AddServiceDiscoveryCore();
+
+        // The mesh's provider goes first, ahead of the standard configuration provider ("first provider with
+        // endpoints wins"), even when AddServiceDiscovery() was called before AddMesh().
+        var firstProvider = services.IndexOf(services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory))!);
+        var descriptor = ServiceDescriptor.Singleton<IServiceEndpointProviderFactory, MeshConfigurationEndpointProviderFactory>();
+        if (firstProvider < 0)
+        {
+            services.Add(descriptor);
+        }
+        else
+        {
+            services.Insert(firstProvider, descriptor);
+        }
+
+        services.AddConfigurationServiceEndpointProvider();
+
+        var options = services.AddOptions<MeshOptions>();
+        if (section is not null)
+        {
+            services.Configure<MeshOptions>(section);
+        }
+        else
+        {
+            options.Configure<IServiceProvider>((o, sp) => sp.GetService<IConfiguration>()?.GetSection(path).Bind(o));
+            services.AddSingleton<IOptionsChangeTokenSource<MeshOptions>>(sp =>
+                new ConfigurationChangeTokenSource<MeshOptions>(
+                    Options.Options.DefaultName,
+                    (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
+        }
+
+        options.ValidateOnStart();
+        services.AddSingleton(new MeshConfigurationPath(path));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshOptionsValidator>());
+        services.AddOptions<MeshClientSelection>();
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(Randomizer.Shared);
+        services.TryAddSingleton<MeshOptionsChangeNotifier>();
+        services.TryAddSingleton<ServiceTableRegistry>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
+        return new MeshBuilder(services, path);
+    }
+
+    private sealed class MeshMarker(string path)
+    {
+        public string Path { get; } = path;
+    }
+}

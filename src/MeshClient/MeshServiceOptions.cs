@@ -1,0 +1,18 @@
+namespace MeshClient;
+
+/// <summary>
+/// Per-service options, bound from <c>Mesh:Services:{name}</c>.
+/// </summary>
+public sealed class MeshServiceOptions
+{
+    /// <summary>
+    /// Gets or sets the load-balancing policy of this service. When <see langword="null"/>, the global
+    /// <see cref="MeshOptions.LoadBalancer"/> applies.
+    /// </summary>
+    public string? LoadBalancer { get; set; }
+
+    /// <summary>
+    /// Gets the static endpoints of this service (<c>Mesh:Services:{name}:Endpoints:{i}</c>).
+    /// </summary>
+    public IList<MeshEndpointOptions> Endpoints { get; } = new List<MeshEndpointOptions>();
+}
