@@ -1,0 +1,88 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace MeshClient.Tests;
+
+/// <summary>Invalid configuration fails at start-up with a message naming the key.</summary>
+public sealed class MeshOptionsValidationTests
+{
+    [Theory]
+    [InlineData("Mesh:Services:catalog:Endpoints:0:Weight", "0", "Mesh:Services:catalog:Endpoints:0:Weight must be between 1 and 65535, was 0.")]
+    [InlineData("Mesh:Services:catalog:Endpoints:0:Weight", "70000", "Mesh:Services:catalog:Endpoints:0:Weight must be between 1 and 65535, was 70000.")]
+    [InlineData("Mesh:Services:catalog:Endpoints:0:Address", "/relative/path", "Mesh:Services:catalog:Endpoints:0:Address '/relative/path' must be an absolute http or https URI")]
+    [InlineData("Mesh:Services:catalog:Endpoints:0:Address", "ftp://10.0.0.1:21", "Mesh:Services:catalog:Endpoints:0:Address 'ftp://10.0.0.1:21' must be an absolute http or https URI")]
+    [InlineData("Mesh:Services:catalog:LoadBalancer", "Fastest", "Mesh:Services:catalog:LoadBalancer: 'Fastest' is not a load balancer; use one of PeakEwma, LeastRequest, RoundRobin, Random.")]
+    [InlineData("Mesh:LoadBalancer", "RoundRobbin", "Mesh:LoadBalancer: 'RoundRobbin' is not a load balancer")]
+    [InlineData("Mesh:PeakEwma:DecayTime", "00:00:00", "Mesh:PeakEwma:DecayTime must be between")]
+    public async Task InvalidConfiguration_FailsAtStartUp_NamingTheKey(string key, string value, string expected)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Mesh:Services:catalog:Endpoints:0:Address"] = "http://127.0.0.1:5001",
+            ["Mesh:Services:catalog:Endpoints:0:Weight"] = "3",
+            [key] = value,
+        };
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.Services.AddMesh();
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ValidConfiguration_Starts()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:LoadBalancer"] = "roundrobin",
+            ["Mesh:Services:catalog:Endpoints:0:Address"] = "https://10.0.0.1:8443/base",
+            ["Mesh:Services:catalog:Endpoints:0:Weight"] = "65535",
+            ["Mesh:Services:catalog:Endpoints:0:Zone"] = "eu-1a",
+        });
+        builder.Services.AddMesh();
+        using var host = builder.Build();
+        await host.StartAsync();
+        await host.StopAsync();
+    }
+
+    [Fact]
+    public void AddMeshWithSection_NamesKeysUnderThatSection()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Platform:Mesh:Services:catalog:Endpoints:0:Address"] = "http://127.0.0.1:5001",
+            ["Platform:Mesh:Services:catalog:Endpoints:0:Weight"] = "0",
+        }).Build();
+        var services = new ServiceCollection().AddLogging();
+        services.AddMesh(configuration.GetSection("Platform:Mesh"));
+        using var provider = services.BuildServiceProvider();
+
+        var ex = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<MeshOptions>>().Value);
+
+        Assert.Contains("Platform:Mesh:Services:catalog:Endpoints:0:Weight must be between 1 and 65535, was 0.", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AddMeshWithAction_ConfiguresServicesInCode()
+    {
+        var services = new ServiceCollection().AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        services.AddMesh(o =>
+        {
+            var service = new MeshServiceOptions { LoadBalancer = "Random" };
+            service.Endpoints.Add(new MeshEndpointOptions { Address = "http://127.0.0.1:1", Weight = 2 });
+            o.Services["catalog"] = service;
+        });
+        await using var provider = services.BuildServiceProvider();
+
+        var options = provider.GetRequiredService<IOptions<MeshOptions>>().Value;
+
+        Assert.Equal(2, options.Services["CATALOG"].Endpoints[0].Weight);
+    }
+}
