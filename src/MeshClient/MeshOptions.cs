@@ -1,4 +1,5 @@
 using MeshClient.Balancing;
+using MeshClient.Resilience;
 
 namespace MeshClient;
 
@@ -29,6 +30,9 @@ public sealed class MeshOptions
     /// </summary>
     public IDictionary<string, MeshServiceOptions> Services { get; } =
         new Dictionary<string, MeshServiceOptions>(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Gets the outlier detection, retry and timeout settings of every service (<c>Mesh:Resilience</c>).</summary>
+    public MeshResilienceOptions Resilience { get; } = new();
 
     /// <summary>Gets the tuning of the peak-EWMA load balancer.</summary>
     public PeakEwmaOptions PeakEwma { get; } = new();

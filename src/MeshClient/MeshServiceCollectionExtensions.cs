@@ -2,6 +2,8 @@ using MeshClient;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
 using MeshClient.Internal;
+using MeshClient.Resilience;
+using MeshClient.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http;
@@ -107,6 +109,10 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(Randomizer.Shared);
         services.TryAddSingleton<MeshOptionsChangeNotifier>();
         services.TryAddSingleton<ServiceTableRegistry>();
+        services.AddMetrics();
+        services.TryAddSingleton<MeshInstrumentation>();
+        services.TryAddSingleton<ResilienceRegistry>();
+        services.TryAddSingleton<IEndpointHealthObserver, OutlierDetector>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
         return new MeshBuilder(services, path);
     }

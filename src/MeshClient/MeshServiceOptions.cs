@@ -1,3 +1,5 @@
+using MeshClient.Resilience;
+
 namespace MeshClient;
 
 /// <summary>
@@ -15,4 +17,10 @@ public sealed class MeshServiceOptions
     /// Gets the static endpoints of this service (<c>Mesh:Services:{name}:Endpoints:{i}</c>).
     /// </summary>
     public IList<MeshEndpointOptions> Endpoints { get; } = new List<MeshEndpointOptions>();
+
+    /// <summary>
+    /// Gets the outlier detection, retry and timeout settings of this service
+    /// (<c>Mesh:Services:{name}:Resilience</c>); unset values take the global ones.
+    /// </summary>
+    public MeshResilienceOptions Resilience { get; } = new();
 }

@@ -11,6 +11,8 @@ internal sealed class EndpointState
     private long _ewmaBits; // double, in TimeProvider timestamp units; 0 = no sample yet
     private long _lastSampleTimestamp;
     private long _requests;
+    private int _status;
+    private int _probeInFlight;
 
     public EndpointState(string id)
     {
@@ -20,6 +22,40 @@ internal sealed class EndpointState
     public string Id { get; }
 
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>Gets whether the endpoint takes traffic (set by outlier detection).</summary>
+    public EndpointStatus Status => (EndpointStatus)Volatile.Read(ref _status);
+
+    /// <summary>Gets or sets the per-endpoint data of outlier detection (owned by the Resilience feature).</summary>
+    public object? HealthData { get; set; }
+
+    public void SetStatus(EndpointStatus status)
+    {
+        Volatile.Write(ref _status, (int)status);
+        if (status == EndpointStatus.Probing)
+        {
+            Volatile.Write(ref _probeInFlight, 0);
+        }
+    }
+
+    /// <summary>
+    /// Admits an attempt: a healthy endpoint always; a probing one to a single attempt at a time (the probe);
+    /// an ejected one only in panic mode, when the snapshot includes it.
+    /// </summary>
+    public bool TryAdmit(bool panic, out bool isProbe)
+    {
+        isProbe = false;
+        if (panic || Volatile.Read(ref _status) != (int)EndpointStatus.Probing)
+        {
+            return true;
+        }
+
+        isProbe = Interlocked.CompareExchange(ref _probeInFlight, 1, 0) == 0;
+        return isProbe;
+    }
+
+    /// <summary>Opens the probe gate again when a probe ended without a verdict (cancelled, 429).</summary>
+    public void ReleaseProbe() => Volatile.Write(ref _probeInFlight, 0);
 
     /// <summary>Gets the number of attempts this endpoint has been given.</summary>
     public long Requests => Volatile.Read(ref _requests);

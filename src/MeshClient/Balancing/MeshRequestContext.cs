@@ -8,9 +8,14 @@ internal sealed class MeshRequestContext
 {
     public static readonly HttpRequestOptionsKey<MeshRequestContext> Key = new("MeshClient.RequestContext");
 
-    private EndpointState?[] _tried = new EndpointState?[4];
+    public MeshRequestContext(string serviceName)
+    {
+        ServiceName = serviceName;
+    }
 
-    public string? ServiceName { get; set; }
+    private EndpointState?[] _tried = new EndpointState?[2];
+
+    public string ServiceName { get; }
 
     public int Attempts { get; private set; }
 
@@ -34,10 +39,20 @@ internal sealed class MeshRequestContext
         return false;
     }
 
-    public void OnAttempt(EndpointEntry endpoint)
+    /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
+    public object? Resilience { get; set; }
+
+    /// <summary>Gets or sets why the last retry happened, for telemetry.</summary>
+    public string? LastRetryReason { get; set; }
+
+    /// <summary>Gets or sets a value indicating whether the retry budget refused a retry of this request.</summary>
+    public bool BudgetExhausted { get; set; }
+
+    public void OnAttempt(EndpointEntry endpoint, string policy)
     {
         Attempts++;
         LastEndpoint = endpoint;
+        Policy = policy;
         if (HasTried(endpoint.State))
         {
             return;

@@ -69,22 +69,42 @@ internal sealed partial class ServiceTable : IDisposable
         }
     }
 
-    /// <summary>Records how an attempt ended: latency for the balancer.</summary>
-    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome)
+    /// <summary>Gets the lock that serialises snapshot rebuilds and health transitions (never taken on the hot path).</summary>
+    public Lock HealthLock => _rebuildLock;
+
+    /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
+    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
     {
-        if (outcome == AttemptOutcome.Cancelled)
+        if (outcome != AttemptOutcome.Cancelled)
         {
-            return;
+            var now = _registry.TimeProvider.GetTimestamp();
+            double rtt = now - startTimestamp;
+            if (outcome != AttemptOutcome.Success)
+            {
+                rtt = Math.Max(rtt, snapshot.FailurePenalty);
+            }
+
+            endpoint.State.RecordLatency(now, rtt, snapshot.Decay);
         }
 
-        var now = _registry.TimeProvider.GetTimestamp();
-        double rtt = now - startTimestamp;
-        if (outcome != AttemptOutcome.Success)
+        if (_registry.HealthObserver is { } observer)
         {
-            rtt = Math.Max(rtt, snapshot.FailurePenalty);
+            observer.OnOutcome(this, endpoint, outcome, wasProbe);
         }
+        else if (wasProbe)
+        {
+            endpoint.State.ReleaseProbe();
+        }
+    }
 
-        endpoint.State.RecordLatency(now, rtt, snapshot.Decay);
+    /// <summary>Changes whether an endpoint takes traffic, and publishes the new snapshot at once.</summary>
+    public void SetStatus(EndpointState state, EndpointStatus status)
+    {
+        lock (_rebuildLock)
+        {
+            state.SetStatus(status);
+            RebuildSnapshot();
+        }
     }
 
     private void OnTimer()
@@ -203,9 +223,9 @@ internal sealed partial class ServiceTable : IDisposable
 
         foreach (var id in _states.Keys)
         {
-            if (!seen.Contains(id))
+            if (!seen.Contains(id) && _states.TryRemove(id, out var removed))
             {
-                _states.TryRemove(id, out _);
+                _registry.HealthObserver?.OnRemoved(removed);
             }
         }
 
@@ -243,12 +263,55 @@ internal sealed partial class ServiceTable : IDisposable
                 : LoadBalancingPolicy.Create(policyName, options, _registry.TimeProvider);
             var frequency = _registry.TimeProvider.TimestampFrequency;
             var all = _entries;
+            var healthy = 0;
+            var admitted = 0;
+            foreach (var entry in all)
+            {
+                var status = entry.State.Status;
+                healthy += status == EndpointStatus.Healthy ? 1 : 0;
+                admitted += status != EndpointStatus.Ejected ? 1 : 0;
+            }
+
+            // Panic (Envoy): with too few healthy endpoints, balance over all of them rather than overload the
+            // few or fail.
+            var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
+            var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
+            EndpointEntry[] active;
+            if (panic || admitted == all.Length)
+            {
+                active = all;
+            }
+            else
+            {
+                active = new EndpointEntry[admitted];
+                var n = 0;
+                foreach (var entry in all)
+                {
+                    if (entry.State.Status != EndpointStatus.Ejected)
+                    {
+                        active[n++] = entry;
+                    }
+                }
+            }
+
+            var previousPanic = _snapshot?.Panic ?? false;
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
-            _snapshot = new EndpointSnapshot(ServiceName, all, all, policy, panic: false, start)
+            _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start)
             {
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
                 FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
             };
+            if (panic != previousPanic)
+            {
+                if (panic)
+                {
+                    Log.PanicEntered(_registry.Logger, ServiceName, healthy, all.Length);
+                }
+                else
+                {
+                    Log.PanicLeft(_registry.Logger, ServiceName, healthy, all.Length);
+                }
+            }
         }
     }
 
@@ -261,6 +324,11 @@ internal sealed partial class ServiceTable : IDisposable
             _resolution = ServiceResolution.Unknown;
             _snapshot = null;
             _entries = [];
+        }
+
+        foreach (var state in _states.Values)
+        {
+            _registry.HealthObserver?.OnRemoved(state);
         }
 
         _states.Clear();
@@ -297,6 +365,10 @@ internal sealed partial class ServiceTable : IDisposable
         _disposed.Cancel();
         _timer.Dispose();
         _tokenRegistration?.Dispose();
+        foreach (var state in _states.Values)
+        {
+            _registry.HealthObserver?.OnRemoved(state);
+        }
     }
 
     private static partial class Log
@@ -309,6 +381,12 @@ internal sealed partial class ServiceTable : IDisposable
 
         [LoggerMessage(102, LogLevel.Information, "Service {Service}: discovery recovered.", EventName = "DiscoveryRecovered")]
         public static partial void DiscoveryRecovered(ILogger logger, string service);
+
+        [LoggerMessage(104, LogLevel.Warning, "Service {Service}: panic mode entered, only {Healthy} of {Total} endpoint(s) healthy; balancing over all of them.", EventName = "PanicEntered")]
+        public static partial void PanicEntered(ILogger logger, string service, int healthy, int total);
+
+        [LoggerMessage(105, LogLevel.Information, "Service {Service}: panic mode left, {Healthy} of {Total} endpoint(s) healthy.", EventName = "PanicLeft")]
+        public static partial void PanicLeft(ILogger logger, string service, int healthy, int total);
 
         [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored an endpoint of unsupported type {Type}.", EventName = "UnsupportedEndpoint")]
         public static partial void UnsupportedEndpoint(ILogger logger, string service, string type);

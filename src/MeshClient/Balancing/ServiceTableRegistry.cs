@@ -25,8 +25,10 @@ internal sealed class ServiceTableRegistry : IDisposable
         MeshOptionsChangeNotifier options,
         TimeProvider timeProvider,
         Randomizer random,
-        ILogger<ServiceTableRegistry> logger)
+        ILogger<ServiceTableRegistry> logger,
+        IEndpointHealthObserver? healthObserver = null)
     {
+        HealthObserver = healthObserver;
         Resolver = resolver;
         Options = options;
         TimeProvider = timeProvider;
@@ -44,6 +46,8 @@ internal sealed class ServiceTableRegistry : IDisposable
     public Randomizer Random { get; }
 
     public ILogger Logger { get; }
+
+    public IEndpointHealthObserver? HealthObserver { get; }
 
     /// <summary>Gets the discovery providers, in the order they are asked, for error messages.</summary>
     public IReadOnlyList<string> ProviderNames { get; }

@@ -1,4 +1,7 @@
 using MeshClient.Balancing;
+using MeshClient.Handlers;
+using MeshClient.Resilience;
+using MeshClient.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Logging;
@@ -40,7 +43,14 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         }
 
         var services = builder.Services;
+        var time = services.GetRequiredService<TimeProvider>();
+
+        // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
+        // the attempt timeout. The primary handler then emits the per-attempt Client span.
+        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time));
+        handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>(), services.GetRequiredService<Randomizer>()));
+        handlers.Add(new MeshAttemptHandler());
     };
 
     private static partial class Log

@@ -1,5 +1,6 @@
 using System.Globalization;
 using MeshClient.Balancing;
+using MeshClient.Resilience;
 using Microsoft.Extensions.Options;
 
 namespace MeshClient.Internal;
@@ -25,6 +26,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
         ValidateRange(failures, $"{root}:PeakEwma:DefaultRtt", options.PeakEwma.DefaultRtt, TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(1));
         ValidateRange(failures, $"{root}:PeakEwma:FailurePenalty", options.PeakEwma.FailurePenalty, TimeSpan.Zero, TimeSpan.FromMinutes(1));
 
+        ResilienceSettings.Validate(failures, $"{root}:Resilience", options.Resilience, global: null);
         foreach (var (serviceName, service) in options.Services)
         {
             var prefix = $"{root}:Services:{serviceName}";
@@ -39,6 +41,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             }
 
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
+            ResilienceSettings.Validate(failures, $"{prefix}:Resilience", service.Resilience, options.Resilience);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {
                 var endpoint = service.Endpoints[i];

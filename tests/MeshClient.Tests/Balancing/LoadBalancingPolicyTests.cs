@@ -118,16 +118,16 @@ public sealed class LoadBalancingPolicyTests
     public void Retry_AvoidsEndpointsAlreadyTried_WhileAnUntriedOneRemains()
     {
         var snapshot = SnapshotFactory.Snapshot(RandomPolicy.Instance, 1, 1, 1);
-        var context = new MeshRequestContext();
-        context.OnAttempt(snapshot.Active[0]);
-        context.OnAttempt(snapshot.Active[1]);
+        var context = new MeshRequestContext("svc");
+        context.OnAttempt(snapshot.Active[0], "Random");
+        context.OnAttempt(snapshot.Active[1], "Random");
 
         for (var i = 0; i < 100; i++)
         {
             Assert.Same(snapshot.Active[2], RandomPolicy.Instance.Pick(snapshot, Seeded, context));
         }
 
-        context.OnAttempt(snapshot.Active[2]);
+        context.OnAttempt(snapshot.Active[2], "Random");
         Assert.NotNull(RandomPolicy.Instance.Pick(snapshot, Seeded, context)); // all tried: any endpoint again
     }
 

@@ -81,9 +81,11 @@ public sealed class WeightedBalancingTests
             response.EnsureSuccessStatusCode();
         });
 
-        // Round robin would split 80/80. Least request sends to the busy endpoint only when both P2C candidates are
-        // the busy one (about 1 in 4) or when it is momentarily idle.
-        Assert.True(idle.Count >= 2 * busy.Count, $"idle {idle.Count}, busy {busy.Count}");
+        // Least request sends to the busy endpoint only when both P2C candidates are the busy one, or on a tie
+        // with a momentarily busy idle one
+        // (about 1 in 4: observed 18-33% over runs). Round robin or random would give the busy one 50%.
+        Assert.Equal(160, idle.Count + busy.Count);
+        Assert.True(busy.Count < 160 * 0.40, $"idle {idle.Count}, busy {busy.Count}");
     }
 
     [Fact]

@@ -1,7 +1,8 @@
 using System.Net;
+using MeshClient.Balancing;
 using MeshClient.Internal;
 
-namespace MeshClient.Balancing;
+namespace MeshClient.Handlers;
 
 /// <summary>
 /// Resolves the request's host to a service, picks one of its endpoints with the service's policy, rewrites the
@@ -47,12 +48,9 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
 
     private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
     {
-        MeshRequestContext? context = null;
-        request.Options.TryGetValue(MeshRequestContext.Key, out context);
-        var endpoint = snapshot.Policy.Pick(snapshot, random, context)
-            ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
-
-        context?.OnAttempt(endpoint);
+        request.Options.TryGetValue(MeshRequestContext.Key, out var context);
+        var endpoint = Pick(table, snapshot, context, out var isProbe);
+        context?.OnAttempt(endpoint, snapshot.Policy.Name);
         var state = endpoint.State;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
         request.RequestUri = endpoint.Rewrite(original);
@@ -78,13 +76,51 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
         finally
         {
             state.OnAttemptEnded();
-            table.RecordOutcome(snapshot, endpoint, start, outcome);
+            table.RecordOutcome(snapshot, endpoint, start, outcome, isProbe);
             request.RequestUri = original;
             if (setHost)
             {
                 request.Headers.Host = null;
             }
         }
+    }
+
+    /// <summary>
+    /// Picks with the service's policy, then asks the endpoint to admit the attempt: a probing endpoint admits a
+    /// single probe at a time, so a returning endpoint sees one request before full traffic.
+    /// </summary>
+    private EndpointEntry Pick(ServiceTable table, EndpointSnapshot snapshot, MeshRequestContext? context, out bool isProbe)
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            var candidate = snapshot.Policy.Pick(snapshot, random, context)
+                ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+            if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
+            {
+                return candidate;
+            }
+        }
+
+        // Rare: the picks kept landing on endpoints whose probe is already in flight.
+        foreach (var candidate in snapshot.Active)
+        {
+            if (candidate.State.Status != EndpointStatus.Probing && (context is null || !context.HasTried(candidate.State)))
+            {
+                isProbe = false;
+                return candidate;
+            }
+        }
+
+        foreach (var candidate in snapshot.Active)
+        {
+            if (candidate.State.Status != EndpointStatus.Probing)
+            {
+                isProbe = false;
+                return candidate;
+            }
+        }
+
+        throw new NoHealthyEndpointException(table.ServiceName, $"Every endpoint of the service '{table.ServiceName}' is ejected and already being probed.");
     }
 
     internal static AttemptOutcome Classify(HttpStatusCode status) => (int)status switch

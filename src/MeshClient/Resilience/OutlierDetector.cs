@@ -1,0 +1,242 @@
+using MeshClient.Balancing;
+using MeshClient.Telemetry;
+using Microsoft.Extensions.Logging;
+
+namespace MeshClient.Resilience;
+
+/// <summary>
+/// Passive outlier detection per endpoint, with Envoy's semantics: consecutive failures; failure percentage over
+/// a rolling window with a minimum volume; ejection for base × times ejected, capped; at most a percentage of a
+/// service ejected (one always may be); a single probe when the ejection ends (Linkerd's probation); panic mode
+/// in the snapshot.
+/// <para>
+/// Written as a state machine here rather than on Polly's circuit breaker because the rules are service-wide and
+/// balancer-driven, which a per-pipeline breaker cannot express: Polly counts no consecutive failures (only a
+/// ratio over a window), cannot be vetoed by a max-ejection percentage, rejects every request in panic mode
+/// where traffic must still flow, and half-opens lazily on whatever request arrives, where the balancer must
+/// choose the single probe. Polly still runs the retries and timeouts (<see cref="ResilienceRegistry"/>).
+/// </para>
+/// </summary>
+internal sealed partial class OutlierDetector(
+    ResilienceRegistry resilience,
+    TimeProvider time,
+    MeshInstrumentation telemetry,
+    ILogger<OutlierDetector> logger) : IEndpointHealthObserver
+{
+    public void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
+    {
+        var state = endpoint.State;
+        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded)
+        {
+            if (wasProbe)
+            {
+                state.ReleaseProbe(); // no verdict: the next request probes again
+            }
+
+            return;
+        }
+
+        var settings = resilience.Get(table.ServiceName).Settings;
+        var health = GetHealth(state, settings);
+        if (outcome == AttemptOutcome.Success)
+        {
+            if (Volatile.Read(ref health.ConsecutiveFailures) != 0)
+            {
+                Volatile.Write(ref health.ConsecutiveFailures, 0);
+            }
+
+            health.Window.Add(marked: false);
+            if (wasProbe)
+            {
+                Readmit(table, endpoint, health);
+            }
+
+            return;
+        }
+
+        var consecutive = Interlocked.Increment(ref health.ConsecutiveFailures);
+        health.Window.Add(marked: true);
+        if (wasProbe)
+        {
+            Eject(table, endpoint, health, settings, "probe_failed", fromProbe: true);
+            return;
+        }
+
+        if (state.Status != EndpointStatus.Healthy)
+        {
+            return;
+        }
+
+        if (settings.ConsecutiveFailures > 0 && consecutive >= settings.ConsecutiveFailures)
+        {
+            Eject(table, endpoint, health, settings, "consecutive_failures", fromProbe: false);
+        }
+        else if (settings.FailurePercentageThreshold > 0)
+        {
+            var (total, failures) = health.Window.Sum();
+            if (total >= settings.FailurePercentageMinimumRequests && failures * 100 >= total * settings.FailurePercentageThreshold)
+            {
+                Eject(table, endpoint, health, settings, "failure_percentage", fromProbe: false);
+            }
+        }
+    }
+
+    public void OnRemoved(EndpointState state)
+    {
+        if (state.HealthData is EndpointHealth health)
+        {
+            lock (health)
+            {
+                health.Timer?.Dispose();
+                health.Timer = null;
+            }
+        }
+    }
+
+    private EndpointHealth GetHealth(EndpointState state, ResilienceSettings settings)
+    {
+        if (state.HealthData is EndpointHealth health && health.Window.Matches(settings.FailurePercentageWindow))
+        {
+            return health;
+        }
+
+        lock (state)
+        {
+            if (state.HealthData is EndpointHealth existing && existing.Window.Matches(settings.FailurePercentageWindow))
+            {
+                return existing;
+            }
+
+            var created = new EndpointHealth(new RollingCounter(time, settings.FailurePercentageWindow));
+            if (state.HealthData is EndpointHealth old)
+            {
+                created.TimesEjected = old.TimesEjected;
+                created.Timer = old.Timer;
+            }
+
+            state.HealthData = created;
+            return created;
+        }
+    }
+
+    private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe)
+    {
+        TimeSpan duration;
+        int times;
+        lock (table.HealthLock)
+        {
+            var state = endpoint.State;
+            if (fromProbe ? state.Status != EndpointStatus.Probing : state.Status != EndpointStatus.Healthy)
+            {
+                return; // another thread already decided
+            }
+
+            if (!fromProbe)
+            {
+                var snapshot = table.Snapshot;
+                var total = snapshot?.All.Length ?? 0;
+                var ejected = 0;
+                foreach (var entry in snapshot?.All ?? [])
+                {
+                    ejected += entry.State.Status != EndpointStatus.Healthy ? 1 : 0;
+                }
+
+                var allowed = settings.MaxEjectionPercent == 0 ? 0 : Math.Max(1, total * settings.MaxEjectionPercent / 100);
+                if (ejected >= allowed)
+                {
+                    Log.EjectionSkipped(logger, table.ServiceName, endpoint.Id, reason, ejected, total);
+                    Volatile.Write(ref health.ConsecutiveFailures, 0);
+                    health.Window.Reset();
+                    return;
+                }
+            }
+
+            var now = time.GetTimestamp();
+            if (health.LastReadmitted != 0 && time.GetElapsedTime(health.LastReadmitted, now) > settings.MaxEjectionTime)
+            {
+                health.TimesEjected = 0; // healthy for a long spell: start the backoff over
+            }
+
+            times = ++health.TimesEjected;
+            duration = TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks));
+            Volatile.Write(ref health.ConsecutiveFailures, 0);
+            health.Window.Reset();
+            lock (health)
+            {
+                health.Timer?.Dispose();
+                health.Timer = time.CreateTimer(static s => ((EjectionTimerState)s!).Expire(), new EjectionTimerState(this, table, endpoint), duration, Timeout.InfiniteTimeSpan);
+            }
+
+            table.SetStatus(state, EndpointStatus.Ejected);
+        }
+
+        telemetry.Ejections.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, table.ServiceName), new KeyValuePair<string, object?>(MeshTags.EjectionReason, reason));
+        MeshInstrumentation.AddEvent("mesh.endpoint.ejected", MeshTags.EndpointId, endpoint.Id);
+        Log.Ejected(logger, table.ServiceName, endpoint.Id, reason, duration, times);
+    }
+
+    private void OnEjectionExpired(ServiceTable table, EndpointEntry endpoint)
+    {
+        lock (table.HealthLock)
+        {
+            if (endpoint.State.Status != EndpointStatus.Ejected)
+            {
+                return;
+            }
+
+            table.SetStatus(endpoint.State, EndpointStatus.Probing);
+        }
+
+        Log.Probing(logger, table.ServiceName, endpoint.Id);
+    }
+
+    private void Readmit(ServiceTable table, EndpointEntry endpoint, EndpointHealth health)
+    {
+        lock (table.HealthLock)
+        {
+            if (endpoint.State.Status != EndpointStatus.Probing)
+            {
+                return;
+            }
+
+            health.LastReadmitted = time.GetTimestamp();
+            table.SetStatus(endpoint.State, EndpointStatus.Healthy);
+        }
+
+        Log.Readmitted(logger, table.ServiceName, endpoint.Id);
+    }
+
+    /// <summary>The outlier-detection data of one endpoint, kept in <see cref="EndpointState.HealthData"/>.</summary>
+    private sealed class EndpointHealth(RollingCounter window)
+    {
+        public int ConsecutiveFailures;
+
+        public RollingCounter Window { get; } = window;
+
+        public int TimesEjected { get; set; }
+
+        public long LastReadmitted { get; set; }
+
+        public ITimer? Timer { get; set; }
+    }
+
+    private sealed class EjectionTimerState(OutlierDetector detector, ServiceTable table, EndpointEntry endpoint)
+    {
+        public void Expire() => detector.OnEjectionExpired(table, endpoint);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(200, LogLevel.Warning, "Service {Service}: endpoint {Endpoint} ejected ({Reason}) for {Duration} (ejection #{Times}).", EventName = "EndpointEjected")]
+        public static partial void Ejected(ILogger logger, string service, string endpoint, string reason, TimeSpan duration, int times);
+
+        [LoggerMessage(201, LogLevel.Information, "Service {Service}: endpoint {Endpoint} ejection ended; sending it one probe request.", EventName = "EndpointProbing")]
+        public static partial void Probing(ILogger logger, string service, string endpoint);
+
+        [LoggerMessage(202, LogLevel.Information, "Service {Service}: endpoint {Endpoint} readmitted after a successful probe.", EventName = "EndpointReadmitted")]
+        public static partial void Readmitted(ILogger logger, string service, string endpoint);
+
+        [LoggerMessage(203, LogLevel.Warning, "Service {Service}: endpoint {Endpoint} is an outlier ({Reason}) but was not ejected: {Ejected} of {Total} endpoint(s) already are (max ejection percent).", EventName = "EjectionSkipped")]
+        public static partial void EjectionSkipped(ILogger logger, string service, string endpoint, string reason, int ejected, int total);
+    }
+}

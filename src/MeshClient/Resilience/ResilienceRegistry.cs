@@ -1,0 +1,175 @@
+using System.Collections.Concurrent;
+using System.Net;
+using MeshClient.Balancing;
+using MeshClient.Discovery;
+using MeshClient.Telemetry;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Primitives;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace MeshClient.Resilience;
+
+/// <summary>
+/// Builds and caches the <see cref="ServiceResilience"/> of every service: Polly pipelines (total timeout and
+/// retry around a call; attempt timeout around one attempt) and a retry budget. Rebuilt when options change.
+/// </summary>
+internal sealed class ResilienceRegistry : IDisposable
+{
+    /// <summary>The request of the current call, for the retry predicate.</summary>
+    internal static readonly ResiliencePropertyKey<HttpRequestMessage> RequestKey = new("MeshClient.Request");
+
+    private const int MaxCachedServices = 4096;
+    private readonly ConcurrentDictionary<string, ServiceResilience> _services = new(StringComparer.OrdinalIgnoreCase);
+    private readonly MeshOptionsChangeNotifier _options;
+    private readonly TimeProvider _time;
+    private readonly MeshInstrumentation _telemetry;
+    private readonly IDisposable _optionsSubscription;
+
+    public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry)
+    {
+        _options = options;
+        _time = time;
+        _telemetry = telemetry;
+        _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
+    }
+
+    public ServiceResilience Get(string serviceName)
+    {
+        if (_services.TryGetValue(serviceName, out var resilience))
+        {
+            return resilience;
+        }
+
+        if (_services.Count >= MaxCachedServices)
+        {
+            // Hosts outside the mesh are many and cheap to rebuild: a bounded cache, not a leak.
+            _services.Clear();
+        }
+
+        return _services.GetOrAdd(serviceName, Create);
+    }
+
+    private ServiceResilience Create(string serviceName)
+    {
+        var options = _options.Current;
+        options.Services.TryGetValue(serviceName, out var service);
+        var settings = ResilienceSettings.Resolve(options.Resilience, service?.Resilience);
+        var budget = new RetryBudget(_time, settings.RetryBudgetPercent, settings.RetryBudgetMinPerSecond, settings.RetryBudgetWindow);
+
+        var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = _time }
+            .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
+        if (settings.MaxRetries > 0)
+        {
+            call.AddRetry(new HttpRetryStrategyOptions
+            {
+                Name = "retry",
+                MaxRetryAttempts = settings.MaxRetries,
+                Delay = settings.RetryBaseDelay,
+                MaxDelay = settings.RetryMaxDelay,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                ShouldRetryAfterHeader = true,
+                ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
+                OnRetry = args =>
+                {
+                    OnRetry(args, serviceName);
+                    return default;
+                },
+            });
+        }
+
+        var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = _time }
+            .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
+            .Build();
+        return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget);
+    }
+
+    private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
+    {
+        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        var reason = Classify(args.Outcome, out var sent);
+        if (reason is null)
+        {
+            return false;
+        }
+
+        var request = args.Context.Properties.GetValue(RequestKey, null!);
+        if (sent && !settings.RetryNonIdempotent && request is not null && !IsIdempotent(request.Method))
+        {
+            // The server may have acted on it: a POST is never sent twice unless the user opts in.
+            return false;
+        }
+
+        if (!budget.TryWithdraw())
+        {
+            if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var context))
+            {
+                context.BudgetExhausted = true;
+            }
+
+            _telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName));
+            MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, serviceName);
+            return false;
+        }
+
+        return true;
+    }
+
+    private void OnRetry(OnRetryArguments<HttpResponseMessage> args, string serviceName)
+    {
+        var reason = Classify(args.Outcome, out _) ?? "error";
+        var request = args.Context.Properties.GetValue(RequestKey, null!);
+        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var context))
+        {
+            context.LastRetryReason = reason;
+        }
+
+        _telemetry.Retries.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName), new KeyValuePair<string, object?>(MeshTags.RetryReason, reason));
+        MeshInstrumentation.AddEvent("mesh.retry", MeshTags.RetryReason, reason);
+    }
+
+    /// <summary>
+    /// Says whether an outcome is worth another attempt, and whether the request may have reached the server
+    /// (<paramref name="sent"/>): connection failures and "no endpoint" sent nothing, so any method may retry.
+    /// </summary>
+    internal static string? Classify(Outcome<HttpResponseMessage> outcome, out bool sent)
+    {
+        sent = true;
+        switch (outcome.Exception)
+        {
+            case null:
+                var status = (int)(outcome.Result?.StatusCode ?? HttpStatusCode.OK);
+                return status switch
+                {
+                    >= 500 => "status_5xx",
+                    429 => "status_429",
+                    408 => "status_408",
+                    _ => null,
+                };
+            case NoHealthyEndpointException:
+                sent = false;
+                return "no_endpoint";
+            case HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError }:
+                sent = false;
+                return "connect_failure";
+            case TimeoutRejectedException:
+                return "timeout";
+            case HttpRequestException:
+                return "error";
+            default:
+                return null;
+        }
+    }
+
+    internal static bool IsIdempotent(HttpMethod method) =>
+        method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options
+        || method == HttpMethod.Put || method == HttpMethod.Delete || method == HttpMethod.Trace;
+
+    public void Dispose() => _optionsSubscription.Dispose();
+}

@@ -1,0 +1,29 @@
+namespace MeshClient.Resilience;
+
+/// <summary>
+/// Linkerd's retry budget (tower <c>TpsBudget</c>): over a rolling window, retries may add at most
+/// <c>percent</c> of the requests plus <c>minPerSecond</c> per second. Polly has no budget strategy, so it is
+/// written here and consulted by the retry strategy's predicate.
+/// </summary>
+internal sealed class RetryBudget(TimeProvider time, int percent, int minPerSecond, TimeSpan window)
+{
+    // Marked = retries; total = requests and retries.
+    private readonly RollingCounter _counter = new(time, window);
+    private readonly double _reserve = minPerSecond * window.TotalSeconds;
+
+    public void OnRequest() => _counter.Add(marked: false);
+
+    /// <summary>Takes one retry from the budget, or returns <see langword="false"/> when it is spent.</summary>
+    public bool TryWithdraw()
+    {
+        var (total, retries) = _counter.Sum();
+        var requests = total - retries;
+        if (retries >= (requests * percent / 100.0) + _reserve)
+        {
+            return false;
+        }
+
+        _counter.Add(marked: true);
+        return true;
+    }
+}

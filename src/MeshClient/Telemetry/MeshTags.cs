@@ -1,0 +1,35 @@
+namespace MeshClient.Telemetry;
+
+/// <summary>The names of the attributes the mesh puts on its spans and metrics.</summary>
+public static class MeshTags
+{
+    /// <summary>The logical service called, for example <c>catalog</c>.</summary>
+    public const string Service = "mesh.service";
+
+    /// <summary>The load-balancing policy that picked the endpoint.</summary>
+    public const string Policy = "mesh.lb.policy";
+
+    /// <summary>The stable instance id of the endpoint of the final attempt (spans only).</summary>
+    public const string EndpointId = "mesh.endpoint.id";
+
+    /// <summary>The zone of the endpoint of the final attempt, when known (spans only).</summary>
+    public const string EndpointZone = "mesh.endpoint.zone";
+
+    /// <summary>The number of attempts a call made.</summary>
+    public const string Attempts = "mesh.attempts";
+
+    /// <summary>The outcome of a call: <c>success</c> or <c>failure</c>.</summary>
+    public const string Outcome = "mesh.outcome";
+
+    /// <summary>Why a retry happened: <c>connect_failure</c>, <c>no_endpoint</c>, <c>timeout</c>, <c>status_5xx</c>, <c>status_429</c>, <c>status_408</c>, <c>error</c>.</summary>
+    public const string RetryReason = "mesh.retry.reason";
+
+    /// <summary>The state of endpoints counted by the endpoint gauge: <c>healthy</c>, <c>ejected</c>, <c>probing</c>.</summary>
+    public const string EndpointState = "mesh.endpoint.state";
+
+    /// <summary>Why an endpoint was ejected: <c>consecutive_failures</c>, <c>failure_percentage</c>, <c>probe_failed</c>.</summary>
+    public const string EjectionReason = "mesh.ejection.reason";
+
+    /// <summary>The OpenTelemetry error type: an exception type name or an HTTP status code.</summary>
+    public const string ErrorType = "error.type";
+}
