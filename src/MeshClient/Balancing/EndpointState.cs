@@ -13,6 +13,8 @@ internal sealed class EndpointState
     private long _requests;
     private int _status;
     private int _probeInFlight;
+    private int _consecutiveFailures;
+    private int _failureLimit;
 
     public EndpointState(string id)
     {
@@ -36,22 +38,85 @@ internal sealed class EndpointState
         {
             Volatile.Write(ref _probeInFlight, 0);
         }
+
+        if (status != EndpointStatus.Healthy)
+        {
+            Volatile.Write(ref _consecutiveFailures, 0);
+        }
+    }
+
+    /// <summary>Gets the failures since the last success (written by outlier detection).</summary>
+    public int ConsecutiveFailures => Volatile.Read(ref _consecutiveFailures);
+
+    /// <summary>Counts a failure and returns the new number of consecutive failures.</summary>
+    public int OnFailure() => Interlocked.Increment(ref _consecutiveFailures);
+
+    public void OnSuccess()
+    {
+        if (Volatile.Read(ref _consecutiveFailures) != 0)
+        {
+            Volatile.Write(ref _consecutiveFailures, 0);
+        }
     }
 
     /// <summary>
-    /// Admits an attempt: a healthy endpoint always; a probing one to a single attempt at a time (the probe);
-    /// an ejected one only in panic mode, when the snapshot includes it.
+    /// Sets the consecutive failures that eject this endpoint (0: no limit). While an endpoint is failing, attempts
+    /// are admitted only as long as failures plus attempts in flight stay under it, so concurrent callers cannot
+    /// push more than the limit into a failing endpoint before it is ejected.
+    /// </summary>
+    public void SetFailureLimit(int limit)
+    {
+        if (Volatile.Read(ref _failureLimit) != limit)
+        {
+            Volatile.Write(ref _failureLimit, limit);
+        }
+    }
+
+    /// <summary>
+    /// Admits an attempt and counts it in flight: a healthy endpoint always, a failing one within its failure
+    /// limit, a probing one to a single attempt at a time (the probe), an ejected one only in panic mode (when the
+    /// snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
     /// </summary>
     public bool TryAdmit(bool panic, out bool isProbe)
     {
         isProbe = false;
-        if (panic || Volatile.Read(ref _status) != (int)EndpointStatus.Probing)
+        if (!panic)
         {
-            return true;
+            if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing)
+            {
+                if (Interlocked.CompareExchange(ref _probeInFlight, 1, 0) != 0)
+                {
+                    return false;
+                }
+
+                isProbe = true;
+            }
+            else
+            {
+                var failures = Volatile.Read(ref _consecutiveFailures);
+                var limit = Volatile.Read(ref _failureLimit);
+                if (failures > 0 && limit > 0)
+                {
+                    while (true)
+                    {
+                        var inFlight = Volatile.Read(ref _inFlight);
+                        if (failures + inFlight >= limit)
+                        {
+                            return false;
+                        }
+
+                        if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
+                        {
+                            Interlocked.Increment(ref _requests);
+                            return true;
+                        }
+                    }
+                }
+            }
         }
 
-        isProbe = Interlocked.CompareExchange(ref _probeInFlight, 1, 0) == 0;
-        return isProbe;
+        OnAttemptStarted();
+        return true;
     }
 
     /// <summary>Opens the probe gate again when a probe ended without a verdict (cancelled, 429).</summary>

@@ -59,7 +59,6 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
             request.Headers.Host = endpoint.HostHeader;
         }
 
-        state.OnAttemptStarted();
         var start = registry.TimeProvider.GetTimestamp();
         var outcome = AttemptOutcome.Failure;
         try
@@ -101,12 +100,14 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
             }
         }
 
-        // Rare: the picks kept landing on endpoints whose probe is already in flight.
+        // Rare: the picks kept landing on endpoints that refused (a probe in flight, a failing endpoint at its
+        // limit). Take the first endpoint that is not probing, preferring one this call has not tried.
         foreach (var candidate in snapshot.Active)
         {
             if (candidate.State.Status != EndpointStatus.Probing && (context is null || !context.HasTried(candidate.State)))
             {
                 isProbe = false;
+                candidate.State.OnAttemptStarted();
                 return candidate;
             }
         }
@@ -116,6 +117,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
             if (candidate.State.Status != EndpointStatus.Probing)
             {
                 isProbe = false;
+                candidate.State.OnAttemptStarted();
                 return candidate;
             }
         }

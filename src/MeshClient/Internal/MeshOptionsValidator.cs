@@ -26,7 +26,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
         ValidateRange(failures, $"{root}:PeakEwma:DefaultRtt", options.PeakEwma.DefaultRtt, TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(1));
         ValidateRange(failures, $"{root}:PeakEwma:FailurePenalty", options.PeakEwma.FailurePenalty, TimeSpan.Zero, TimeSpan.FromMinutes(1));
 
-        ResilienceSettings.Validate(failures, $"{root}:Resilience", options.Resilience, global: null);
+        ResilienceSettings.Validate(failures, $"{root}:Resilience", options.Resilience);
         foreach (var (serviceName, service) in options.Services)
         {
             var prefix = $"{root}:Services:{serviceName}";
@@ -41,7 +41,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             }
 
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
-            ResilienceSettings.Validate(failures, $"{prefix}:Resilience", service.Resilience, options.Resilience);
+            ResilienceSettings.Validate(failures, $"{prefix}:Resilience", service.Resilience);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {
                 var endpoint = service.Endpoints[i];

@@ -38,12 +38,10 @@ internal sealed partial class OutlierDetector(
 
         var settings = resilience.Get(table.ServiceName).Settings;
         var health = GetHealth(state, settings);
+        state.SetFailureLimit(settings.ConsecutiveFailures);
         if (outcome == AttemptOutcome.Success)
         {
-            if (Volatile.Read(ref health.ConsecutiveFailures) != 0)
-            {
-                Volatile.Write(ref health.ConsecutiveFailures, 0);
-            }
+            state.OnSuccess();
 
             health.Window.Add(marked: false);
             if (wasProbe)
@@ -54,7 +52,7 @@ internal sealed partial class OutlierDetector(
             return;
         }
 
-        var consecutive = Interlocked.Increment(ref health.ConsecutiveFailures);
+        var consecutive = state.OnFailure();
         health.Window.Add(marked: true);
         if (wasProbe)
         {
@@ -145,7 +143,7 @@ internal sealed partial class OutlierDetector(
                 if (ejected >= allowed)
                 {
                     Log.EjectionSkipped(logger, table.ServiceName, endpoint.Id, reason, ejected, total);
-                    Volatile.Write(ref health.ConsecutiveFailures, 0);
+                    state.OnSuccess(); // forget the streak: the next streak is judged afresh
                     health.Window.Reset();
                     return;
                 }
@@ -159,7 +157,6 @@ internal sealed partial class OutlierDetector(
 
             times = ++health.TimesEjected;
             duration = TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks));
-            Volatile.Write(ref health.ConsecutiveFailures, 0);
             health.Window.Reset();
             lock (health)
             {
@@ -209,8 +206,6 @@ internal sealed partial class OutlierDetector(
     /// <summary>The outlier-detection data of one endpoint, kept in <see cref="EndpointState.HealthData"/>.</summary>
     private sealed class EndpointHealth(RollingCounter window)
     {
-        public int ConsecutiveFailures;
-
         public RollingCounter Window { get; } = window;
 
         public int TimesEjected { get; set; }

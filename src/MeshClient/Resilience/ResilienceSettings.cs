@@ -44,7 +44,7 @@ internal sealed record ResilienceSettings
     public static ResilienceSettings Resolve(MeshResilienceOptions? global, MeshResilienceOptions? service)
     {
         var d = Defaults;
-        return new ResilienceSettings
+        var settings = new ResilienceSettings
         {
             ConsecutiveFailures = service?.ConsecutiveFailures ?? global?.ConsecutiveFailures ?? d.ConsecutiveFailures,
             FailurePercentageThreshold = service?.FailurePercentageThreshold ?? global?.FailurePercentageThreshold ?? d.FailurePercentageThreshold,
@@ -64,10 +64,17 @@ internal sealed record ResilienceSettings
             AttemptTimeout = service?.AttemptTimeout ?? global?.AttemptTimeout ?? d.AttemptTimeout,
             TotalTimeout = service?.TotalTimeout ?? global?.TotalTimeout ?? d.TotalTimeout,
         };
+
+        // Like Envoy: the cap is at least the base, and an attempt never outlives its call.
+        return settings with
+        {
+            MaxEjectionTime = settings.MaxEjectionTime < settings.BaseEjectionTime ? settings.BaseEjectionTime : settings.MaxEjectionTime,
+            AttemptTimeout = settings.AttemptTimeout > settings.TotalTimeout ? settings.TotalTimeout : settings.AttemptTimeout,
+        };
     }
 
     /// <summary>Checks one set of options (global or per service), naming the keys under <paramref name="prefix"/>.</summary>
-    public static void Validate(List<string> failures, string prefix, MeshResilienceOptions? options, MeshResilienceOptions? global)
+    public static void Validate(List<string> failures, string prefix, MeshResilienceOptions? options)
     {
         if (options is null)
         {
@@ -91,15 +98,15 @@ internal sealed record ResilienceSettings
         Range(failures, prefix, nameof(options.AttemptTimeout), options.AttemptTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
         Range(failures, prefix, nameof(options.TotalTimeout), options.TotalTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1));
 
-        var effective = Resolve(global, options);
-        if (effective.MaxEjectionTime < effective.BaseEjectionTime)
+        // Only a contradiction written at one level is an error; an unset side adapts (see Resolve).
+        if (options.MaxEjectionTime is { } max && options.BaseEjectionTime is { } baseTime && max < baseTime)
         {
-            failures.Add($"{prefix}:MaxEjectionTime ({effective.MaxEjectionTime}) must not be shorter than {prefix}:BaseEjectionTime ({effective.BaseEjectionTime}).");
+            failures.Add($"{prefix}:MaxEjectionTime ({max}) must not be shorter than {prefix}:BaseEjectionTime ({baseTime}).");
         }
 
-        if (effective.TotalTimeout < effective.AttemptTimeout)
+        if (options.TotalTimeout is { } total && options.AttemptTimeout is { } attempt && total < attempt)
         {
-            failures.Add($"{prefix}:TotalTimeout ({effective.TotalTimeout}) must not be shorter than {prefix}:AttemptTimeout ({effective.AttemptTimeout}).");
+            failures.Add($"{prefix}:TotalTimeout ({total}) must not be shorter than {prefix}:AttemptTimeout ({attempt}).");
         }
     }
 
