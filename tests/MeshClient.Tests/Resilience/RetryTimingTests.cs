@@ -1,0 +1,185 @@
+using System.Net;
+using MeshClient.Balancing;
+using MeshClient.Resilience;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+
+namespace MeshClient.Tests.Resilience;
+
+/// <summary>Backoff, Retry-After, timeouts and the retry budget on a FakeTimeProvider.</summary>
+public sealed class RetryTimingTests
+{
+    private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(Action<Dictionary<string, string?>> tune)
+    {
+        var time = new FakeTimeProvider();
+        var stub = new StubEndpoints();
+        var settings = StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 4);
+        settings["Mesh:Resilience:ConsecutiveFailures"] = "0";
+        settings["Mesh:Resilience:FailurePercentageThreshold"] = "0";
+        tune(settings);
+        var host = MeshHost.Create(settings, services =>
+        {
+            services.AddSingleton<TimeProvider>(time);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        return (host, stub, time);
+    }
+
+    [Fact]
+    public async Task Backoff_WaitsBetweenAttempts_AndNeverLongerThanTheCap()
+    {
+        var (host, stub, time) = Create(s =>
+        {
+            s["Mesh:Resilience:RetryBaseDelay"] = "00:00:01";
+            s["Mesh:Resilience:RetryMaxDelay"] = "00:00:02";
+            s["Mesh:Resilience:MaxRetries"] = "3";
+        });
+        await using var _ = host;
+        for (var i = 1; i <= 4; i++)
+        {
+            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) => StubEndpoints.Status(HttpStatusCode.ServiceUnavailable);
+        }
+
+        var call = host.CreateClient().GetAsync("http://catalog/");
+        await Poll.UntilAsync(() => stub.Total == 1);
+        for (var attempt = 2; attempt <= 4; attempt++)
+        {
+            await Task.Delay(20);
+            Assert.Equal(attempt - 1, stub.Total); // waiting: no time has passed
+            time.Advance(TimeSpan.FromSeconds(2)); // the cap: the next attempt must have gone
+            await Poll.UntilAsync(() => stub.Total == attempt);
+        }
+
+        using var response = await call;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(4, stub.Total);
+    }
+
+    [Fact]
+    public async Task RetryAfter_IsHonoured()
+    {
+        var (host, stub, time) = Create(s => s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00");
+        await using var _ = host;
+        for (var i = 1; i <= 4; i++)
+        {
+            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) =>
+            {
+                var response = new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
+                response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(5));
+                return Task.FromResult(response);
+            };
+        }
+
+        var call = host.CreateClient().GetAsync("http://catalog/");
+        await Poll.UntilAsync(() => stub.Total == 1);
+        time.Advance(TimeSpan.FromSeconds(4));
+        await Task.Delay(50);
+        Assert.Equal(1, stub.Total);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await Poll.UntilAsync(() => stub.Total == 2);
+        time.Advance(TimeSpan.FromSeconds(5));
+        using var response = await call;
+        Assert.Equal(3, stub.Total);
+    }
+
+    [Fact]
+    public async Task AttemptTimeout_MovesTheCallToAnotherEndpoint()
+    {
+        var (host, stub, time) = Create(s =>
+        {
+            s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            s["Mesh:Resilience:AttemptTimeout"] = "00:00:01";
+        });
+        await using var _ = host;
+        var hang = new TaskCompletionSource<HttpResponseMessage>();
+        stub.Behaviors["10.0.0.1:8080"] = async (_, ct) =>
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+            return new HttpResponseMessage(HttpStatusCode.OK);
+        };
+
+        // Round robin starts at a random endpoint: call until one call hangs on the first endpoint.
+        var client = host.CreateClient();
+        Task<HttpResponseMessage>? hung = null;
+        for (var i = 0; i < 4 && hung is null; i++)
+        {
+            var call = client.GetAsync("http://catalog/");
+            await Task.Delay(20);
+            if (!call.IsCompleted)
+            {
+                hung = call;
+            }
+            else
+            {
+                (await call).Dispose();
+            }
+        }
+
+        Assert.NotNull(hung);
+        time.Advance(TimeSpan.FromSeconds(1));
+        using var response = await hung!;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task TotalTimeout_EndsTheCall_WhateverTheAttemptsDo()
+    {
+        var (host, stub, time) = Create(s =>
+        {
+            s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            s["Mesh:Resilience:AttemptTimeout"] = "00:00:02";
+            s["Mesh:Resilience:TotalTimeout"] = "00:00:03";
+        });
+        await using var _ = host;
+        for (var i = 1; i <= 4; i++)
+        {
+            stub.Behaviors[$"10.0.0.{i}:8080"] = async (_, ct) =>
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+                return new HttpResponseMessage(HttpStatusCode.OK);
+            };
+        }
+
+        var call = host.CreateClient().GetAsync("http://catalog/");
+        await Poll.UntilAsync(() => stub.Total == 1);
+        time.Advance(TimeSpan.FromSeconds(2)); // the first attempt times out; the second starts
+        await Poll.UntilAsync(() => stub.Total == 2);
+        time.Advance(TimeSpan.FromSeconds(1)); // the call's 3 s are up
+
+        await Assert.ThrowsAsync<Polly.Timeout.TimeoutRejectedException>(() => call);
+    }
+
+    [Fact]
+    public void RetryBudget_AllowsAPercentOfRequestsPlusAReserve_OverItsWindow()
+    {
+        var time = new FakeTimeProvider();
+        var budget = new RetryBudget(time, percent: 20, minPerSecond: 1, window: TimeSpan.FromSeconds(10));
+        for (var i = 0; i < 100; i++)
+        {
+            budget.OnRequest();
+        }
+
+        var granted = 0;
+        while (budget.TryWithdraw())
+        {
+            granted++;
+        }
+
+        Assert.Equal(30, granted); // 20% of 100, plus 1/s × 10 s
+
+        time.Advance(TimeSpan.FromSeconds(11)); // the window has moved on: requests and retries forgotten
+        Assert.Equal(10, Enumerable.Range(0, 50).Count(_ => budget.TryWithdraw()));
+    }
+
+    [Theory]
+    [InlineData("GET", true)]
+    [InlineData("HEAD", true)]
+    [InlineData("OPTIONS", true)]
+    [InlineData("PUT", true)]
+    [InlineData("DELETE", true)]
+    [InlineData("POST", false)]
+    [InlineData("PATCH", false)]
+    public void Idempotency_FollowsRfc9110(string method, bool idempotent) =>
+        Assert.Equal(idempotent, ResilienceRegistry.IsIdempotent(new HttpMethod(method)));
+}
