@@ -9,6 +9,8 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.ServiceDiscovery;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -113,6 +115,10 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton<MeshInstrumentation>();
         services.TryAddSingleton<ResilienceRegistry>();
         services.TryAddSingleton<IEndpointHealthObserver, OutlierDetector>();
+
+        // An application that enables OpenTelemetry records the mesh without naming it; nothing happens otherwise.
+        services.ConfigureOpenTelemetryTracerProvider(b => b.AddMeshInstrumentation());
+        services.ConfigureOpenTelemetryMeterProvider(b => b.AddMeshInstrumentation());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
         return new MeshBuilder(services, path);
     }

@@ -168,6 +168,8 @@ internal sealed partial class ServiceTable : IDisposable
                 Log.DiscoveryFailed(_registry.Logger, ServiceName, ex);
             }
 
+            _registry.Telemetry.DiscoveryErrors.Add(1, new KeyValuePair<string, object?>(Telemetry.MeshTags.Service, ServiceName));
+
             _lastError = ex;
             if (_snapshot is null && _resolution != ServiceResolution.Unknown)
             {
@@ -240,6 +242,7 @@ internal sealed partial class ServiceTable : IDisposable
         if (changed)
         {
             Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _snapshot!.Policy.Name);
+            _registry.Telemetry.DiscoveryUpdates.Add(1, new KeyValuePair<string, object?>(Telemetry.MeshTags.Service, ServiceName));
         }
     }
 

@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using MeshClient.Discovery;
+using System.Diagnostics.Metrics;
 using MeshClient.Internal;
+using MeshClient.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.ServiceDiscovery;
 
@@ -26,9 +28,12 @@ internal sealed class ServiceTableRegistry : IDisposable
         TimeProvider timeProvider,
         Randomizer random,
         ILogger<ServiceTableRegistry> logger,
+        MeshInstrumentation telemetry,
         IEndpointHealthObserver? healthObserver = null)
     {
         HealthObserver = healthObserver;
+        Telemetry = telemetry;
+        telemetry.ObserveEndpoints(ObserveEndpoints);
         Resolver = resolver;
         Options = options;
         TimeProvider = timeProvider;
@@ -48,6 +53,8 @@ internal sealed class ServiceTableRegistry : IDisposable
     public ILogger Logger { get; }
 
     public IEndpointHealthObserver? HealthObserver { get; }
+
+    public MeshInstrumentation Telemetry { get; }
 
     /// <summary>Gets the discovery providers, in the order they are asked, for error messages.</summary>
     public IReadOnlyList<string> ProviderNames { get; }
@@ -77,6 +84,33 @@ internal sealed class ServiceTableRegistry : IDisposable
         if (((ICollection<KeyValuePair<string, ServiceTable>>)_tables).Remove(new(table.ServiceName, table)))
         {
             table.Dispose();
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObserveEndpoints()
+    {
+        foreach (var table in _tables.Values)
+        {
+            if (table.Snapshot is not { } snapshot)
+            {
+                continue;
+            }
+
+            long healthy = 0, ejected = 0, probing = 0;
+            foreach (var entry in snapshot.All)
+            {
+                switch (entry.State.Status)
+                {
+                    case EndpointStatus.Healthy: healthy++; break;
+                    case EndpointStatus.Ejected: ejected++; break;
+                    default: probing++; break;
+                }
+            }
+
+            var service = new KeyValuePair<string, object?>(MeshTags.Service, table.ServiceName);
+            yield return new Measurement<long>(healthy, service, new KeyValuePair<string, object?>(MeshTags.EndpointState, "healthy"));
+            yield return new Measurement<long>(ejected, service, new KeyValuePair<string, object?>(MeshTags.EndpointState, "ejected"));
+            yield return new Measurement<long>(probing, service, new KeyValuePair<string, object?>(MeshTags.EndpointState, "probing"));
         }
     }
 

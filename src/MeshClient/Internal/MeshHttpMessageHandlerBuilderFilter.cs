@@ -55,7 +55,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
     private static partial class Log
     {
-        [LoggerMessage(1, LogLevel.Warning, "HttpClient '{Client}': removed the handler of AddServiceDiscovery(); the mesh discovers and balances this client itself.", EventName = "RemovedServiceDiscoveryHandler")]
+        [LoggerMessage(10, LogLevel.Warning, "HttpClient '{Client}': removed the handler of AddServiceDiscovery(); the mesh discovers and balances this client itself.", EventName = "RemovedServiceDiscoveryHandler")]
         public static partial void RemovedServiceDiscoveryHandler(ILogger logger, string client);
     }
 }

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Net;
+using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshClient.Benchmarks;
+
+/// <summary>
+/// One GET through a real IHttpClientFactory client whose primary handler answers from memory, so what is measured
+/// is the pipeline: no handler at all (the floor), the stock .NET stack (AddServiceDiscovery +
+/// AddStandardResilienceHandler), and MeshClient with its defaults, with and without a trace listener.
+/// </summary>
+[MemoryDiagnoser]
+public class PipelineBenchmarks
+{
+    private ServiceProvider _raw = null!;
+    private ServiceProvider _stock = null!;
+    private ServiceProvider _mesh = null!;
+    private HttpClient _rawClient = null!;
+    private HttpClient _stockClient = null!;
+    private HttpClient _meshClient = null!;
+    private ActivityListener? _listener;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var settings = new Dictionary<string, string?>();
+        for (var i = 0; i < 4; i++)
+        {
+            settings[$"Mesh:Services:catalog:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
+            settings[$"Services:catalog:http:{i}"] = $"http://10.0.0.{i + 1}:8080";
+        }
+
+        _raw = Build(settings, s => s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler()));
+        _stock = Build(settings, s =>
+        {
+            s.AddServiceDiscovery();
+            s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler()).AddServiceDiscovery().AddStandardResilienceHandler();
+        });
+        _mesh = Build(settings, s =>
+        {
+            s.AddMesh();
+            s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler());
+        });
+        _rawClient = _raw.GetRequiredService<IHttpClientFactory>().CreateClient("c");
+        _stockClient = _stock.GetRequiredService<IHttpClientFactory>().CreateClient("c");
+        _meshClient = _mesh.GetRequiredService<IHttpClientFactory>().CreateClient("c");
+        for (var i = 0; i < 100; i++)
+        {
+            _meshClient.GetAsync("http://catalog/items/42").GetAwaiter().GetResult().Dispose();
+            _stockClient.GetAsync("http://catalog/items/42").GetAwaiter().GetResult().Dispose();
+        }
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _listener?.Dispose();
+        _raw.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _stock.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _mesh.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    [Benchmark(Baseline = true)]
+    public async Task Raw() => (await _rawClient.GetAsync("http://10.0.0.1:8080/items/42")).Dispose();
+
+    [Benchmark]
+    public async Task Stock() => (await _stockClient.GetAsync("http://catalog/items/42")).Dispose();
+
+    [Benchmark]
+    public async Task Mesh() => (await _meshClient.GetAsync("http://catalog/items/42")).Dispose();
+
+    [GlobalSetup(Target = nameof(MeshTraced))]
+    public void SetupTraced()
+    {
+        Setup();
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name == MeshClient.Telemetry.MeshTelemetry.ActivitySourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        ActivitySource.AddActivityListener(_listener);
+    }
+
+    [Benchmark]
+    public async Task MeshTraced() => (await _meshClient.GetAsync("http://catalog/items/42")).Dispose();
+
+    private static ServiceProvider Build(Dictionary<string, string?> settings, Action<IServiceCollection> configure)
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        configure(services);
+        return services.BuildServiceProvider();
+    }
+
+    /// <summary>Answers every request with 200 and an empty body, without touching the network.</summary>
+    private sealed class InMemoryHandler : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request });
+    }
+}
