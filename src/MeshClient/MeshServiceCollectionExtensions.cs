@@ -111,6 +111,7 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(Randomizer.Shared);
         services.TryAddSingleton<MeshOptionsChangeNotifier>();
         services.TryAddSingleton<ServiceTableRegistry>();
+        services.TryAddSingleton<IMeshStatus, MeshStatus>();
         services.AddMetrics();
         services.TryAddSingleton<MeshInstrumentation>();
         services.TryAddSingleton<ResilienceRegistry>();

@@ -1,0 +1,55 @@
+using MeshClient.Balancing;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace MeshClient.Tests.Balancing;
+
+public sealed class MeshStatusTests
+{
+    [Fact]
+    public async Task Status_ListsServicesEndpointsWeightsAndStates()
+    {
+        await using var backends = await Backends.StartAsync(3);
+        backends[2].Behavior = ctx => { ctx.Response.StatusCode = 503; return Task.CompletedTask; };
+        await using var host = MeshHost.Create(MeshHost.ServiceSettings("catalog", LoadBalancerNames.RoundRobin, (backends[0], 1), (backends[1], 2), (backends[2], 3)));
+        var client = host.CreateClient();
+        for (var i = 0; i < 30; i++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+        }
+
+        var service = Assert.Single(host.Services.GetRequiredService<IMeshStatus>().GetServices());
+
+        Assert.Equal("catalog", service.Name);
+        Assert.Equal("RoundRobin", service.LoadBalancer);
+        Assert.False(service.Panic);
+        Assert.Equal([1, 2, 3], service.Endpoints.Select(e => e.Weight));
+        Assert.Equal(["healthy", "healthy", "ejected"], service.Endpoints.Select(e => e.State));
+        Assert.All(service.Endpoints, e => Assert.Equal(0, e.InFlight));
+        Assert.All(service.Endpoints, e => Assert.NotNull(e.LatencyEstimate));
+        Assert.Equal(5, service.Endpoints[2].Attempts);
+    }
+
+    [Fact]
+    public async Task EndpointLeavingDiscovery_DropsItsStateAndEjectionTimer()
+    {
+        await using var backends = await Backends.StartAsync(4);
+        backends[3].Behavior = ctx => { ctx.Response.StatusCode = 503; return Task.CompletedTask; };
+        await using var host = MeshHost.Create(MeshHost.ServiceSettings("catalog", LoadBalancerNames.RoundRobin, backends.WithWeight(1)));
+        var client = host.CreateClient();
+        for (var i = 0; i < 40; i++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+        }
+
+        var table = host.Registry.GetTable("catalog");
+        Assert.Contains(table.States, s => s.Status == EndpointStatus.Ejected);
+
+        host.Configuration.Replace(MeshHost.ServiceSettings("catalog", LoadBalancerNames.RoundRobin, (backends[0], 1), (backends[1], 1)));
+        await Poll.UntilAsync(() => table.States.Count == 2);
+
+        Assert.All(table.States, s => Assert.Equal(EndpointStatus.Healthy, s.Status));
+        Assert.Equal(2, table.Snapshot!.All.Length);
+    }
+}
