@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Net;
+using BenchmarkDotNet.Attributes;
+using MeshClient.Balancing;
+using MeshClient.Handlers;
+using MeshClient.Internal;
+using MeshClient.Resilience;
+using MeshClient.Telemetry;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshClient.Benchmarks;
+
+/// <summary>
+/// What each mesh layer costs per request, over an in-memory primary handler: the balancer alone; plus the
+/// telemetry handler (no listener: no Activity); plus the resilience layers (Polly total timeout + retry with the
+/// budget outside the balancer, Polly attempt timeout inside it) — the full mesh; and the full mesh with a trace
+/// listener recording every span.
+/// </summary>
+[MemoryDiagnoser]
+public class LayerBenchmarks
+{
+    private static readonly Uri Target = new("http://catalog/items/42");
+    private ServiceProvider _services = null!;
+    private HttpMessageInvoker _balancing = null!;
+    private HttpMessageInvoker _telemetry = null!;
+    private HttpMessageInvoker _full = null!;
+    private ActivityListener? _listener;
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var settings = new Dictionary<string, string?>();
+        for (var i = 0; i < 4; i++)
+        {
+            settings[$"Mesh:Services:catalog:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
+        }
+
+        var collection = new ServiceCollection();
+        collection.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+        collection.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
+        collection.AddMesh();
+        _services = collection.BuildServiceProvider();
+
+        var registry = _services.GetRequiredService<ServiceTableRegistry>();
+        var random = _services.GetRequiredService<Randomizer>();
+        var instrumentation = _services.GetRequiredService<MeshInstrumentation>();
+        var resilience = _services.GetRequiredService<ResilienceRegistry>();
+        var time = TimeProvider.System;
+
+        _balancing = Chain(new MeshBalancingHandler(registry, random));
+        _telemetry = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshBalancingHandler(registry, random));
+        _full = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshResilienceHandler(resilience), new MeshBalancingHandler(registry, random), new MeshAttemptHandler());
+        for (var i = 0; i < 100; i++)
+        {
+            Send(_full).GetAwaiter().GetResult();
+        }
+    }
+
+    [GlobalSetup(Target = nameof(FullTraced))]
+    public void SetupTraced()
+    {
+        Setup();
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name == MeshTelemetry.ActivitySourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+        };
+        ActivitySource.AddActivityListener(_listener);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _listener?.Dispose();
+        _services.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    [Benchmark(Baseline = true)]
+    public Task Balancing() => Send(_balancing);
+
+    [Benchmark]
+    public Task BalancingTelemetry() => Send(_telemetry);
+
+    [Benchmark]
+    public Task Full() => Send(_full);
+
+    [Benchmark]
+    public Task FullTraced() => Send(_full);
+
+    private static async Task Send(HttpMessageInvoker invoker)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, Target);
+        (await invoker.SendAsync(request, CancellationToken.None)).Dispose();
+    }
+
+    private static HttpMessageInvoker Chain(params DelegatingHandler[] handlers)
+    {
+        HttpMessageHandler inner = new InMemoryHandler();
+        for (var i = handlers.Length - 1; i >= 0; i--)
+        {
+            handlers[i].InnerHandler = inner;
+            inner = handlers[i];
+        }
+
+        return new HttpMessageInvoker(inner);
+    }
+
+    private sealed class InMemoryHandler : HttpMessageHandler
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+            Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request });
+    }
+}
