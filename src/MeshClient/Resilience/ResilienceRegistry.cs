@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
 using MeshClient.Telemetry;
@@ -144,14 +143,13 @@ internal sealed class ResilienceRegistry : IDisposable
         switch (outcome.Exception)
         {
             case null:
-                var status = (int)(outcome.Result?.StatusCode ?? HttpStatusCode.OK);
-                return status switch
+                return outcome is { Result: { } response } ? (int)response.StatusCode switch
                 {
                     >= 500 => "status_5xx",
                     429 => "status_429",
                     408 => "status_408",
                     _ => null,
-                };
+                } : null;
             case NoHealthyEndpointException:
                 sent = false;
                 return "no_endpoint";
