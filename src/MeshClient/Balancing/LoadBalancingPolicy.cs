@@ -113,16 +113,42 @@ internal sealed class RoundRobinPolicy : LoadBalancingPolicy
 /// Power of two choices with both candidates drawn in proportion to weight (with replacement), the cheaper one
 /// wins, ties to the first. Comparing raw cost (not cost / weight) keeps the shares exact under equal load:
 /// 1:2:3 gives 1/6, 2/6, 3/6, where "P2C on cost / weight" would starve the lightest endpoint.
+/// <para>
+/// Drawing with replacement has a price: an endpoint drawn twice is picked however slow it is, which sends a slow
+/// one of n endpoints at least 1/n² of the traffic (6% of 4) and puts it in the p99. So when both draws are the
+/// same endpoint, a third, distinct endpoint is drawn and replaces it only if the drawn-twice one costs more than
+/// <see cref="OutlierCostRatio"/> times as much: under equal load that never happens (the shares stay exact), and
+/// a real outlier gets traffic only when it wins a comparison (Linkerd and Finagle draw distinct candidates).
+/// </para>
 /// </summary>
 internal abstract class PowerOfTwoChoicesPolicy : LoadBalancingPolicy
 {
+    internal const double OutlierCostRatio = 2.0;
+
     protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random)
     {
         var active = snapshot.Active;
         var total = snapshot.TotalWeight;
-        var first = active[snapshot.DrawWeighted(random.NextInt64(total))];
-        var second = active[snapshot.DrawWeighted(random.NextInt64(total))];
-        return Cost(second.State) < Cost(first.State) ? second : first;
+        var firstIndex = snapshot.DrawWeighted(random.NextInt64(total));
+        var secondIndex = snapshot.DrawWeighted(random.NextInt64(total));
+        var first = active[firstIndex];
+        if (secondIndex != firstIndex)
+        {
+            var second = active[secondIndex];
+            return Cost(second.State) < Cost(first.State) ? second : first;
+        }
+
+        // A weighted draw among the others: skip the first endpoint's slice of the prefix sums.
+        var firstWeight = first.Weight;
+        if (total == firstWeight)
+        {
+            return first;
+        }
+
+        var ticket = random.NextInt64(total - firstWeight);
+        var firstStart = snapshot.CumulativeWeights[firstIndex] - firstWeight;
+        var other = active[snapshot.DrawWeighted(ticket >= firstStart ? ticket + firstWeight : ticket)];
+        return Cost(first.State) > OutlierCostRatio * Cost(other.State) ? other : first;
     }
 
     protected abstract double Cost(EndpointState state);

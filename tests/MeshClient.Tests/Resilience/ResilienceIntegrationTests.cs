@@ -29,8 +29,13 @@ public sealed class ResilienceIntegrationTests(ITestOutputHelper output)
         });
 
         output.WriteLine($"bad backend received {bad.Count} of {backends.Sum(b => b.Count)} attempts");
-        Assert.InRange(bad.Count, 1, 5); // ejected after 5 consecutive failures for 30 s, longer than this test
-        Assert.Equal(EndpointStatus.Ejected, host.Registry.GetTable("catalog").States.Single(s => s.Id.Contains($":{bad.Port}", StringComparison.Ordinal)).Status);
+        Assert.InRange(bad.Count, 1, 5);
+        if (policy == LoadBalancerNames.RoundRobin)
+        {
+            // Round robin keeps sending its share until outlier detection ejects it (5 in a row, for 30 s).
+            // Peak-EWMA usually stops sooner: each failure costs a 1 s latency penalty, so it stops being picked.
+            Assert.Equal(EndpointStatus.Ejected, host.Registry.GetTable("catalog").States.Single(s => s.Id.Contains($":{bad.Port}", StringComparison.Ordinal)).Status);
+        }
     }
 
     [Fact]

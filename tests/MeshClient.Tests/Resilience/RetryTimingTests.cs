@@ -45,10 +45,8 @@ public sealed class RetryTimingTests
         await Poll.UntilAsync(() => stub.Total == 1);
         for (var attempt = 2; attempt <= 4; attempt++)
         {
-            await Task.Delay(20);
-            Assert.Equal(attempt - 1, stub.Total); // waiting: no time has passed
-            time.Advance(TimeSpan.FromSeconds(2)); // the cap: the next attempt must have gone
-            await Poll.UntilAsync(() => stub.Total == attempt);
+            var waited = await FakeTime.AdvanceUntilAsync(time, () => stub.Total == attempt, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(10));
+            Assert.InRange(waited, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2)); // a wait, never above the cap
         }
 
         using var response = await call;
@@ -73,12 +71,9 @@ public sealed class RetryTimingTests
 
         var call = host.CreateClient().GetAsync("http://catalog/");
         await Poll.UntilAsync(() => stub.Total == 1);
-        time.Advance(TimeSpan.FromSeconds(4));
-        await Task.Delay(50);
-        Assert.Equal(1, stub.Total);
-        time.Advance(TimeSpan.FromSeconds(1));
-        await Poll.UntilAsync(() => stub.Total == 2);
-        time.Advance(TimeSpan.FromSeconds(5));
+        var waited = await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 2, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20));
+        Assert.InRange(waited, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5.5)); // Retry-After: 5 s, not the 250 ms cap
+        await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 3, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20));
         using var response = await call;
         Assert.Equal(3, stub.Total);
     }
