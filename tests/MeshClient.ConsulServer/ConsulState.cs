@@ -23,6 +23,7 @@ internal sealed class ConsulState : IDisposable
     private readonly Dictionary<string, NodeRecord> _nodes = new(StringComparer.Ordinal);
     private readonly SortedDictionary<(string Node, string Id), ServiceRecord> _services = [];
     private readonly SortedDictionary<(string Node, string Id), CheckRecord> _checks = [];
+    private readonly Dictionary<string, ulong> _serviceNameIndexes = new(StringComparer.OrdinalIgnoreCase);
     private readonly ITimer _reaper;
     private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ulong _index;
@@ -160,7 +161,8 @@ internal sealed class ConsulState : IDisposable
                 max = Math.Max(max, _nodes[node].ModifyIndex);
             }
 
-            return Math.Max(max, 1);
+            // The "service.<name>" index entry moves on every write to the service, deletions of instances included.
+            return Math.Max(Math.Max(max, _serviceNameIndexes.GetValueOrDefault(name)), 1);
         }
     }
 
@@ -214,6 +216,11 @@ internal sealed class ConsulState : IDisposable
             }
 
             _services[key] = service;
+            _serviceNameIndexes[definition.Name] = index;
+            if (existing is not null && !string.Equals(existing.Name, definition.Name, StringComparison.OrdinalIgnoreCase))
+            {
+                _serviceNameIndexes[existing.Name] = index;
+            }
 
             var wanted = new HashSet<string>(StringComparer.Ordinal);
             for (var i = 0; i < definition.Checks.Count; i++)
@@ -387,6 +394,7 @@ internal sealed class ConsulState : IDisposable
 
     private void RemoveServiceLocked(string node, string serviceId)
     {
+        var name = _services[(node, serviceId)].Name;
         _services.Remove((node, serviceId));
         foreach (var (key, check) in _checks.ToList())
         {
@@ -398,6 +406,7 @@ internal sealed class ConsulState : IDisposable
         }
 
         _lastExtinction = Bump();
+        _serviceNameIndexes[name] = _lastExtinction;
     }
 
     public string? ServiceNameOfCheck(string checkId, out bool exists)
@@ -479,6 +488,10 @@ internal sealed class ConsulState : IDisposable
         check.Status = status;
         check.Output = output;
         check.ModifyIndex = Bump();
+        if (check.ServiceName.Length > 0)
+        {
+            _serviceNameIndexes[check.ServiceName] = check.ModifyIndex;
+        }
     }
 
     public bool SetMaintenance(string serviceId, bool enable, string? reason)
@@ -508,11 +521,12 @@ internal sealed class ConsulState : IDisposable
                         CreateIndex = index,
                         ModifyIndex = index,
                     };
+                    _serviceNameIndexes[service.Name] = index;
                 }
             }
             else if (_checks.Remove(key))
             {
-                Bump();
+                _serviceNameIndexes[service.Name] = Bump();
             }
 
             return true;
@@ -544,6 +558,10 @@ internal sealed class ConsulState : IDisposable
         {
             _index = index;
             _lastExtinction = Math.Min(_lastExtinction, index);
+            foreach (var name in _serviceNameIndexes.Keys.ToList())
+            {
+                _serviceNameIndexes[name] = Math.Min(_serviceNameIndexes[name], index);
+            }
             foreach (var node in _nodes.Values)
             {
                 node.CreateIndex = Math.Min(node.CreateIndex, index);
@@ -576,6 +594,7 @@ internal sealed class ConsulState : IDisposable
             if (_services.TryGetValue((_options.NodeName, serviceId), out var service))
             {
                 service.ModifyIndex = Bump();
+                _serviceNameIndexes[service.Name] = service.ModifyIndex;
             }
         }
     }
