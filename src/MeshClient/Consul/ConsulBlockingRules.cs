@@ -16,13 +16,16 @@ internal static class ConsulBlockingRules
     internal static readonly TimeSpan MaxWait = TimeSpan.FromMinutes(10);
 
     /// <summary>
-    /// The index to send with the next query after a response carrying <paramref name="returned"/>:
-    /// an index that went backwards resets to 0 (restart the loop with a non-blocking query, §2.1 "Reset the index if
-    /// it goes backwards"); otherwise the returned index, never below 1 (§2.1 "Sanity check index is greater than
-    /// zero": it is always safe to wait on 1).
+    /// The index to send with the next query after a response carrying <paramref name="returned"/>. First the sanity
+    /// check (§2.1 "Sanity check index is greater than zero": a 0 is a Consul bug, and it is always safe to wait on
+    /// 1), then: an index that went backwards resets to 0, restarting the loop with a non-blocking query (§2.1 "Reset
+    /// the index if it goes backwards"); otherwise the returned index.
     /// </summary>
-    public static ulong NextIndex(ulong previous, ulong returned) =>
-        returned < previous ? 0 : Math.Max(returned, 1);
+    public static ulong NextIndex(ulong previous, ulong returned)
+    {
+        var sane = Math.Max(returned, 1);
+        return sane < previous ? 0 : sane;
+    }
 
     /// <summary>
     /// The client-side timeout of a blocking query: Consul may hold it for <c>wait</c> plus up to <c>wait / 16</c>
