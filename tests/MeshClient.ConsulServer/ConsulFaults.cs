@@ -40,6 +40,12 @@ public enum ConsulFault
 
     /// <summary>Answers after <see cref="ConsulFaultSettings.Delay"/>, then trickles the body over another delay.</summary>
     Slow,
+
+    /// <summary>
+    /// Not Consul: a misbehaving proxy in front of it that echoes the request's ACL token in a 502 error body, to prove
+    /// that clients mask it.
+    /// </summary>
+    EchoTokenInError,
 }
 
 /// <summary>The fault injection switches of a <see cref="ConsulTestServer"/>. Thread-safe; applies to new requests.</summary>

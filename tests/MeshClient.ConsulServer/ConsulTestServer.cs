@@ -237,6 +237,12 @@ public sealed class ConsulTestServer : IAsyncDisposable
         _requests.Enqueue(new ConsulRequestRecord(request.Method, path, RedactedQuery(request), _options.TimeProvider.GetUtcNow(), token is not null));
 
         var (fault, delay) = Faults.For(path);
+        if (fault == ConsulFault.EchoTokenInError)
+        {
+            await TextAsync(context, 502, $"upstream refused token {token}");
+            return;
+        }
+
         if (await ApplyFaultBeforeAnswerAsync(context, fault, delay))
         {
             return;

@@ -30,11 +30,13 @@ internal sealed partial class ConsulClient
     private readonly IOptionsMonitor<ConsulOptions> _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
+    private readonly string _tokenKey;
     private readonly Lock _statusLock = new();
     private ConsulFailureKind? _status;
 
-    public ConsulClient(IHttpClientFactory factory, IOptionsMonitor<ConsulOptions> options, TimeProvider timeProvider, ILogger<ConsulClient> logger)
+    public ConsulClient(IHttpClientFactory factory, IOptionsMonitor<ConsulOptions> options, TimeProvider timeProvider, ConsulConfigurationPath path, ILogger<ConsulClient> logger)
     {
+        _tokenKey = path.Path + ":Token";
         _factory = factory;
         _options = options;
         _timeProvider = timeProvider;
@@ -353,7 +355,7 @@ internal sealed partial class ConsulClient
 
         if (exception.Kind == ConsulFailureKind.AccessDenied)
         {
-            Log.AccessDenied(_logger, DisplayAddress, exception.Message);
+            Log.AccessDenied(_logger, DisplayAddress, _tokenKey, exception.Message);
         }
         else
         {
@@ -384,8 +386,8 @@ internal sealed partial class ConsulClient
         [LoggerMessage(300, LogLevel.Warning, "Consul at {Address} is unavailable ({Kind}): {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "ConsulUnavailable")]
         public static partial void Unavailable(ILogger logger, string address, ConsulFailureKind kind, string reason);
 
-        [LoggerMessage(301, LogLevel.Error, "Consul at {Address} refused the ACL token configured in Mesh:Consul:Token (403): {Reason} Check the token and its policy (service:read, node:read; service:write to register). Discovered services keep their last known endpoints; retrying with backoff.", EventName = "ConsulAccessDenied")]
-        public static partial void AccessDenied(ILogger logger, string address, string reason);
+        [LoggerMessage(301, LogLevel.Error, "Consul at {Address} refused the ACL token configured in {TokenKey} (403): {Reason} Check the token and its policy (service:read, node:read; service:write to register). Discovered services keep their last known endpoints; retrying with backoff.", EventName = "ConsulAccessDenied")]
+        public static partial void AccessDenied(ILogger logger, string address, string tokenKey, string reason);
 
         [LoggerMessage(302, LogLevel.Information, "Consul at {Address} answers again.", EventName = "ConsulRecovered")]
         public static partial void Recovered(ILogger logger, string address);
