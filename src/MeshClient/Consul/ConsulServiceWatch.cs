@@ -29,6 +29,7 @@ internal sealed partial class ConsulServiceWatch : IDisposable
     private long _bucketStamp;
     private ConsulFailureKind? _failure;
     private long _queries;
+    private long _retriesScheduled;
 
     public ConsulServiceWatch(string serviceName, ConsulClient client, Randomizer random, ILogger logger)
     {
@@ -48,6 +49,12 @@ internal sealed partial class ConsulServiceWatch : IDisposable
 
     /// <summary>Gets the number of queries sent (for tests and diagnostics).</summary>
     public long Queries => Interlocked.Read(ref _queries);
+
+    /// <summary>Gets the number of retries scheduled after a failure, counted once the delay runs (tests).</summary>
+    internal long RetriesScheduled => Interlocked.Read(ref _retriesScheduled);
+
+    /// <summary>Gets the delay of the last retry scheduled (tests).</summary>
+    internal TimeSpan LastRetryDelay { get; private set; }
 
     /// <summary>The number of providers using this watch; guarded by the cache's lock.</summary>
     internal int Users { get; set; }
@@ -131,7 +138,10 @@ internal sealed partial class ConsulServiceWatch : IDisposable
                 var delay = ConsulBlockingRules.RetryDelay(failures, _client.Options.RetryBaseDelay, _client.Options.RetryMaxDelay, _random);
                 try
                 {
-                    await Task.Delay(delay, _client.TimeProvider, iteration.Token).ConfigureAwait(false);
+                    var retry = Task.Delay(delay, _client.TimeProvider, iteration.Token);
+                    LastRetryDelay = delay;
+                    Interlocked.Increment(ref _retriesScheduled);
+                    await retry.ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested)
                 {
