@@ -828,7 +828,9 @@ public sealed class ConsulTestServer : IAsyncDisposable
                 context.Response.StatusCode = 429;
                 context.Response.Headers.Connection = "close";
                 context.Response.ContentType = "text/plain";
-                await context.Response.WriteAsync("Your IP is issuing too many concurrent connections, please rate limit your calls\n");
+                var limitBody = "Your IP is issuing too many concurrent connections, please rate limit your calls\n"u8.ToArray();
+                context.Response.ContentLength = limitBody.Length;
+                await context.Response.Body.WriteAsync(limitBody);
                 return true;
             case ConsulFault.ServiceUnavailable:
                 await TextAsync(context, 503, "rate limit exceeded for operation that can only be performed by the leader, try again later");
@@ -843,9 +845,12 @@ public sealed class ConsulTestServer : IAsyncDisposable
 
     private static async Task TextAsync(HttpContext context, int status, string text)
     {
+        // Go's net/http sends a Content-Length for a body this small (no chunking).
+        var bytes = Encoding.UTF8.GetBytes(text);
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/plain; charset=utf-8";
-        await context.Response.WriteAsync(text);
+        context.Response.ContentLength = bytes.Length;
+        await context.Response.Body.WriteAsync(bytes);
     }
 
     private async Task JsonAsync(HttpContext context, byte[] json, ulong? index, ConsulFault fault)
