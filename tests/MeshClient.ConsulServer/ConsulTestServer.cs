@@ -18,7 +18,7 @@ using Microsoft.Extensions.Primitives;
 namespace MeshClient.ConsulServer;
 
 /// <summary>A request the server received (the ACL token is never recorded).</summary>
-public sealed record ConsulRequestRecord(string Method, string Path, string Query, DateTimeOffset At, bool HadToken);
+public sealed record ConsulRequestRecord(string Method, string Path, string Query, DateTimeOffset At, bool HadToken, string Protocol);
 
 /// <summary>
 /// A Consul-compatible HTTP API server on Kestrel (127.0.0.1, port 0 by default) for tests, faithful to
@@ -234,7 +234,7 @@ public sealed class ConsulTestServer : IAsyncDisposable
         var response = context.Response;
         var path = request.Path.Value ?? "/";
         var token = ResolveToken(request);
-        _requests.Enqueue(new ConsulRequestRecord(request.Method, path, RedactedQuery(request), _options.TimeProvider.GetUtcNow(), token is not null));
+        _requests.Enqueue(new ConsulRequestRecord(request.Method, path, RedactedQuery(request), _options.TimeProvider.GetUtcNow(), token is not null, request.Protocol));
 
         var (fault, delay) = Faults.For(path);
         if (fault == ConsulFault.EchoTokenInError)

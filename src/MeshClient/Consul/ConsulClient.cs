@@ -159,6 +159,14 @@ internal sealed partial class ConsulClient
     private async Task<(byte[] Body, HttpResponseHeaders Headers)> SendAsync(
         ConsulOptions options, HttpRequestMessage request, TimeSpan timeout, bool readBody, CancellationToken cancellationToken)
     {
+        if (request.RequestUri!.Scheme == Uri.UriSchemeHttps)
+        {
+            // Consul's HTTPS listener speaks HTTP/2: every watch then shares one connection instead of holding its own
+            // (agents cap connections per client IP, 200 by default).
+            request.Version = System.Net.HttpVersion.Version20;
+            request.VersionPolicy = HttpVersionPolicy.RequestVersionOrLower;
+        }
+
         if (!string.IsNullOrEmpty(options.Token))
         {
             request.Headers.TryAddWithoutValidation(TokenHeader, options.Token);

@@ -39,6 +39,9 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<Cons
 
             // A redirect would resend X-Consul-Token to another host: Consul never redirects, so refuse them.
             AllowAutoRedirect = false,
+
+            // Over HTTP/2 (HTTPS), more watches than one connection's stream limit open another connection.
+            EnableMultipleHttp2Connections = true,
         };
 
         if (!string.IsNullOrEmpty(options.CaCertificateFile))
