@@ -108,7 +108,7 @@ public sealed class ConsulRegistrationTests
 
             await consul.StartAsync();
             await PassingCheckAsync(consul, "orders");
-            Assert.Single(service.Events(312));
+            await Eventually.TrueAsync(() => service.Events(312).Count == 1, Patience, "the recovery is logged once");
 
             await service.App.StopAsync();
             Assert.Null(await TryAgentServiceAsync(consul, "orders-1"));
