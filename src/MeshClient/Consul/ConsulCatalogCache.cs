@@ -18,6 +18,7 @@ internal sealed class ConsulCatalogCache : IDisposable
     private readonly Randomizer _random;
     private readonly ILogger _logger;
     private readonly IDisposable? _optionsSubscription;
+    private string _queryKey;
     private bool _disposed;
 
     public ConsulCatalogCache(ConsulClient client, Randomizer random, IOptionsMonitor<ConsulOptions> options, ILogger<ConsulCatalogCache> logger)
@@ -25,9 +26,13 @@ internal sealed class ConsulCatalogCache : IDisposable
         _client = client;
         _random = random;
         _logger = logger;
-        _optionsSubscription = options.OnChange((_, name) =>
+        _queryKey = QueryKey(client.Options);
+        _optionsSubscription = options.OnChange((value, name) =>
         {
-            if (name == Options.DefaultName)
+            // Any configuration reload raises this; only a change of what is asked, or of how answers are read,
+            // restarts the watches (each restart is one non-blocking query per service).
+            var key = QueryKey(value);
+            if (name == Options.DefaultName && Interlocked.Exchange(ref _queryKey, key) != key)
             {
                 RestartAll();
             }
@@ -118,6 +123,11 @@ internal sealed class ConsulCatalogCache : IDisposable
 
         watch.Dispose();
     }
+
+    private static string QueryKey(ConsulOptions o) => string.Join(
+        '\u001f',
+        o.Address, o.Token, o.Datacenter, string.Join(',', o.Tags), o.Namespace, o.Partition, o.OnlyPassing, o.Scheme, o.SchemeMetaKey,
+        o.ZoneMetaKey, o.Wait, o.MaxResponseBytes);
 
     private void RestartAll()
     {

@@ -3,7 +3,6 @@ using System.Net;
 using MeshClient.Internal;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 namespace MeshClient.Consul;
 
@@ -19,7 +18,6 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
     internal static readonly TimeSpan AntiEntropyInterval = TimeSpan.FromSeconds(30);
 
     private readonly ConsulClient _client;
-    private readonly IOptionsMonitor<ConsulOptions> _options;
     private readonly IServiceProvider _services;
     private readonly Randomizer _random;
     private readonly ILogger _logger;
@@ -33,13 +31,11 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
 
     public ConsulRegistrationService(
         ConsulClient client,
-        IOptionsMonitor<ConsulOptions> options,
         IServiceProvider services,
         Randomizer random,
         ILogger<ConsulRegistrationService> logger)
     {
         _client = client;
-        _options = options;
         _services = services;
         _random = random;
         _logger = logger;
@@ -50,7 +46,7 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        if (!_options.CurrentValue.Registration.Enabled)
+        if (!_client.Options.Registration.Enabled)
         {
             return Task.CompletedTask;
         }
@@ -113,7 +109,7 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
                         continue;
                     }
 
-                    delay = _options.CurrentValue.Registration.Ttl / 3;
+                    delay = _client.Options.Registration.Ttl / 3;
                 }
                 else
                 {
@@ -140,7 +136,7 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
                     Log.RegistrationFailing(_logger, registration.Id, ex.Kind, ex.Message);
                 }
 
-                var options = _options.CurrentValue;
+                var options = _client.Options;
                 delay = ConsulBlockingRules.RetryDelay(failures, options.RetryBaseDelay, options.RetryMaxDelay, _random);
             }
 
@@ -223,7 +219,7 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
 
     private Registration? Describe()
     {
-        var options = _options.CurrentValue;
+        var options = _client.Options;
         var settings = options.Registration;
         var name = settings.ServiceName;
         if (string.IsNullOrWhiteSpace(name))

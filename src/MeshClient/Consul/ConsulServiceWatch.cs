@@ -114,8 +114,9 @@ internal sealed partial class ConsulServiceWatch : IDisposable
 
                 _firstAttempt.TrySetResult();
             }
-            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            catch (Exception) when (stopping.IsCancellationRequested)
             {
+                // Ended (idle, or the host is shutting down and the client may be disposed): not a failure.
                 break;
             }
             catch (OperationCanceledException) when (iteration.IsCancellationRequested)

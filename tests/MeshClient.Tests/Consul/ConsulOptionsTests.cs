@@ -81,6 +81,33 @@ public sealed class ConsulOptionsTests
     }
 
     [Fact]
+    public async Task AnInvalidReload_IsRefused_TheLastValidOptionsKeepServing_AndUnrelatedReloadsRestartNothing()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var b = await TestBackend.StartAsync("b");
+        await using var consul = await ConsulTestServer.StartAsync();
+        consul.Register(Services.On(a, "web"));
+        Dictionary<string, string?>? settings = null;
+        await using var mesh = ConsulTestHost.Create(consul, s => settings = s);
+        Assert.Single(await mesh.EndpointsAsync("web"));
+        await Eventually.TrueAsync(() => consul.WaitingQueries == 1, TimeSpan.FromSeconds(5), "the watch blocks");
+        var queries = consul.CountRequests("/v1/health/");
+
+        // A reload that does not touch what Consul is asked keeps the blocking query.
+        settings!["Mesh:LoadBalancer"] = "Random";
+        mesh.Host.Configuration.Replace(settings);
+        // An invalid reload: Microsoft.Extensions.Options raises the validation error to whoever reloads.
+        settings["Mesh:Consul:Wait"] = "00:30:00";
+        var refused = Assert.ThrowsAny<Exception>(() => mesh.Host.Configuration.Replace(settings));
+        Assert.Contains("Mesh:Consul:Wait must be between", refused.ToString(), StringComparison.Ordinal);
+        Assert.Equal(TimeSpan.FromSeconds(30), mesh.Services.GetRequiredService<ConsulClient>().Options.Wait);
+        Assert.Equal(queries, consul.CountRequests("/v1/health/"));
+
+        consul.Register(Services.On(b, "web"));
+        await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("web")).Count == 2, TimeSpan.FromSeconds(1), "discovery goes on");
+    }
+
+    [Fact]
     public async Task AnInvalidToken_IsReported_WithoutEchoingIt()
     {
         await using var host = MeshHost.Create(new Dictionary<string, string?> { ["Mesh:Consul:Token"] = "sec\u0007ret-value" }, services => services.AddMesh().AddConsul());
@@ -110,9 +137,11 @@ public sealed class ConsulOptionsTests
         await using (var plain = ConsulTestHost.Create(consul))
         {
             Assert.Single(await plain.EndpointsAsync("web"));
-            Assert.All(consul.Requests, r => Assert.DoesNotContain("ns=", r.Query, StringComparison.Ordinal));
+            await Eventually.TrueAsync(() => consul.WaitingQueries == 1, TimeSpan.FromSeconds(5), "the watch blocks");
+            Assert.All(consul.Requests, r => Assert.Equal(r.Query.Length == 0 ? string.Empty : "?index=", r.Query.Length == 0 ? string.Empty : r.Query[..7]));
         }
 
+        await Eventually.TrueAsync(() => consul.WaitingQueries == 0, TimeSpan.FromSeconds(5), "the watch ends with its host");
         consul.ClearRequests();
         await using var scoped = ConsulTestHost.Create(consul, s =>
         {
