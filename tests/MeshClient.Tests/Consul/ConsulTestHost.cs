@@ -1,4 +1,3 @@
-using MeshClient.Balancing;
 using MeshClient.Consul;
 using MeshClient.ConsulServer;
 using MeshClient.Discovery;
@@ -26,8 +25,6 @@ internal sealed class ConsulTestHost : IAsyncDisposable
     public IServiceProvider Services => Host.Services;
 
     public ConsulCatalogCache Cache => Host.Services.GetRequiredService<ConsulCatalogCache>();
-
-    public ServiceTableRegistry Registry => Host.Registry;
 
     public static ConsulTestHost Create(
         ConsulTestServer server,
