@@ -1,6 +1,8 @@
 using MeshClient.ConsulServer;
+using MeshClient.Discovery;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.ServiceDiscovery;
 using Xunit.Abstractions;
 
 namespace MeshClient.Tests.Consul;
@@ -189,10 +191,10 @@ public sealed class ConsulDiscoveryTests(ITestOutputHelper output)
         consul.Register(new ServiceDefinition { Id = "a", Name = "web", Port = a.Port, Meta = new() { ["zone"] = "eu-1a" } });
         consul.RegisterOnNode("node-b", new ServiceDefinition { Id = "a", Name = "web", Port = a.Port, Meta = null });
         await using var mesh = ConsulTestHost.Create(consul);
-        var resolver = mesh.Services.GetRequiredService<Microsoft.Extensions.ServiceDiscovery.ServiceEndpointResolver>();
+        var resolver = mesh.Services.GetRequiredService<ServiceEndpointResolver>();
         var source = await resolver.GetEndpointsAsync("http://web", CancellationToken.None);
         var endpoints = source.Endpoints
-            .Select(e => (Feature: e.Features.Get<Discovery.IMeshEndpointFeature>()!, Uri: ((Microsoft.Extensions.ServiceDiscovery.UriEndPoint)e.EndPoint).Uri))
+            .Select(e => (Feature: e.Features.Get<IMeshEndpointFeature>()!, Uri: ((UriEndPoint)e.EndPoint).Uri))
             .OrderBy(e => e.Feature.Id, StringComparer.Ordinal)
             .ToList();
 
@@ -201,6 +203,6 @@ public sealed class ConsulDiscoveryTests(ITestOutputHelper output)
         Assert.All(endpoints, e => Assert.Equal(new Uri($"http://127.0.0.1:{a.Port}/"), e.Uri));
         Assert.Equal("eu-1a", endpoints[0].Feature.Zone);
         Assert.Equal("eu-1b", endpoints[1].Feature.Zone); // from Node.Meta when Service.Meta is null
-        Assert.NotNull(source.Features.Get<Discovery.IMeshServiceFeature>());
+        Assert.NotNull(source.Features.Get<IMeshServiceFeature>());
     }
 }

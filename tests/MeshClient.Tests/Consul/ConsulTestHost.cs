@@ -1,6 +1,7 @@
 using MeshClient.Consul;
 using MeshClient.ConsulServer;
 using MeshClient.Discovery;
+using MeshClient.Internal;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -108,8 +109,8 @@ internal static class Eventually
     }
 }
 
-/// <summary>A <see cref="Internal.Randomizer"/> that always draws the same value.</summary>
-internal sealed class FixedRandomizer(double value) : Internal.Randomizer
+/// <summary>A <see cref="Randomizer"/> that always draws the same value.</summary>
+internal sealed class FixedRandomizer(double value) : Randomizer
 {
     public override double NextDouble() => value;
 
