@@ -146,8 +146,8 @@ public sealed class ConsulTestServer : IAsyncDisposable
         }
 
         _app = null;
-        await _running.CancelAsync();
         DropWaitingQueries();
+        await _running.CancelAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         try
         {
@@ -206,7 +206,14 @@ public sealed class ConsulTestServer : IAsyncDisposable
     {
         foreach (var context in _waiting.Keys)
         {
-            context.Abort();
+            try
+            {
+                context.Abort();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The request ended meanwhile.
+            }
         }
     }
 
