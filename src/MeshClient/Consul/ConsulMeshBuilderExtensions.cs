@@ -1,0 +1,95 @@
+using MeshClient;
+using MeshClient.Consul;
+using MeshClient.Discovery;
+using MeshClient.Internal;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Http;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.ServiceDiscovery;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Adds Consul discovery (and optional self-registration) to the mesh.</summary>
+public static class ConsulMeshBuilderExtensions
+{
+    /// <summary>
+    /// Discovers services through Consul's HTTP API with blocking queries, bound from <c>Mesh:Consul</c>
+    /// (reloadable), and registers the running service when <c>Mesh:Consul:Registration:Enabled</c> is true.
+    /// Services with static endpoints in <c>Mesh:Services</c> are not looked up in Consul.
+    /// </summary>
+    /// <param name="builder">The mesh builder returned by <c>AddMesh()</c>.</param>
+    /// <returns>The same builder.</returns>
+    public static IMeshBuilder AddConsul(this IMeshBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        AddConsulCore(builder);
+        return builder;
+    }
+
+    /// <summary>
+    /// Discovers services through Consul, bound from <c>Mesh:Consul</c> when there is such a section, then
+    /// configured by <paramref name="configure"/>.
+    /// </summary>
+    /// <param name="builder">The mesh builder returned by <c>AddMesh()</c>.</param>
+    /// <param name="configure">Configures the options after configuration binding.</param>
+    /// <returns>The same builder.</returns>
+    public static IMeshBuilder AddConsul(this IMeshBuilder builder, Action<ConsulOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+        AddConsulCore(builder);
+        builder.Services.Configure(configure);
+        return builder;
+    }
+
+    private static void AddConsulCore(IMeshBuilder builder)
+    {
+        var services = builder.Services;
+        if (services.Any(d => d.ServiceType == typeof(ConsulCatalogCache)))
+        {
+            return;
+        }
+
+        var path = (builder is MeshBuilder mesh ? mesh.ConfigurationPath : MeshServiceCollectionExtensions.DefaultSectionName) + ":Consul";
+        var options = services.AddOptions<ConsulOptions>();
+        options.Configure<IServiceProvider>((o, sp) => sp.GetService<IConfiguration>()?.GetSection(path).Bind(o));
+        services.AddSingleton<IOptionsChangeTokenSource<ConsulOptions>>(sp =>
+            new ConfigurationChangeTokenSource<ConsulOptions>(
+                Options.Options.DefaultName,
+                (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
+        options.ValidateOnStart();
+        services.AddSingleton(new ConsulConfigurationPath(path));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ConsulOptions>, ConsulOptionsValidator>());
+
+        // The Consul client never passes through the mesh handlers (nor any other handler: see the filter).
+        services.AddHttpClient(ConsulClient.HttpClientName, c => c.Timeout = ConsulBlockingRules.ClientTimeout(ConsulBlockingRules.MaxWait))
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
+            .RemoveAllLoggers();
+        services.Configure<MeshClientSelection>(s => s.Excluded.Add(ConsulClient.HttpClientName));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, ConsulHttpMessageHandlerBuilderFilter>());
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(Randomizer.Shared);
+        services.TryAddSingleton<ConsulClient>();
+        services.TryAddSingleton<ConsulCatalogCache>();
+        services.AddHostedService<ConsulRegistrationService>();
+
+        // After the mesh's configuration provider, before the standard configuration provider.
+        var factory = ServiceDescriptor.Singleton<IServiceEndpointProviderFactory, ConsulEndpointProviderFactory>();
+        var meshProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType == typeof(MeshConfigurationEndpointProviderFactory));
+        var standardProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType?.Name == "ConfigurationServiceEndpointProviderFactory");
+        if (meshProvider is not null)
+        {
+            services.Insert(services.IndexOf(meshProvider) + 1, factory);
+        }
+        else if (standardProvider is not null)
+        {
+            services.Insert(services.IndexOf(standardProvider), factory);
+        }
+        else
+        {
+            services.Add(factory);
+        }
+    }
+}

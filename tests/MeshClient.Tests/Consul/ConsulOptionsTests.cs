@@ -1,0 +1,249 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using MeshClient.Consul;
+using MeshClient.ConsulServer;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace MeshClient.Tests.Consul;
+
+/// <summary>Binding from Mesh:Consul, start-up validation naming the key, Enterprise parameters, and TLS.</summary>
+public sealed class ConsulOptionsTests
+{
+    [Fact]
+    public async Task EveryKey_BindsFromMeshConsul_AndTheDelegateRunsAfterConfiguration()
+    {
+        await using var host = MeshHost.Create(new Dictionary<string, string?>
+        {
+            ["Mesh:Consul:Address"] = "https://consul.internal:8501/prefix",
+            ["Mesh:Consul:Token"] = "secret",
+            ["Mesh:Consul:Datacenter"] = "eu",
+            ["Mesh:Consul:Tags:0"] = "blue",
+            ["Mesh:Consul:Tags:1"] = "v2",
+            ["Mesh:Consul:OnlyPassing"] = "false",
+            ["Mesh:Consul:Namespace"] = "team",
+            ["Mesh:Consul:Partition"] = "part",
+            ["Mesh:Consul:Scheme"] = "https",
+            ["Mesh:Consul:ZoneMetaKey"] = "az",
+            ["Mesh:Consul:Wait"] = "00:01:00",
+            ["Mesh:Consul:MaxResponseBytes"] = "2048",
+            ["Mesh:Consul:Registration:Enabled"] = "true",
+            ["Mesh:Consul:Registration:ServiceName"] = "orders",
+            ["Mesh:Consul:Registration:Port"] = "8080",
+            ["Mesh:Consul:Registration:Tags:0"] = "api",
+            ["Mesh:Consul:Registration:Meta:version"] = "3",
+            ["Mesh:Consul:Registration:Weight"] = "7",
+            ["Mesh:Consul:Registration:HealthCheckPath"] = "/healthz",
+            ["Mesh:Consul:Registration:DeregisterCriticalServiceAfter"] = "00:10:00",
+        }, services => services.AddMesh().AddConsul(o => o.Datacenter = "us"));
+        var options = host.Services.GetRequiredService<IOptions<ConsulOptions>>().Value;
+        Assert.Equal("https://consul.internal:8501/prefix", options.Address);
+        Assert.Equal("secret", options.Token);
+        Assert.Equal("us", options.Datacenter);
+        Assert.Equal(["blue", "v2"], options.Tags);
+        Assert.False(options.OnlyPassing);
+        Assert.Equal(("team", "part", "https", "az"), (options.Namespace, options.Partition, options.Scheme, options.ZoneMetaKey));
+        Assert.Equal(TimeSpan.FromMinutes(1), options.Wait);
+        Assert.Equal(2048, options.MaxResponseBytes);
+        var registration = options.Registration;
+        Assert.True(registration.Enabled);
+        Assert.Equal(("orders", 8080, 7, "/healthz"), (registration.ServiceName, registration.Port!.Value, registration.Weight, registration.HealthCheckPath));
+        Assert.Equal(["api"], registration.Tags);
+        Assert.Equal("3", registration.Meta["version"]);
+        Assert.Equal(TimeSpan.FromMinutes(10), registration.DeregisterCriticalServiceAfter);
+    }
+
+    [Theory]
+    [InlineData("Mesh:Consul:Address", "consul:8500", "Mesh:Consul:Address 'consul:8500' must be an absolute http or https URI")]
+    [InlineData("Mesh:Consul:Address", "ftp://consul", "Mesh:Consul:Address 'ftp://consul' must be an absolute http or https URI")]
+    [InlineData("Mesh:Consul:Address", "http://user:pw@consul:8500", "Mesh:Consul:Address must not have user info, a query or a fragment")]
+    [InlineData("Mesh:Consul:Scheme", "grpc", "Mesh:Consul:Scheme 'grpc' must be 'http' or 'https'.")]
+    [InlineData("Mesh:Consul:Wait", "00:20:00", "Mesh:Consul:Wait must be between 00:00:01 and 00:10:00, was 00:20:00.")]
+    [InlineData("Mesh:Consul:RetryMaxDelay", "00:00:00.001", "Mesh:Consul:RetryMaxDelay (00:00:00.0010000) must not be less than Mesh:Consul:RetryBaseDelay")]
+    [InlineData("Mesh:Consul:MaxResponseBytes", "10", "Mesh:Consul:MaxResponseBytes must be at least 1024, was 10.")]
+    [InlineData("Mesh:Consul:CaCertificateFile", "/nonexistent/ca.pem", "Mesh:Consul:CaCertificateFile: the file '/nonexistent/ca.pem' does not exist.")]
+    [InlineData("Mesh:Consul:Registration:Weight", "0", "Mesh:Consul:Registration:Weight must be between 1 and 65535, was 0.")]
+    [InlineData("Mesh:Consul:Registration:Port", "70000", "Mesh:Consul:Registration:Port must be between 1 and 65535, was 70000.")]
+    [InlineData("Mesh:Consul:Registration:Address", "0.0.0.0", "Mesh:Consul:Registration:Address '0.0.0.0' is a wildcard")]
+    [InlineData("Mesh:Consul:Registration:Ttl", "00:00:00.100", "Mesh:Consul:Registration:Ttl must be between 00:00:01 and 01:00:00")]
+    public async Task InvalidOptions_FailWithAMessageNamingTheKey(string key, string value, string message)
+    {
+        await using var host = MeshHost.Create(new Dictionary<string, string?>
+        {
+            ["Mesh:Consul:Registration:Enabled"] = "true",
+            [key] = value,
+        }, services => services.AddMesh().AddConsul());
+        var error = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IOptions<ConsulOptions>>().Value);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AnInvalidReload_IsRefused_TheLastValidOptionsKeepServing_AndUnrelatedReloadsRestartNothing()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var b = await TestBackend.StartAsync("b");
+        await using var consul = await ConsulTestServer.StartAsync();
+        consul.Register(Services.On(a, "web"));
+        Dictionary<string, string?>? settings = null;
+        await using var mesh = ConsulTestHost.Create(consul, s => settings = s);
+        Assert.Single(await mesh.EndpointsAsync("web"));
+        await Eventually.TrueAsync(() => consul.WaitingQueries == 1, TimeSpan.FromSeconds(5), "the watch blocks");
+        var queries = consul.CountRequests("/v1/health/");
+
+        // A reload that does not touch what Consul is asked keeps the blocking query.
+        settings!["Mesh:LoadBalancer"] = "Random";
+        mesh.Host.Configuration.Replace(settings);
+        // An invalid reload: Microsoft.Extensions.Options raises the validation error to whoever reloads.
+        settings["Mesh:Consul:Wait"] = "00:30:00";
+        var refused = Assert.ThrowsAny<Exception>(() => mesh.Host.Configuration.Replace(settings));
+        Assert.Contains("Mesh:Consul:Wait must be between", refused.ToString(), StringComparison.Ordinal);
+        Assert.Equal(TimeSpan.FromSeconds(30), mesh.Services.GetRequiredService<ConsulClient>().Options.Wait);
+        Assert.Equal(queries, consul.CountRequests("/v1/health/"));
+
+        consul.Register(Services.On(b, "web"));
+        await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("web")).Count == 2, TimeSpan.FromSeconds(1), "discovery goes on");
+    }
+
+    [Fact]
+    public async Task AnInvalidToken_IsReported_WithoutEchoingIt()
+    {
+        await using var host = MeshHost.Create(new Dictionary<string, string?> { ["Mesh:Consul:Token"] = "sec\u0007ret-value" }, services => services.AddMesh().AddConsul());
+        var error = Assert.Throws<OptionsValidationException>(() => host.Services.GetRequiredService<IOptions<ConsulOptions>>().Value);
+        Assert.Contains("Mesh:Consul:Token must be", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ret-value", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AMeshBoundFromAnotherSection_BindsConsulFromItsConsulSubsection()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["Platform:Mesh:Consul:Address"] = "nope" }).Build();
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(configuration);
+        services.AddMesh(configuration.GetSection("Platform:Mesh")).AddConsul();
+        await using var provider = services.BuildServiceProvider();
+        var error = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IOptions<ConsulOptions>>().Value);
+        Assert.Contains("Platform:Mesh:Consul:Address 'nope'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task NamespaceAndPartition_AreSentOnlyWhenSet()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var consul = await ConsulTestServer.StartAsync(new ConsulServerOptions { Enterprise = true });
+        consul.Register(Services.On(a, "web"));
+        await using (var plain = ConsulTestHost.Create(consul))
+        {
+            Assert.Single(await plain.EndpointsAsync("web"));
+            await Eventually.TrueAsync(() => consul.WaitingQueries == 1, TimeSpan.FromSeconds(5), "the watch blocks");
+            Assert.All(consul.Requests, r => Assert.Equal(r.Query.Length == 0 ? string.Empty : "?index=", r.Query.Length == 0 ? string.Empty : r.Query[..7]));
+        }
+
+        await Eventually.TrueAsync(() => consul.WaitingQueries == 0, TimeSpan.FromSeconds(5), "the watch ends with its host");
+        consul.ClearRequests();
+        await using var scoped = ConsulTestHost.Create(consul, s =>
+        {
+            s["Mesh:Consul:Namespace"] = "team a";
+            s["Mesh:Consul:Partition"] = "p1";
+            s["Mesh:Consul:Datacenter"] = "dc1";
+            s["Mesh:Consul:Tags:0"] = "blue";
+        });
+        Assert.Empty(await scoped.EndpointsAsync("web")); // "a" has no "blue" tag: Consul answers []
+        var query = consul.Requests.First(r => r.Path == "/v1/health/service/web").Query;
+        Assert.Equal("?dc=dc1&tag=blue&ns=team%20a&partition=p1", query);
+    }
+
+    [Fact]
+    public async Task Tls_WithACustomCaAndAClientCertificate_WorksOverHttp2_AndRefusesAnUntrustedServer()
+    {
+        using var pki = TestPki.Create();
+        await using var a = await TestBackend.StartAsync("a");
+        await using var consul = await ConsulTestServer.StartAsync(new ConsulServerOptions { Certificate = pki.Server, ClientCertificateAuthority = pki.Authority });
+        consul.Register(Services.On(a, "web"));
+
+        await using (var trusted = ConsulTestHost.Create(consul, s =>
+        {
+            s["Mesh:Consul:CaCertificateFile"] = pki.AuthorityFile;
+            s["Mesh:Consul:ClientCertificateFile"] = pki.ClientFile;
+            s["Mesh:Consul:ClientKeyFile"] = pki.ClientKeyFile;
+        }))
+        {
+            Assert.Equal("a", await trusted.CreateClient().GetStringAsync("http://web/"));
+            Assert.All(consul.Requests, r => Assert.Equal("HTTP/2", r.Protocol));
+        }
+
+        // Without the client certificate the server refuses the handshake; without the CA the client refuses the server.
+        await using (var noClientCertificate = ConsulTestHost.Create(consul, s => s["Mesh:Consul:CaCertificateFile"] = pki.AuthorityFile))
+        {
+            await Assert.ThrowsAsync<UnknownServiceException>(() => noClientCertificate.CreateClient().GetAsync("http://web/"));
+            Assert.Single(noClientCertificate.Events(300));
+        }
+
+        await using var systemTrust = ConsulTestHost.Create(consul, s =>
+        {
+            s["Mesh:Consul:ClientCertificateFile"] = pki.ClientFile;
+            s["Mesh:Consul:ClientKeyFile"] = pki.ClientKeyFile;
+        });
+        await Assert.ThrowsAsync<UnknownServiceException>(() => systemTrust.CreateClient().GetAsync("http://web/"));
+        Assert.Contains("SSL", systemTrust.Events(300)[0].Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>A throw-away CA with a server certificate for 127.0.0.1 and a client certificate, as PEM files.</summary>
+    private sealed class TestPki : IDisposable
+    {
+        private readonly string _directory = Directory.CreateTempSubdirectory("meshclient-pki-").FullName;
+
+        public required X509Certificate2 Authority { get; init; }
+
+        public required X509Certificate2 Server { get; init; }
+
+        public string AuthorityFile => Path.Combine(_directory, "ca.pem");
+
+        public string ClientFile => Path.Combine(_directory, "client.pem");
+
+        public string ClientKeyFile => Path.Combine(_directory, "client.key");
+
+        public static TestPki Create()
+        {
+            var now = DateTimeOffset.UtcNow;
+            using var authorityKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var authorityRequest = new CertificateRequest("CN=MeshClient Test Consul CA", authorityKey, HashAlgorithmName.SHA256);
+            authorityRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+            authorityRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            var authority = authorityRequest.CreateSelfSigned(now.AddDays(-1), now.AddDays(1));
+
+            var server = Issue(authority, "CN=consul", "1.3.6.1.5.5.7.3.1", now, out _);
+            var client = Issue(authority, "CN=meshclient", "1.3.6.1.5.5.7.3.2", now, out var clientKey);
+            var pki = new TestPki { Authority = authority, Server = X509CertificateLoader.LoadPkcs12(server.Export(X509ContentType.Pkcs12), null) };
+            File.WriteAllText(pki.AuthorityFile, authority.ExportCertificatePem());
+            File.WriteAllText(pki.ClientFile, client.ExportCertificatePem());
+            File.WriteAllText(pki.ClientKeyFile, clientKey.ExportPkcs8PrivateKeyPem());
+            clientKey.Dispose();
+            return pki;
+        }
+
+        private static X509Certificate2 Issue(X509Certificate2 authority, string subject, string usage, DateTimeOffset now, out ECDsa key)
+        {
+            key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest(subject, key, HashAlgorithmName.SHA256);
+            var names = new SubjectAlternativeNameBuilder();
+            names.AddIpAddress(IPAddress.Loopback);
+            names.AddDnsName("localhost");
+            request.CertificateExtensions.Add(names.Build());
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
+            request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(usage)], false));
+            var serial = RandomNumberGenerator.GetBytes(8);
+            using var issued = request.Create(authority, now.AddHours(-1), now.AddHours(12), serial);
+            return issued.CopyWithPrivateKey(key);
+        }
+
+        public void Dispose()
+        {
+            Authority.Dispose();
+            Server.Dispose();
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+}
