@@ -17,7 +17,7 @@ namespace MeshClient.LoadTest.Roles;
 /// CPU out of the client's accounting (the point of a child) without four process start-ups per scenario.
 /// Commands (one per stdin line, one answer line each):
 /// <c>start DELAY_MS STATUS</c> → <c>started ID PORT</c>; <c>set ID DELAY_MS STATUS</c> → <c>ok</c>;
-/// <c>stop ID</c> → <c>stopped ID</c>; <c>counts</c> → <c>counts ID:N ...</c> (requests received, ever).
+/// <c>stop ID</c> → <c>stopped ID</c>; <c>counts</c> → <c>counts ID:N ...</c> (requests received, ever, stopped backends included).
 /// The process exits when its stdin closes.
 /// </summary>
 internal static class BackendsRole
@@ -27,6 +27,7 @@ internal static class BackendsRole
     public static async Task<int> RunAsync(TextReader input, TextWriter output)
     {
         var backends = new ConcurrentDictionary<int, Backend>();
+        var stopped = new ConcurrentDictionary<int, Backend>(); // their counts still count
         var nextId = 0;
         output.WriteLine("ready");
         output.Flush();
@@ -58,13 +59,14 @@ internal static class BackendsRole
                     case "stop":
                         if (backends.TryRemove(Int(parts[1]), out var stopping))
                         {
+                            stopped[stopping.Id] = stopping;
                             await stopping.StopAsync();
                         }
 
                         answer = $"stopped {parts[1]}";
                         break;
                     case "counts":
-                        answer = "counts " + string.Join(' ', backends.Values.OrderBy(b => b.Id).Select(b => $"{b.Id}:{b.Count}"));
+                        answer = "counts " + string.Join(' ', backends.Values.Concat(stopped.Values).OrderBy(b => b.Id).Select(b => $"{b.Id}:{b.Count}"));
                         break;
                     default:
                         answer = $"error unknown command '{parts[0]}'";
