@@ -42,6 +42,9 @@ public sealed class LoadTestReport(
 
     public IReadOnlyList<string> ContendersRun { get; } = contenders;
 
+    /// <summary>Gets /proc/loadavg when the run ended (other work on the machine shows here).</summary>
+    public string LoadAverageAtEnd { get; } = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
+
     public CellResult? Find(string contender, string scenario, string shape, int run = 1) =>
         Cells.FirstOrDefault(c => c.Contender == contender && c.Scenario == scenario && c.Shape == shape && c.Run == run);
 
@@ -97,7 +100,7 @@ public sealed class LoadTestReport(
                 var yarpAdded99 = yarp.P99 - raw.P99;
                 Add(
                     "mesh added latency ≤ 1/5 of the YARP sidecar's (healthy, rate, p50)",
-                    F($"mesh {meshAdded:+0;-0} µs vs YARP {yarpAdded:+0;-0} µs (limit {yarpAdded / 5:0} µs); at p99: mesh {meshAdded99:+0;-0} vs YARP {yarpAdded99:+0;-0} µs"),
+                    F($"mesh {meshAdded:+0;-0} µs vs YARP {yarpAdded:+0;-0} µs (limit {Math.Max(0, yarpAdded) / 5:0} µs); at p99: mesh {meshAdded99:+0;-0} vs YARP {yarpAdded99:+0;-0} µs"),
                     meshAdded <= Math.Max(0, yarpAdded) / 5);
             }
             else
@@ -198,7 +201,7 @@ public sealed class LoadTestReport(
         sb.AppendLine(F($"- memory: {m.MemoryGiB:0.0} GiB"));
         sb.AppendLine(F($"- OS: {m.Os}"));
         sb.AppendLine(F($"- .NET runtime: {m.Runtime}; GC: {m.Gc} (same runtimeconfig for every process of the run)"));
-        sb.AppendLine(F($"- /proc/loadavg at start: {m.LoadAverage}"));
+        sb.AppendLine(F($"- /proc/loadavg at start: {m.LoadAverage}; at end: {LoadAverageAtEnd}"));
         sb.AppendLine(F($"- assemblies loaded (informational versions): {string.Join(", ", m.Assemblies)}"));
         if (m.GitCommit is not null)
         {
