@@ -66,4 +66,10 @@ public sealed record CellResult
     public required int ChurnEvents { get; init; }
 
     public required TimeSpan Elapsed { get; init; }
+
+    /// <summary>Gets the CPU that processes outside this run used during the measured phase, in % of the machine.</summary>
+    public double OtherCpuPercent { get; init; }
+
+    /// <summary>Gets the CPU time the hypervisor stole during the measured phase, in % of the machine.</summary>
+    public double StealPercent { get; init; }
 }

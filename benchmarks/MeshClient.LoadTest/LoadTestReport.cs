@@ -244,6 +244,13 @@ public sealed class LoadTestReport(
         sb.AppendLine();
         sb.AppendLine("## Targets of issue 7 (reported, not asserted)");
         sb.AppendLine();
+        var busy = Cells.Where(c => c.OtherCpuPercent > 10).ToList();
+        if (busy.Count > 0)
+        {
+            sb.AppendLine(F($"**Shared machine:** {busy.Count} of {Cells.Count} cells ran while processes outside this run used more than 10% of the machine (up to {busy.Max(c => c.OtherCpuPercent):0}%; column 'other CPU' in the details). Their tails (p99, p99.9) and throughput are noisier than on a quiet machine."));
+            sb.AppendLine();
+        }
+
         sb.Append(TargetsMarkdown());
         sb.AppendLine();
         sb.AppendLine(F($"![latency percentiles and success rate per contender and scenario]({SvgFile})"));
@@ -334,14 +341,16 @@ public sealed class LoadTestReport(
         sb.AppendLine();
         sb.AppendLine("### Details");
         sb.AppendLine();
-        sb.AppendLine("| contender | scenario | shape | max µs | ok req/s | sender lag p50/p99 µs | backends CPU ms/1k req | client+proxy CPU ms/1k | backend hits #1/#2/#3/#4 | backend hits per request | GC gen0/1/2 | churn events | errors |");
-        sb.AppendLine("|---|---|---|---:|---:|---|---:|---:|---|---:|---|---:|---|");
+        sb.AppendLine("'other CPU' = CPU used during the cell by processes outside this run (other builds or tests on a shared machine), in % of the whole machine: a cell with a high value was measured on a busy machine.");
+        sb.AppendLine();
+        sb.AppendLine("| contender | scenario | shape | max µs | ok req/s | sender lag p50/p99 µs | backends CPU ms/1k req | client+proxy CPU ms/1k | backend hits #1/#2/#3/#4 | backend hits per request | GC gen0/1/2 | churn events | other CPU % / steal % | errors |");
+        sb.AppendLine("|---|---|---|---:|---:|---|---:|---:|---|---:|---|---:|---|---|");
         foreach (var c in Ordered(runCells))
         {
             var lag = c.SenderLag is { } l ? F($"{l.P50:0} / {l.P99:0}") : "—";
             var hits = c.Scenario == Scenario.Churn ? "(instances rotate)" : string.Join(" / ", c.Hits.Select(h => h.ToString(Inv)));
             var errors = c.Errors.Count == 0 ? "—" : string.Join(", ", c.Errors.Take(3).Select(e => F($"{e.Key} ×{e.Value}")));
-            sb.AppendLine(F($"| {c.Contender} | {c.Scenario} | {c.Shape} | {c.Max:0} | {c.OkRequestsPerSecond:0} | {lag} | {c.BackendsCpuMsPer1k:0.0} | {c.ClientPlusProxyCpuMsPer1k:0.0} | {hits} | {c.BackendHitsPerRequest:0.00} | {c.Gen0}/{c.Gen1}/{c.Gen2} | {c.ChurnEvents} | {errors} |"));
+            sb.AppendLine(F($"| {c.Contender} | {c.Scenario} | {c.Shape} | {c.Max:0} | {c.OkRequestsPerSecond:0} | {lag} | {c.BackendsCpuMsPer1k:0.0} | {c.ClientPlusProxyCpuMsPer1k:0.0} | {hits} | {c.BackendHitsPerRequest:0.00} | {c.Gen0}/{c.Gen1}/{c.Gen2} | {c.ChurnEvents} | {c.OtherCpuPercent:0} / {c.StealPercent:0} | {errors} |"));
         }
     }
 

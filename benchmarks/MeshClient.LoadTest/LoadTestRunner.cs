@@ -187,8 +187,31 @@ public static class LoadTestRunner
             Errors = [.. result.Latency.Errors.OrderByDescending(e => e.Value)],
             ChurnEvents = churnEvents,
             Elapsed = result.Elapsed,
+            OtherCpuPercent = OtherCpuPercent(before, after),
+            StealPercent = Capacity(before, after) is var capacity && capacity > 0 ? 100 * (after.Machine.Steal - before.Machine.Steal).TotalMilliseconds / capacity : 0,
         };
     }
+
+    /// <summary>
+    /// CPU used by processes outside this run (other builds, tests, benchmarks on a shared machine) during the
+    /// measured phase, in % of the machine: busy CPU of the whole machine − client − proxy − backends.
+    /// </summary>
+    private static double OtherCpuPercent(Snapshot before, Snapshot after)
+    {
+        var capacity = Capacity(before, after);
+        if (capacity <= 0 || after.Machine.Busy == TimeSpan.Zero)
+        {
+            return 0;
+        }
+
+        var own = (after.ClientCpu - before.ClientCpu) + (after.BackendsCpu - before.BackendsCpu)
+            + ((after.ProxyCpu ?? TimeSpan.Zero) - (before.ProxyCpu ?? TimeSpan.Zero));
+        var busy = after.Machine.Busy - before.Machine.Busy;
+        return Math.Max(0, 100 * (busy - own).TotalMilliseconds / capacity);
+    }
+
+    private static double Capacity(Snapshot before, Snapshot after) =>
+        Stopwatch.GetElapsedTime(before.Timestamp, after.Timestamp).TotalMilliseconds * Environment.ProcessorCount;
 
     private static string DefaultOutDirectory()
     {
@@ -219,7 +242,8 @@ public static class LoadTestRunner
     }
 
     /// <summary>The counters read before and after a measured phase.</summary>
-    private readonly record struct Snapshot(TimeSpan ClientCpu, TimeSpan? ProxyCpu, TimeSpan BackendsCpu, long Allocated, int Gen0, int Gen1, int Gen2)
+    private readonly record struct Snapshot(
+        TimeSpan ClientCpu, TimeSpan? ProxyCpu, TimeSpan BackendsCpu, long Allocated, int Gen0, int Gen1, int Gen2, MachineCpu Machine, long Timestamp)
     {
         public static Snapshot Take(ScenarioEnvironment environment, IContender contender)
         {
@@ -231,7 +255,35 @@ public static class LoadTestRunner
                 GC.GetTotalAllocatedBytes(precise: true),
                 GC.CollectionCount(0),
                 GC.CollectionCount(1),
-                GC.CollectionCount(2));
+                GC.CollectionCount(2),
+                MachineCpu.Read(),
+                Stopwatch.GetTimestamp());
+        }
+    }
+
+    /// <summary>The whole machine's CPU time from the first line of /proc/stat (Linux; zero elsewhere).</summary>
+    private readonly record struct MachineCpu(TimeSpan Busy, TimeSpan Steal)
+    {
+        public static MachineCpu Read()
+        {
+            try
+            {
+                var line = File.Exists("/proc/stat") ? File.ReadLines("/proc/stat").First() : string.Empty;
+                var f = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (f.Length < 9 || f[0] != "cpu")
+                {
+                    return default;
+                }
+
+                long J(int i) => long.Parse(f[i], System.Globalization.CultureInfo.InvariantCulture);
+
+                // user nice system idle iowait irq softirq steal; USER_HZ = 100.
+                return new MachineCpu(TimeSpan.FromMilliseconds((J(1) + J(2) + J(3) + J(6) + J(7)) * 10.0), TimeSpan.FromMilliseconds(J(8) * 10.0));
+            }
+            catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+            {
+                return default;
+            }
         }
     }
 
