@@ -341,7 +341,7 @@ public sealed class LoadTestReport(
         sb.AppendLine();
         sb.AppendLine("### Details");
         sb.AppendLine();
-        sb.AppendLine("'other CPU' = CPU used during the cell by processes outside this run (other builds or tests on a shared machine), in % of the whole machine: a cell with a high value was measured on a busy machine.");
+        sb.AppendLine("'other CPU' = user + system CPU of the whole machine (/proc/stat, irq and softirq left out) − client − proxy − backends during the cell, in % of the machine: CPU taken by processes outside this run (other builds or tests on a shared machine). A cell with a high value was measured on a busy machine.");
         sb.AppendLine();
         sb.AppendLine("| contender | scenario | shape | max µs | ok req/s | sender lag p50/p99 µs | backends CPU ms/1k req | client+proxy CPU ms/1k | backend hits #1/#2/#3/#4 | backend hits per request | GC gen0/1/2 | churn events | other CPU % / steal % | errors |");
         sb.AppendLine("|---|---|---|---:|---:|---|---:|---:|---|---:|---|---:|---|---|");
