@@ -77,7 +77,7 @@ public static class LoadTestRunner
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             completed = false;
-            notes.Add("The run was interrupted (Ctrl+C): the report holds the cells completed before that.");
+            notes.Add("The run was interrupted (Ctrl+C or SIGTERM): the report holds the cells completed before that.");
         }
 
         var report = new LoadTestReport(options, machine, cells, notes, stopwatch.Elapsed, completed, contenders);
@@ -118,6 +118,9 @@ public static class LoadTestRunner
             var after = Snapshot.Take(environment, contender);
             var churnEvents = environment.ChurnEvents - churnStart;
             var hitsAfter = await environment.CountsAsync();
+
+            // An interrupted cell is not a measurement: leave it out of the report.
+            cancellationToken.ThrowIfCancellationRequested();
             return Summarize(environment, name, shape, run, result, before, after, hitsBefore, hitsAfter, churnEvents);
         }
         finally

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using MeshClient.LoadTest.Roles;
 
 namespace MeshClient.LoadTest;
@@ -57,6 +58,16 @@ public static class Program
             }
         };
         Console.CancelKeyPress += onCancel;
+
+        // SIGTERM (e.g. `timeout`, a CI runner giving up) gets the same orderly stop as the first Ctrl+C.
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            if (!cts.IsCancellationRequested)
+            {
+                context.Cancel = true;
+                cts.Cancel();
+            }
+        });
         try
         {
             var report = await LoadTestRunner.RunAsync(options, Console.Out, cts.Token);
