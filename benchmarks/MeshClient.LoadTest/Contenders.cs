@@ -44,6 +44,10 @@ internal static class Contenders
                 var nginx = environment.Nginx ?? throw new InvalidOperationException("The nginx sidecar is not running.");
                 await nginx.UpdateAsync(endpoints);
                 return new RawContender(Contender.Nginx, nginx.Address, nginx);
+            case Contender.Factory:
+                // The control: what IHttpClientFactory's own handler chain costs, without the mesh.
+                return await HostedContender.StartAsync(Contender.Factory, endpoints, _ => new Dictionary<string, string?>(), services =>
+                    services.AddHttpClient(ServiceName, c => c.BaseAddress = endpoints[0]));
             case Contender.Mesh:
                 return await HostedContender.StartAsync(Contender.Mesh, endpoints, e => MeshSettings(e, options.MeshLoadBalancer), services =>
                 {

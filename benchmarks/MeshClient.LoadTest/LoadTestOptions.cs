@@ -11,8 +11,9 @@ public sealed class LoadTestOptions
           dotnet run -c Release --project benchmarks/MeshClient.LoadTest -- [options]
 
           --scenario LIST      all | comma list of healthy,slow,failing,refused,churn   (default all)
-          --contenders LIST    comma list of raw,mesh,stock,yarp,nginx   (default raw,mesh,stock,yarp,nginx;
-                               nginx is skipped when no nginx binary is installed)
+          --contenders LIST    comma list of raw,factory,mesh,stock,yarp,nginx   (default raw,mesh,stock,yarp,nginx;
+                               nginx is skipped when no nginx binary is installed; factory is a control:
+                               an IHttpClientFactory client to backend #1 without the mesh, healthy only)
           --shapes LIST        comma list of rate,sat   (default rate,sat)
           --duration T         measured time per cell, e.g. 20s, 500ms   (default 20s)
           --warmup T           warm-up per cell, same client, not counted   (default 3s)
@@ -31,7 +32,13 @@ public sealed class LoadTestOptions
 
     public static readonly IReadOnlyList<string> AllScenarios = [Scenario.Healthy, Scenario.Slow, Scenario.Failing, Scenario.Refused, Scenario.Churn];
 
-    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
+    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.Factory, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
+
+    /// <summary>The contenders of a run that names none: all but the <c>factory</c> control.</summary>
+    public static readonly IReadOnlyList<string> DefaultContenders = [Contender.Raw, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
+
+    /// <summary>The contenders that talk to backend #1 alone, and so run in the healthy scenario only.</summary>
+    public static readonly IReadOnlyList<string> SingleBackendContenders = [Contender.Raw, Contender.Factory];
 
     public static readonly IReadOnlyList<string> AllShapes = [Shape.Rate, Shape.Sat];
 
@@ -40,7 +47,7 @@ public sealed class LoadTestOptions
 
     public IReadOnlyList<string> Scenarios { get; set; } = AllScenarios;
 
-    public IReadOnlyList<string> Contenders { get; set; } = AllContenders;
+    public IReadOnlyList<string> Contenders { get; set; } = DefaultContenders;
 
     public IReadOnlyList<string> Shapes { get; set; } = AllShapes;
 
@@ -198,6 +205,7 @@ public static class Scenario
 public static class Contender
 {
     public const string Raw = "raw";
+    public const string Factory = "factory";
     public const string Mesh = "mesh";
     public const string Stock = "stock";
     public const string Yarp = "yarp";

@@ -214,7 +214,7 @@ public sealed class LoadTestReport(
         var o = Options;
         sb.AppendLine(F($"- command: `dotnet run -c Release --project benchmarks/MeshClient.LoadTest -- {o.CommandLine}`"));
         sb.AppendLine(F($"- measured duration D = {o.Duration.TotalSeconds:0.###} s per cell; warm-up {o.Warmup.TotalSeconds:0.###} s per cell (same contender, shape and client, not counted); per scenario, after the server processes start, {o.ProcessWarmup.TotalSeconds:0.###} s of 16-worker traffic straight to the backends and {o.ProcessWarmup.TotalSeconds:0.###} s through each sidecar (JIT), not counted"));
-        sb.AppendLine(F($"- runs: {o.Runs}; loop order: run → scenario → shape → contender (back to back); contender order {string.Join(", ", ContendersRun)}{(o.Runs > 1 ? ", reversed on even runs" : string.Empty)}; raw runs in healthy only (it talks to backend #1 alone)"));
+        sb.AppendLine(F($"- runs: {o.Runs}; loop order: run → scenario → shape → contender (back to back); contender order {string.Join(", ", ContendersRun)}{(o.Runs > 1 ? ", reversed on even runs" : string.Empty)}; raw{(ContendersRun.Contains(Contender.Factory) ? " and factory run" : " runs")} in healthy only (backend #1 alone)"));
         sb.AppendLine(F($"- shape `rate`: open model, {o.Rate} req/s, sends due at fixed 1/{o.Rate} s intervals from a dedicated sender thread (clock_nanosleep TIMER_ABSTIME, 1 ns timer slack), latency from the *intended* send time; at most {o.MaxInFlight} in flight (the sender waits when full); sends not made by D + {o.SendGrace.TotalSeconds:0.#} s count as failed ('unsent'); drain cap {o.DrainCap.TotalSeconds:0} s"));
         sb.AppendLine(F($"- shape `sat`: closed model, {o.Concurrency} concurrent workers each send → await the full response → repeat, for D s; req/s = completions inside the D window ÷ D"));
         sb.AppendLine(F($"- backends: one child process (`--role backends`) hosting Kestrel servers on 127.0.0.1:0, HTTP/1.1 plaintext, GET /work → 1,024-byte body, no logging; all server processes are restarted for every scenario"));
@@ -225,6 +225,11 @@ public sealed class LoadTestReport(
 
         sb.AppendLine("- contenders (each cell gets a fresh client; every request is `GetAsync(\"/work\")`, reading the whole body):");
         sb.AppendLine("  - raw: `new HttpClient(new SocketsHttpHandler())`, Timeout 30 s, BaseAddress = backend #1 (the floor)");
+        if (ContendersRun.Contains(Contender.Factory))
+        {
+            sb.AppendLine("  - factory (control): the generic host below without the mesh, `AddHttpClient(\"backend\")` with BaseAddress = backend #1: what IHttpClientFactory's own handler chain costs; healthy only");
+        }
+
         sb.AppendLine(F($"  - mesh: generic host (no defaults, no logging), `services.AddMesh()` + `AddHttpClient(\"backend\")` with BaseAddress http://backend; configuration `Mesh:Services:backend:Endpoints:{{i}}:Address|Weight` (weight 1){(o.MeshLoadBalancer is null ? "; `Mesh:LoadBalancer` not set (the library default)" : F($"; `Mesh:LoadBalancer` = {o.MeshLoadBalancer}"))}; churn replaces the configuration and fires its reload token"));
         sb.AppendLine("  - stock: same host, `AddServiceDiscovery()`; client `backend` with `.AddStandardResilienceHandler()` then `.AddServiceDiscovery()` (the Aspire ServiceDefaults order: resilience outer, so each retry re-resolves); configuration `Services:backend:http:{i}` = 127.0.0.1:port (round robin); standard resilience defaults (total timeout 30 s, 3 retries exponential from 2 s with jitter, one client-wide circuit breaker: ratio 0.1, min throughput 100, 30 s sampling, 5 s break; attempt timeout 10 s); churn reloads the configuration");
         sb.AppendLine("  - yarp: a separate process (`--role yarp`): `AddReverseProxy().LoadFromMemory` + `MapReverseProxy()`, Kestrel on 127.0.0.1:0, no logging; one catch-all route → one cluster, PowerOfTwoChoices, passive health checks enabled (TransportFailureRate, YARP defaults); YARP does not retry; the client is the raw client pointed at the proxy; churn calls `InMemoryConfigProvider.Update`");

@@ -44,7 +44,7 @@ public static class LoadTestRunner
                 var order = run % 2 == 1 ? contenders : Enumerable.Reverse(contenders).ToList();
                 foreach (var scenario in options.Scenarios)
                 {
-                    var inScenario = order.Where(c => c != Contender.Raw || scenario == Scenario.Healthy).ToList();
+                    var inScenario = order.Where(c => !LoadTestOptions.SingleBackendContenders.Contains(c) || scenario == Scenario.Healthy).ToList();
                     if (inScenario.Count == 0)
                     {
                         continue;

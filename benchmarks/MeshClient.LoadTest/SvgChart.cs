@@ -22,6 +22,7 @@ internal static class SvgChart
     private static readonly Dictionary<string, string> Colors = new(StringComparer.Ordinal)
     {
         [Contender.Raw] = "#6b6b6b",
+        [Contender.Factory] = "#a0a0a0",
         [Contender.Mesh] = "#1f63b4",
         [Contender.Stock] = "#e07b00",
         [Contender.Yarp] = "#2a9d3c",
