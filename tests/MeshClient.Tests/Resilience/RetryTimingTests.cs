@@ -112,7 +112,8 @@ public sealed class RetryTimingTests
         }
 
         Assert.NotNull(hung);
-        time.Advance(TimeSpan.FromSeconds(1));
+        var waited = await FakeTime.AdvanceUntilAsync(time, () => hung!.IsCompleted, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        Assert.InRange(waited, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1.5)); // the attempt timeout, then the retry
         using var response = await hung!;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
     }
