@@ -26,6 +26,13 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     public List<string> Sample(TimeSpan elapsed)
     {
         var changes = new List<string>();
+        while (stats.EjectionReasons.TryDequeue(out var ejection))
+        {
+            var change = $"{Seconds(ejection.At),6} ejection ({ejection.Reason})";
+            changes.Add(change);
+            _events.Add(change);
+        }
+
         var service = Service();
         if (service is null)
         {
@@ -89,7 +96,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]");
 
         var events = _events.Count == 0
-            ? new Markup("[grey]No endpoint state changes yet.[/]")
+            ? new Markup("[grey]No ejections or state changes yet.[/]")
             : new Markup("[grey]" + Markup.Escape(string.Join(Environment.NewLine, _events.TakeLast(4))) + "[/]");
         return new Rows(table, events);
     }
@@ -97,7 +104,6 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     /// <summary>One plain line for logs: totals and, per endpoint, share, latency and state.</summary>
     public string Line(TimeSpan elapsed)
     {
-        var service = Service();
         var since = elapsed - Window;
         var windows = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(since));
         var recent = Math.Max(1, windows.Values.Sum(w => w.Count));
@@ -106,7 +112,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         foreach (var backend in backends)
         {
             var window = windows[backend.Port];
-            var state = service is null ? "unknown" : StateOf(service, backend)?.State ?? "unknown";
+            var state = _states.GetValueOrDefault(backend.Port, "unknown"); // as last sampled, like the state changes printed
             line.Append(CultureInfo.InvariantCulture, $" | {backend.Name} {Percent(window.Count, recent)} p50 {Millis(window.P50)} p99 {Millis(window.P99)} {state}");
         }
 
@@ -151,7 +157,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         notes.AppendLine("The flaky one is ejected, probed, and readmitted once it recovers; retries hide its 503s.");
         if (_events.Count > 0)
         {
-            notes.AppendLine("Endpoint state changes:");
+            notes.AppendLine("Events (state changes read from IMeshStatus, ejections from the MeshClient meter):");
             foreach (var change in _events)
             {
                 notes.AppendLine("  " + change);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MeshClient.Telemetry;
@@ -34,16 +35,25 @@ internal sealed class DemoStats : IDisposable
                 listener.EnableMeasurementEvents(instrument);
             }
         };
-        _listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) =>
         {
             if (instrument.Name == "mesh.client.retries")
             {
                 Interlocked.Add(ref _retries, value);
+                return;
             }
-            else
+
+            Interlocked.Add(ref _ejections, value);
+            var reason = "?";
+            foreach (var tag in tags)
             {
-                Interlocked.Add(ref _ejections, value);
+                if (tag.Key == MeshTags.EjectionReason)
+                {
+                    reason = tag.Value as string ?? "?";
+                }
             }
+
+            EjectionReasons.Enqueue((_clock.Elapsed, reason));
         });
         _listener.Start();
     }
@@ -59,6 +69,9 @@ internal sealed class DemoStats : IDisposable
     public long Ejections => Interlocked.Read(ref _ejections);
 
     public IEnumerable<EndpointStats> Endpoints => _byPort.Values;
+
+    /// <summary>Gets the ejections not yet shown, with their reason (the meter has no endpoint tag: it keeps cardinality low).</summary>
+    public ConcurrentQueue<(TimeSpan At, string Reason)> EjectionReasons { get; } = new();
 
     public EndpointStats? ForPort(int port) => _byPort.GetValueOrDefault(port);
 
