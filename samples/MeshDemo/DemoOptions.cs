@@ -11,7 +11,7 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
     public const string Usage = """
         Usage: dotnet run --project samples/MeshDemo -- [options]
 
-          --duration <time>   how long to drive traffic: 20s (default), 90s, 2m, 500ms (1s to 1h)
+          --duration <time>   how long to drive traffic: 20s (default), 90s, 2m, 1500ms (1s to 1h)
           --rps <n>           requests per second sent to the "catalog" service (default 200, 1 to 5000)
           --policy <name>     load balancer: PeakEwma (default), LeastRequest, RoundRobin, Random
           --plain             print plain periodic lines instead of the live table (automatic when
@@ -42,7 +42,7 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                 case "--duration" or "-d":
                     if (Value() is not { } text || !TryParseDuration(text, out var duration))
                     {
-                        error = "--duration needs a time such as 20s, 2m or 500ms, between 1s and 1h.";
+                        error = "--duration needs a time such as 20s, 2m or 1500ms, between 1s and 1h.";
                         return options;
                     }
 
@@ -84,7 +84,7 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
         return options;
     }
 
-    /// <summary>Parses <c>500ms</c>, <c>20s</c>, <c>2m</c>, <c>1h</c>, a bare number of seconds, or <c>hh:mm:ss</c>.</summary>
+    /// <summary>Parses <c>1500ms</c>, <c>20s</c>, <c>2m</c>, <c>1h</c>, a bare number of seconds, or <c>hh:mm:ss</c>.</summary>
     public static bool TryParseDuration(string text, out TimeSpan duration)
     {
         duration = default;
