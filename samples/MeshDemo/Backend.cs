@@ -1,0 +1,82 @@
+using System.Diagnostics;
+using System.Net;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace MeshDemo;
+
+/// <summary>What one backend instance is like.</summary>
+/// <param name="Name">The instance name, sent back in the <c>X-Backend</c> header.</param>
+/// <param name="Weight">The weight the caller gives it in the mesh configuration.</param>
+/// <param name="Role">A few words for the table.</param>
+/// <param name="Latency">The base service time.</param>
+/// <param name="Jitter">A random extra service time, from zero to this.</param>
+/// <param name="FailFrom">When it starts answering 503, as a fraction of the run (null: never).</param>
+/// <param name="FailUntil">When it recovers, as a fraction of the run.</param>
+internal sealed record BackendSpec(string Name, int Weight, string Role, TimeSpan Latency, TimeSpan Jitter, double? FailFrom = null, double? FailUntil = null);
+
+/// <summary>
+/// One instance of the demo's "catalog" service: a real Kestrel server on 127.0.0.1 with a port chosen by the OS.
+/// It answers <c>GET /work</c> after its service time, or 503 while it is in its failure window.
+/// </summary>
+internal sealed class Backend : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private Backend(BackendSpec spec, WebApplication app, Uri address)
+    {
+        Spec = spec;
+        _app = app;
+        Address = address;
+    }
+
+    public BackendSpec Spec { get; }
+
+    public string Name => Spec.Name;
+
+    public Uri Address { get; }
+
+    public int Port => Address.Port;
+
+    /// <summary>Starts the backend; <paramref name="clock"/> and <paramref name="duration"/> place its failure window.</summary>
+    public static async Task<Backend> StartAsync(BackendSpec spec, Stopwatch clock, TimeSpan duration)
+    {
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+        var app = builder.Build();
+
+        var failFrom = spec.FailFrom is { } from ? duration * from : TimeSpan.MaxValue;
+        var failUntil = spec.FailUntil is { } until ? duration * until : TimeSpan.MaxValue;
+        app.MapGet("/work", async context =>
+        {
+            context.Response.Headers["X-Backend"] = spec.Name;
+            var now = clock.Elapsed;
+            if (now >= failFrom && now < failUntil)
+            {
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                return;
+            }
+
+            var delay = spec.Latency + (spec.Jitter * Random.Shared.NextDouble());
+            await Task.Delay(delay, context.RequestAborted);
+            await context.Response.WriteAsync(spec.Name, context.RequestAborted);
+        });
+
+        await app.StartAsync();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new Backend(spec, app, new Uri(address));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        await _app.StopAsync(cts.Token);
+        await _app.DisposeAsync();
+    }
+}

@@ -1,0 +1,203 @@
+using System.Globalization;
+using System.Text;
+using MeshClient.Balancing;
+using Spectre.Console;
+using Spectre.Console.Rendering;
+
+namespace MeshDemo;
+
+/// <summary>
+/// Renders what the mesh is doing: a live table in a terminal, plain periodic lines elsewhere (CI, pipes), and a
+/// summary at the end. Endpoint state, weight, in-flight and attempt counts come from <see cref="IMeshStatus"/>;
+/// latency percentiles and errors from the demo's own per-attempt timing.
+/// </summary>
+internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> backends, DemoStats stats, IMeshStatus status, string serviceName)
+{
+    /// <summary>The live table's latency and share columns look at this much recent history.</summary>
+    private static readonly TimeSpan Window = TimeSpan.FromSeconds(5);
+
+    private readonly Dictionary<int, string> _states = [];
+    private readonly List<string> _events = [];
+    private readonly int _totalWeight = backends.Sum(b => b.Spec.Weight);
+
+    public string Policy { get; private set; } = "?";
+
+    /// <summary>Reads the mesh's status and returns the state changes since the previous call.</summary>
+    public List<string> Sample(TimeSpan elapsed)
+    {
+        var changes = new List<string>();
+        while (stats.EjectionReasons.TryDequeue(out var ejection))
+        {
+            var change = $"{Seconds(ejection.At),6} ejection ({ejection.Reason})";
+            changes.Add(change);
+            _events.Add(change);
+        }
+
+        var service = Service();
+        if (service is null)
+        {
+            return changes;
+        }
+
+        Policy = service.LoadBalancer;
+        foreach (var backend in backends)
+        {
+            var state = StateOf(service, backend)?.State ?? "unknown";
+            if (_states.TryGetValue(backend.Port, out var previous) && previous != state)
+            {
+                var change = $"{Seconds(elapsed),6} {backend.Name}: {previous} -> {state}";
+                changes.Add(change);
+                _events.Add(change);
+            }
+
+            _states[backend.Port] = state;
+        }
+
+        return changes;
+    }
+
+    /// <summary>The live view: header, endpoint table, recent state changes.</summary>
+    public IRenderable Render(TimeSpan elapsed)
+    {
+        var service = Service();
+        var since = elapsed - Window;
+        var windows = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(since));
+        var recent = Math.Max(1, windows.Values.Sum(w => w.Count));
+
+        var table = new Table().Border(TableBorder.Rounded).Expand();
+        table.Title = new TableTitle($"[bold]MeshClient demo[/]: service [aqua]{serviceName}[/], policy [aqua]{Markup.Escape(Policy)}[/]");
+        table.AddColumn(new TableColumn("Endpoint").NoWrap());
+        table.AddColumn(new TableColumn("Weight").RightAligned());
+        table.AddColumn(new TableColumn("Share (5 s)").RightAligned());
+        table.AddColumn(new TableColumn("p50").RightAligned());
+        table.AddColumn(new TableColumn("p99").RightAligned());
+        table.AddColumn(new TableColumn("In flight").RightAligned());
+        table.AddColumn(new TableColumn("Attempts").RightAligned());
+        table.AddColumn(new TableColumn("Errors").RightAligned());
+        table.AddColumn("State");
+        foreach (var backend in backends)
+        {
+            var endpoint = service is null ? null : StateOf(service, backend);
+            var window = windows[backend.Port];
+            table.AddRow(
+                $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]",
+                $"{backend.Spec.Weight} [grey]({Percent(backend.Spec.Weight, _totalWeight)})[/]",
+                Percent(window.Count, recent),
+                Millis(window.P50),
+                Millis(window.P99),
+                (endpoint?.InFlight ?? 0).ToString(CultureInfo.InvariantCulture),
+                (endpoint?.Attempts ?? 0).ToString("N0", CultureInfo.InvariantCulture),
+                stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
+                StateMarkup(endpoint?.State, service?.Panic == true));
+        }
+
+        table.Caption = new TableTitle(
+            $"{Seconds(elapsed)} / {Seconds(options.Duration)}   requests [bold]{stats.Requests:N0}[/]   ok [green]{stats.Succeeded:N0}[/]   " +
+            $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]");
+
+        var events = _events.Count == 0
+            ? new Markup("[grey]No ejections or state changes yet.[/]")
+            : new Markup("[grey]" + Markup.Escape(string.Join(Environment.NewLine, _events.TakeLast(4))) + "[/]");
+        return new Rows(table, events);
+    }
+
+    /// <summary>One plain line for logs: totals and, per endpoint, share, latency and state.</summary>
+    public string Line(TimeSpan elapsed)
+    {
+        var since = elapsed - Window;
+        var windows = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(since));
+        var recent = Math.Max(1, windows.Values.Sum(w => w.Count));
+        var line = new StringBuilder();
+        line.Append(CultureInfo.InvariantCulture, $"[{Seconds(elapsed),6}] requests {stats.Requests} ok {stats.Succeeded} failed {stats.Failed} retries {stats.Retries} ejections {stats.Ejections}");
+        foreach (var backend in backends)
+        {
+            var window = windows[backend.Port];
+            var state = _states.GetValueOrDefault(backend.Port, "unknown"); // as last sampled, like the state changes printed
+            line.Append(CultureInfo.InvariantCulture, $" | {backend.Name} {Percent(window.Count, recent)} p50 {Millis(window.P50)} p99 {Millis(window.P99)} {state}");
+        }
+
+        return line.ToString();
+    }
+
+    /// <summary>The end-of-run summary: every attempt of the run, per endpoint, and what to notice.</summary>
+    public IRenderable Summary(TimeSpan elapsed)
+    {
+        var service = Service();
+        var all = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(TimeSpan.Zero));
+        var total = Math.Max(1, all.Values.Sum(w => w.Count));
+
+        var table = new Table().Border(TableBorder.Rounded);
+        table.Title = new TableTitle($"[bold]Summary[/]: {stats.Requests:N0} requests in {Seconds(elapsed)}, policy {Markup.Escape(Policy)}");
+        table.AddColumn(new TableColumn("Endpoint").NoWrap());
+        table.AddColumn(new TableColumn("Weight").RightAligned());
+        table.AddColumn(new TableColumn("Share").RightAligned());
+        table.AddColumn(new TableColumn("Attempts").RightAligned());
+        table.AddColumn(new TableColumn("Errors").RightAligned());
+        table.AddColumn(new TableColumn("p50").RightAligned());
+        table.AddColumn(new TableColumn("p99").RightAligned());
+        table.AddColumn("State");
+        foreach (var backend in backends)
+        {
+            var window = all[backend.Port];
+            table.AddRow(
+                $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]",
+                $"{backend.Spec.Weight} [grey]({Percent(backend.Spec.Weight, _totalWeight)})[/]",
+                Percent(window.Count, total),
+                window.Count.ToString("N0", CultureInfo.InvariantCulture),
+                stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
+                Millis(window.P50),
+                Millis(window.P99),
+                StateMarkup(service is null ? null : StateOf(service, backend)?.State, panic: false));
+        }
+
+        var successRate = stats.Requests == 0 ? 0 : 100.0 * stats.Succeeded / stats.Requests;
+        var notes = new StringBuilder();
+        notes.AppendLine(CultureInfo.InvariantCulture, $"{stats.Requests:N0} requests: {stats.Succeeded:N0} succeeded ({successRate:0.##}%), {stats.Failed:N0} failed; {stats.Retries:N0} retries, {stats.Ejections:N0} ejections.");
+        notes.AppendLine("Equally fast endpoints share traffic by weight; PeakEwma and LeastRequest send less to the slow one.");
+        notes.AppendLine("The flaky one is ejected, probed, and readmitted once it recovers; retries hide its 503s.");
+        if (_events.Count > 0)
+        {
+            notes.AppendLine("Events (state changes read from IMeshStatus, ejections from the MeshClient meter):");
+            foreach (var change in _events)
+            {
+                notes.AppendLine("  " + change);
+            }
+        }
+
+        return new Rows(table, new Text(notes.ToString().TrimEnd()));
+    }
+
+    private MeshServiceStatus? Service() =>
+        status.GetServices().FirstOrDefault(s => string.Equals(s.Name, serviceName, StringComparison.OrdinalIgnoreCase));
+
+    private static MeshEndpointStatus? StateOf(MeshServiceStatus service, Backend backend)
+    {
+        var port = ":" + backend.Port.ToString(CultureInfo.InvariantCulture);
+        return service.Endpoints.FirstOrDefault(e => e.Address.TrimEnd('/').EndsWith(port, StringComparison.Ordinal));
+    }
+
+    private static string StateMarkup(string? state, bool panic)
+    {
+        var text = state switch
+        {
+            "healthy" => "[green]healthy[/]",
+            "ejected" => "[red]ejected[/]",
+            "probing" => "[yellow]probing[/]",
+            null => "[grey]-[/]",
+            _ => Markup.Escape(state),
+        };
+        return panic ? text + " [red](panic)[/]" : text;
+    }
+
+    private static string Percent(long part, long whole) =>
+        (100.0 * part / Math.Max(1, whole)).ToString("0", CultureInfo.InvariantCulture) + "%";
+
+    private static string Millis(double? value) => value switch
+    {
+        null => "-",
+        < 10 => value.Value.ToString("0.0", CultureInfo.InvariantCulture) + "ms",
+        _ => value.Value.ToString("0", CultureInfo.InvariantCulture) + "ms",
+    };
+
+    private static string Seconds(TimeSpan value) => value.TotalSeconds.ToString("0.0", CultureInfo.InvariantCulture) + "s";
+}

@@ -1,0 +1,119 @@
+using System.Globalization;
+using MeshClient.Balancing;
+
+namespace MeshDemo;
+
+/// <summary>The demo's command line.</summary>
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help)
+{
+    public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
+
+    public const string Usage = """
+        Usage: dotnet run --project samples/MeshDemo -- [options]
+
+          --duration <time>   how long to drive traffic: 20s (default), 90s, 2m, 1500ms (1s to 1h)
+          --rps <n>           requests per second sent to the "catalog" service (default 200, 1 to 5000)
+          --policy <name>     load balancer: PeakEwma (default), LeastRequest, RoundRobin, Random
+          --plain             print plain periodic lines instead of the live table (automatic when
+                              the output is not a terminal)
+          --help              show this help
+        """;
+
+    /// <summary>Parses the arguments, or returns an error message.</summary>
+    public static DemoOptions Parse(string[] args, out string? error)
+    {
+        error = null;
+        var options = new DemoOptions(DefaultDuration, 200, null, false, false);
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            string? Value()
+            {
+                if (i + 1 < args.Length)
+                {
+                    return args[++i];
+                }
+
+                return null;
+            }
+
+            switch (arg)
+            {
+                case "--duration" or "-d":
+                    if (Value() is not { } text || !TryParseDuration(text, out var duration))
+                    {
+                        error = "--duration needs a time such as 20s, 2m or 1500ms, between 1s and 1h.";
+                        return options;
+                    }
+
+                    options = options with { Duration = duration };
+                    break;
+                case "--rps":
+                    if (!int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var rps) || rps is < 1 or > 5000)
+                    {
+                        error = "--rps needs a number from 1 to 5000.";
+                        return options;
+                    }
+
+                    options = options with { RequestsPerSecond = rps };
+                    break;
+                case "--policy":
+                    var policy = Value();
+                    var known = new[] { LoadBalancerNames.PeakEwma, LoadBalancerNames.LeastRequest, LoadBalancerNames.RoundRobin, LoadBalancerNames.Random }
+                        .FirstOrDefault(p => string.Equals(p, policy, StringComparison.OrdinalIgnoreCase));
+                    if (known is null)
+                    {
+                        error = "--policy needs one of PeakEwma, LeastRequest, RoundRobin, Random.";
+                        return options;
+                    }
+
+                    options = options with { Policy = known };
+                    break;
+                case "--plain":
+                    options = options with { Plain = true };
+                    break;
+                case "--help" or "-h" or "-?":
+                    options = options with { Help = true };
+                    break;
+                default:
+                    error = $"Unknown argument '{arg}'.";
+                    return options;
+            }
+        }
+
+        return options;
+    }
+
+    /// <summary>Parses <c>1500ms</c>, <c>20s</c>, <c>2m</c>, <c>1h</c>, a bare number of seconds, or <c>hh:mm:ss</c>.</summary>
+    public static bool TryParseDuration(string text, out TimeSpan duration)
+    {
+        duration = default;
+        text = text.Trim();
+        (string Suffix, double Scale)[] units = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)];
+        var parsed = false;
+        foreach (var (suffix, scale) in units)
+        {
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
+                && double.TryParse(text.AsSpan(0, text.Length - suffix.Length), NumberStyles.Float, CultureInfo.InvariantCulture, out var value))
+            {
+                duration = TimeSpan.FromSeconds(value * scale);
+                parsed = true;
+                break;
+            }
+        }
+
+        if (!parsed)
+        {
+            if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds))
+            {
+                duration = TimeSpan.FromSeconds(seconds);
+            }
+            else if (!TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out duration))
+            {
+                return false;
+            }
+        }
+
+        return duration >= TimeSpan.FromSeconds(1) && duration <= TimeSpan.FromHours(1);
+    }
+}

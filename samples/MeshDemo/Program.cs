@@ -1,0 +1,164 @@
+// MeshDemo: a service mesh at work in one process, with no server to install.
+//
+// Four instances of a small "catalog" backend start on 127.0.0.1 (ports chosen by the OS): two fast ones with
+// different weights, a slow one, and a flaky one that answers 503 for a while and then recovers. A caller sends
+// GET http://catalog/work through a named HttpClient made mesh-aware by AddMesh(); the mesh discovers the four
+// endpoints from configuration, balances by weight and latency, ejects the flaky one and retries elsewhere.
+//
+//   dotnet run --project samples/MeshDemo                      # 20 seconds, live table
+//   dotnet run --project samples/MeshDemo -- --duration 1m --policy RoundRobin
+//   dotnet run --project samples/MeshDemo -- --duration 5s | cat   # plain lines (CI, pipes)
+using System.Diagnostics;
+using System.Globalization;
+using MeshClient.Balancing;
+using MeshDemo;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Spectre.Console;
+
+const string ServiceName = "catalog";
+
+var options = DemoOptions.Parse(args, out var error);
+if (error is not null)
+{
+    Console.Error.WriteLine(error);
+    Console.Error.WriteLine(DemoOptions.Usage);
+    return 2;
+}
+
+if (options.Help)
+{
+    Console.WriteLine(DemoOptions.Usage);
+    return 0;
+}
+
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    // Ctrl+C ends the run early; the summary is still printed.
+    e.Cancel = true;
+    stop.Cancel();
+};
+
+// 1. The backends. The failure window is a fraction of the run, so a short run shows it too.
+BackendSpec[] specs =
+[
+    new("alpha", 3, "fast", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3)),
+    new("bravo", 2, "fast", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3)),
+    new("charlie", 2, "slow", TimeSpan.FromMilliseconds(60), TimeSpan.FromMilliseconds(40)),
+    new("delta", 1, "flaky", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), FailFrom: 0.2, FailUntil: 0.5),
+];
+var clock = new Stopwatch();
+var backends = new List<Backend>();
+foreach (var spec in specs)
+{
+    backends.Add(await Backend.StartAsync(spec, clock, options.Duration));
+}
+
+try
+{
+    // 2. The caller: an ordinary generic host. appsettings.json holds the mesh settings (policy, outlier detection);
+    //    the endpoints are added here because their ports are only known now. In a real service they would be in
+    //    appsettings.json too (Mesh:Services:catalog:Endpoints), or come from Consul.
+    var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
+    builder.Logging.ClearProviders(); // the terminal belongs to the table
+    var endpoints = new Dictionary<string, string?>();
+    for (var i = 0; i < backends.Count; i++)
+    {
+        endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Address"] = backends[i].Address.ToString();
+        endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Weight"] = backends[i].Spec.Weight.ToString(CultureInfo.InvariantCulture);
+    }
+
+    if (options.Policy is not null)
+    {
+        endpoints["Mesh:LoadBalancer"] = options.Policy;
+    }
+
+    builder.Configuration.AddInMemoryCollection(endpoints);
+
+    using var stats = new DemoStats(clock, backends);
+    builder.Services.AddMesh();
+    builder.Services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}"))
+        .ConfigurePrimaryHttpMessageHandler(() => new AttemptRecorder(stats)); // demo only: times each attempt per endpoint
+
+    using var host = builder.Build();
+    await host.StartAsync(stop.Token); // validates the mesh options (ValidateOnStart)
+    var factory = host.Services.GetRequiredService<IHttpClientFactory>();
+    var dashboard = new Dashboard(options, backends, stats, host.Services.GetRequiredService<IMeshStatus>(), ServiceName);
+
+    // 3. A short warm-up (JIT, connections, first latency estimates), not counted; then traffic for the run.
+    var warmUp = factory.CreateClient(ServiceName);
+    await Task.WhenAll(Enumerable.Range(0, 4).Select(async _ =>
+    {
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await warmUp.GetAsync(new Uri("/work", UriKind.Relative), stop.Token);
+        }
+    }));
+
+    clock.Start();
+    var traffic = Traffic.RunAsync(factory.CreateClient(ServiceName), stats, options, clock, stop.Token);
+    var interactive = !options.Plain && !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+    if (interactive)
+    {
+        await AnsiConsole.Live(dashboard.Render(TimeSpan.Zero))
+            .AutoClear(false)
+            .Overflow(VerticalOverflow.Ellipsis)
+            .StartAsync(async context =>
+            {
+                while (!traffic.IsCompleted)
+                {
+                    await Task.WhenAny(traffic, Task.Delay(250));
+                    dashboard.Sample(clock.Elapsed);
+                    context.UpdateTarget(dashboard.Render(clock.Elapsed));
+                    context.Refresh();
+                }
+            });
+    }
+    else
+    {
+        // Not a terminal (CI, a pipe): plain lines, and tables as wide as a log viewer shows them.
+        AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 100);
+        Console.WriteLine($"MeshDemo: {backends.Count} instances of '{ServiceName}' on 127.0.0.1, {options.RequestsPerSecond} requests/s for {options.Duration.TotalSeconds:0.#}s.");
+        foreach (var backend in backends)
+        {
+            Console.WriteLine($"  {backend.Name,-8} {backend.Address}  weight {backend.Spec.Weight}  {backend.Spec.Role}");
+        }
+
+        var nextLine = TimeSpan.FromSeconds(1);
+        while (!traffic.IsCompleted)
+        {
+            await Task.WhenAny(traffic, Task.Delay(200));
+            foreach (var change in dashboard.Sample(clock.Elapsed))
+            {
+                Console.WriteLine(change);
+            }
+
+            if (clock.Elapsed >= nextLine || traffic.IsCompleted)
+            {
+                Console.WriteLine(dashboard.Line(clock.Elapsed));
+                nextLine += TimeSpan.FromSeconds(2);
+            }
+        }
+    }
+
+    await traffic;
+    dashboard.Sample(clock.Elapsed);
+    AnsiConsole.WriteLine();
+    AnsiConsole.Write(dashboard.Summary(clock.Elapsed));
+    AnsiConsole.WriteLine();
+
+    await host.StopAsync(CancellationToken.None);
+
+    // Exit code 0 is "the mesh carried traffic"; only a run where nothing succeeded is an error.
+    return stats.Succeeded > 0 ? 0 : 1;
+}
+finally
+{
+    foreach (var backend in backends)
+    {
+        await backend.DisposeAsync();
+    }
+}
