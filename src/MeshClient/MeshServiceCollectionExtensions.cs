@@ -86,6 +86,9 @@ public static class MeshServiceCollectionExtensions
             services.Insert(firstProvider, descriptor);
         }
 
+        // The standard configuration provider needs an IConfiguration; a bare service collection gets an empty one
+        // (a host's own registration, earlier or later, wins).
+        services.TryAddSingleton<IConfiguration>(_ => new ConfigurationBuilder().Build());
         services.AddConfigurationServiceEndpointProvider();
 
         var options = services.AddOptions<MeshOptions>();

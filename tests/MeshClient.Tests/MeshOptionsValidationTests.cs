@@ -85,4 +85,22 @@ public sealed class MeshOptionsValidationTests
 
         Assert.Equal(2, options.Services["CATALOG"].Endpoints[0].Weight);
     }
+
+    [Fact]
+    public async Task AddMesh_OnABareServiceCollection_WithoutConfiguration_Works()
+    {
+        var services = new ServiceCollection();
+        services.AddMesh(o =>
+        {
+            var service = new MeshServiceOptions();
+            service.Endpoints.Add(new MeshEndpointOptions { Address = "http://127.0.0.1:1" });
+            o.Services["catalog"] = service;
+        });
+        await using var provider = services.BuildServiceProvider();
+
+        var client = provider.GetRequiredService<IHttpClientFactory>().CreateClient();
+        var ex = await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
+
+        Assert.Equal(HttpRequestError.ConnectionError, ex.HttpRequestError); // discovered, balanced, refused by the closed port
+    }
 }
