@@ -53,6 +53,7 @@ internal sealed class Backend : IAsyncDisposable
 
         var failFrom = spec.FailFrom is { } from ? duration * from : TimeSpan.MaxValue;
         var failUntil = spec.FailUntil is { } until ? duration * until : TimeSpan.MaxValue;
+        app.MapGet("/health", () => "ok"); // for a Consul HTTP check (--consul): outlier detection, not Consul, judges /work
         app.MapGet("/work", async context =>
         {
             context.Response.Headers["X-Backend"] = spec.Name;

@@ -4,7 +4,7 @@ using MeshClient.Balancing;
 namespace MeshDemo;
 
 /// <summary>The demo's command line.</summary>
-internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help)
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null)
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
 
@@ -16,6 +16,8 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
           --policy <name>     load balancer: PeakEwma (default), LeastRequest, RoundRobin, Random
           --plain             print plain periodic lines instead of the live table (automatic when
                               the output is not a terminal)
+          --consul <url>      discover "catalog" through the Consul agent at <url> (the demo registers
+                              its backends there) instead of the embedded configuration
           --help              show this help
         """;
 
@@ -68,6 +70,15 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                     }
 
                     options = options with { Policy = known };
+                    break;
+                case "--consul":
+                    if (!Uri.TryCreate(Value(), UriKind.Absolute, out var consul) || (consul.Scheme != Uri.UriSchemeHttp && consul.Scheme != Uri.UriSchemeHttps))
+                    {
+                        error = "--consul needs the absolute http or https address of a Consul agent, such as http://127.0.0.1:8500.";
+                        return options;
+                    }
+
+                    options = options with { Consul = consul };
                     break;
                 case "--plain":
                     options = options with { Plain = true };

@@ -8,6 +8,7 @@
 //   dotnet run --project samples/MeshDemo                      # 20 seconds, live table
 //   dotnet run --project samples/MeshDemo -- --duration 1m --policy RoundRobin
 //   dotnet run --project samples/MeshDemo -- --duration 5s | cat   # plain lines (CI, pipes)
+//   dotnet run --project samples/MeshDemo -- --consul http://127.0.0.1:8500   # discover through a Consul agent
 using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;
@@ -65,10 +66,18 @@ try
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
     builder.Logging.ClearProviders(); // the terminal belongs to the table
     var endpoints = new Dictionary<string, string?>();
-    for (var i = 0; i < backends.Count; i++)
+    if (options.Consul is null)
     {
-        endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Address"] = backends[i].Address.ToString();
-        endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Weight"] = backends[i].Spec.Weight.ToString(CultureInfo.InvariantCulture);
+        for (var i = 0; i < backends.Count; i++)
+        {
+            endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Address"] = backends[i].Address.ToString();
+            endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Weight"] = backends[i].Spec.Weight.ToString(CultureInfo.InvariantCulture);
+        }
+    }
+    else
+    {
+        // Discovery through Consul: register every backend with the agent (a plain HttpClient, outside the mesh).
+        await ConsulRegistration.RegisterAsync(options.Consul, ServiceName, backends, stop.Token);
     }
 
     if (options.Policy is not null)
@@ -79,7 +88,12 @@ try
     builder.Configuration.AddInMemoryCollection(endpoints);
 
     using var stats = new DemoStats(clock, backends);
-    builder.Services.AddMesh();
+    var mesh = builder.Services.AddMesh();
+    if (options.Consul is { } consulAddress)
+    {
+        mesh.AddConsul(o => o.Address = consulAddress.ToString());
+    }
+
     builder.Services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}"))
         .ConfigurePrimaryHttpMessageHandler(() => new AttemptRecorder(stats)); // demo only: times each attempt per endpoint
 
@@ -157,6 +171,11 @@ try
 }
 finally
 {
+    if (options.Consul is not null)
+    {
+        await ConsulRegistration.DeregisterAsync(options.Consul, backends);
+    }
+
     foreach (var backend in backends)
     {
         await backend.DisposeAsync();
