@@ -30,6 +30,19 @@ internal static class ConsulRegistration
             response.EnsureSuccessStatusCode();
         }
 
+        // A new check starts critical until it first passes: wait (bounded) until every instance passes its check.
+        var expected = backends.Count();
+        for (var i = 0; i < 100; i++)
+        {
+            var passing = await client.GetFromJsonAsync<JsonArray>(new Uri($"/v1/health/service/{serviceName}?passing", UriKind.Relative), cancellationToken);
+            if (passing?.Count >= expected)
+            {
+                break;
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(200), cancellationToken);
+        }
+
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Registered the backends with Consul at {consul}; discovering '{serviceName}' through it."));
     }
 
