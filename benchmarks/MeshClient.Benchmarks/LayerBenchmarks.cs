@@ -31,27 +31,16 @@ public class LayerBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var settings = new Dictionary<string, string?>();
-        for (var i = 0; i < 4; i++)
-        {
-            settings[$"Mesh:Services:catalog:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
-        }
-
-        var collection = new ServiceCollection();
-        collection.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
-        collection.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-        collection.AddMesh();
-        _services = collection.BuildServiceProvider();
+        _services = BenchmarkHost.Build(s => s.AddMesh());
 
         var registry = _services.GetRequiredService<ServiceTableRegistry>();
-        var random = _services.GetRequiredService<Randomizer>();
         var instrumentation = _services.GetRequiredService<MeshInstrumentation>();
         var resilience = _services.GetRequiredService<ResilienceRegistry>();
         var time = TimeProvider.System;
 
-        _balancing = Chain(new MeshBalancingHandler(registry, random));
-        _telemetry = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshBalancingHandler(registry, random));
-        _full = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshResilienceHandler(resilience), new MeshBalancingHandler(registry, random), new MeshAttemptHandler());
+        _balancing = Chain(new MeshBalancingHandler(registry));
+        _telemetry = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshBalancingHandler(registry));
+        _full = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshResilienceHandler(resilience), new MeshBalancingHandler(registry), new MeshAttemptHandler());
         for (var i = 0; i < 100; i++)
         {
             Send(_full).GetAwaiter().GetResult();
@@ -105,11 +94,5 @@ public class LayerBenchmarks
         }
 
         return new HttpMessageInvoker(inner);
-    }
-
-    private sealed class InMemoryHandler : HttpMessageHandler
-    {
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-            Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request });
     }
 }

@@ -26,20 +26,13 @@ public class PipelineBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        var settings = new Dictionary<string, string?>();
-        for (var i = 0; i < 4; i++)
-        {
-            settings[$"Mesh:Services:catalog:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
-            settings[$"Services:catalog:http:{i}"] = $"http://10.0.0.{i + 1}:8080";
-        }
-
-        _raw = Build(settings, s => s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler()));
-        _stock = Build(settings, s =>
+        _raw = BenchmarkHost.Build(s => s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler()));
+        _stock = BenchmarkHost.Build(s =>
         {
             s.AddServiceDiscovery();
             s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler()).AddServiceDiscovery().AddStandardResilienceHandler();
         });
-        _mesh = Build(settings, s =>
+        _mesh = BenchmarkHost.Build(s =>
         {
             s.AddMesh();
             s.AddHttpClient("c").ConfigurePrimaryHttpMessageHandler(() => new InMemoryHandler());
@@ -86,20 +79,4 @@ public class PipelineBenchmarks
 
     [Benchmark]
     public async Task MeshTraced() => (await _meshClient.GetAsync("http://catalog/items/42")).Dispose();
-
-    private static ServiceProvider Build(Dictionary<string, string?> settings, Action<IServiceCollection> configure)
-    {
-        var services = new ServiceCollection();
-        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
-        services.AddLogging(b => b.SetMinimumLevel(LogLevel.Warning));
-        configure(services);
-        return services.BuildServiceProvider();
-    }
-
-    /// <summary>Answers every request with 200 and an empty body, without touching the network.</summary>
-    private sealed class InMemoryHandler : HttpMessageHandler
-    {
-        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-            Task.FromResult(new HttpResponseMessage(HttpStatusCode.OK) { RequestMessage = request });
-    }
 }

@@ -42,12 +42,6 @@ internal sealed class MeshRequestContext
     /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
     public object? Resilience { get; set; }
 
-    /// <summary>Gets or sets why the last retry happened, for telemetry.</summary>
-    public string? LastRetryReason { get; set; }
-
-    /// <summary>Gets or sets a value indicating whether the retry budget refused a retry of this request.</summary>
-    public bool BudgetExhausted { get; set; }
-
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
         Attempts++;

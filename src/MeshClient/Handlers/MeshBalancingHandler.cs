@@ -1,6 +1,5 @@
 using System.Net;
 using MeshClient.Balancing;
-using MeshClient.Internal;
 
 namespace MeshClient.Handlers;
 
@@ -10,12 +9,12 @@ namespace MeshClient.Handlers;
 /// the call. IP literals and <c>localhost</c> pass through without a lookup; dotted names that no provider knows
 /// pass through; single-label names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
 /// </summary>
-internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Randomizer random) : DelegatingHandler
+internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (uri is null || !uri.IsAbsoluteUri || uri.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 || uri.IsLoopback)
+        if (MeshHosts.IsPassThrough(uri))
         {
             return base.SendAsync(request, cancellationToken);
         }
@@ -92,7 +91,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry, Random
     {
         for (var i = 0; i < 3; i++)
         {
-            var candidate = snapshot.Policy.Pick(snapshot, random, context)
+            var candidate = snapshot.Policy.Pick(snapshot, registry.Random, context)
                 ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
             if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
             {

@@ -17,7 +17,7 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (uri is null || !uri.IsAbsoluteUri || uri.HostNameType is UriHostNameType.IPv4 or UriHostNameType.IPv6 || uri.IsLoopback)
+        if (MeshHosts.IsPassThrough(uri))
         {
             return base.SendAsync(request, cancellationToken);
         }

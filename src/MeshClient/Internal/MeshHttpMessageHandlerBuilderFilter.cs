@@ -49,7 +49,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
         handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time));
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
-        handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>(), services.GetRequiredService<Randomizer>()));
+        handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
     };
 

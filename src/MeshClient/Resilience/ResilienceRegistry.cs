@@ -107,11 +107,6 @@ internal sealed class ResilienceRegistry : IDisposable
 
         if (!budget.TryWithdraw())
         {
-            if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var context))
-            {
-                context.BudgetExhausted = true;
-            }
-
             _telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName));
             MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, serviceName);
             return false;
@@ -123,12 +118,6 @@ internal sealed class ResilienceRegistry : IDisposable
     private void OnRetry(OnRetryArguments<HttpResponseMessage> args, string serviceName)
     {
         var reason = Classify(args.Outcome, out _) ?? "error";
-        var request = args.Context.Properties.GetValue(RequestKey, null!);
-        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var context))
-        {
-            context.LastRetryReason = reason;
-        }
-
         _telemetry.Retries.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName), new KeyValuePair<string, object?>(MeshTags.RetryReason, reason));
         MeshInstrumentation.AddEvent("mesh.retry", MeshTags.RetryReason, reason);
     }

@@ -1,3 +1,5 @@
+using MeshClient.Internal;
+
 namespace MeshClient.Resilience;
 
 /// <summary>
@@ -120,9 +122,9 @@ internal sealed record ResilienceSettings
 
     private static void Range(List<string> failures, string prefix, string name, TimeSpan? value, TimeSpan min, TimeSpan max)
     {
-        if (value is { } v && (v < min || v > max))
+        if (value is { } v)
         {
-            failures.Add(FormattableString.Invariant($"{prefix}:{name} must be between {min} and {max}, was {v}."));
+            MeshOptionsValidator.ValidateRange(failures, $"{prefix}:{name}", v, min, max);
         }
     }
 }

@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using MeshClient.Balancing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 
 namespace MeshClient.Tests.Infrastructure;
 
@@ -37,5 +40,22 @@ public sealed class StubEndpoints : HttpMessageHandler
         }
 
         return settings;
+    }
+
+    /// <summary>
+    /// A mesh on <paramref name="time"/> whose "test" client reaches four stub endpoints of "catalog" (round robin),
+    /// with the settings <paramref name="tune"/> adds.
+    /// </summary>
+    public static (MeshHost Host, StubEndpoints Stub) CreateHost(FakeTimeProvider time, Action<Dictionary<string, string?>> tune)
+    {
+        var stub = new StubEndpoints();
+        var settings = Settings("catalog", LoadBalancerNames.RoundRobin, 4);
+        tune(settings);
+        var host = MeshHost.Create(settings, services =>
+        {
+            services.AddSingleton<TimeProvider>(time);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        return (host, stub);
     }
 }

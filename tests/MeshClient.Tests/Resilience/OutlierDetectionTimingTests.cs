@@ -14,15 +14,11 @@ public sealed class OutlierDetectionTimingTests
     private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(Action<Dictionary<string, string?>>? tune = null)
     {
         var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
-        var stub = new StubEndpoints();
-        var settings = StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 4);
-        settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
-        settings["Mesh:Resilience:MaxEjectionTime"] = "00:01:40";
-        tune?.Invoke(settings);
-        var host = MeshHost.Create(settings, services =>
+        var (host, stub) = StubEndpoints.CreateHost(time, settings =>
         {
-            services.AddSingleton<TimeProvider>(time);
-            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+            settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            settings["Mesh:Resilience:MaxEjectionTime"] = "00:01:40";
+            tune?.Invoke(settings);
         });
         return (host, stub, time);
     }

@@ -13,15 +13,11 @@ public sealed class RetryTimingTests
     private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(Action<Dictionary<string, string?>> tune)
     {
         var time = new FakeTimeProvider();
-        var stub = new StubEndpoints();
-        var settings = StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 4);
-        settings["Mesh:Resilience:ConsecutiveFailures"] = "0";
-        settings["Mesh:Resilience:FailurePercentageThreshold"] = "0";
-        tune(settings);
-        var host = MeshHost.Create(settings, services =>
+        var (host, stub) = StubEndpoints.CreateHost(time, settings =>
         {
-            services.AddSingleton<TimeProvider>(time);
-            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+            settings["Mesh:Resilience:ConsecutiveFailures"] = "0";
+            settings["Mesh:Resilience:FailurePercentageThreshold"] = "0";
+            tune(settings);
         });
         return (host, stub, time);
     }
