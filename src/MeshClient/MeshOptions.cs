@@ -1,5 +1,6 @@
 using MeshClient.Balancing;
 using MeshClient.Resilience;
+using MeshClient.Security;
 
 namespace MeshClient;
 
@@ -36,4 +37,29 @@ public sealed class MeshOptions
 
     /// <summary>Gets the tuning of the peak-EWMA load balancer.</summary>
     public PeakEwmaOptions PeakEwma { get; } = new();
+
+    /// <summary>
+    /// Gets the TLS of calls to mesh endpoints (<c>Mesh:Tls</c>): the CA bundle trusted for them, the client
+    /// certificate presented to them (mTLS) and the server name expected; a service overrides any of them with
+    /// <c>Mesh:Services:{name}:Tls</c>. Default: none (the platform's TLS).
+    /// </summary>
+    public MeshTlsOptions Tls { get; } = new();
+
+    /// <summary>
+    /// Gets the networks, in CIDR notation (<c>10.0.0.0/8</c>, <c>fd00::/8</c>; a bare address is a single host), that
+    /// discovered endpoints may be in (<c>Mesh:AllowedNetworks</c>). An endpoint whose IP address is outside every one
+    /// is dropped when the endpoint set is built, with a warning, so that a compromised or mistaken discovery source
+    /// cannot send requests (and their credentials) to, for example, a cloud metadata address. IPv4-mapped IPv6
+    /// addresses are checked as IPv4. When set, an endpoint named by a host name is kept only when
+    /// <see cref="AllowedHostNames"/> lists it. Default: empty, every endpoint is allowed.
+    /// </summary>
+    public IList<string> AllowedNetworks { get; } = new List<string>();
+
+    /// <summary>
+    /// Gets the host names that discovered endpoints may have when <see cref="AllowedNetworks"/> is set
+    /// (<c>Mesh:AllowedHostNames</c>): exact names (case-insensitive), or <c>*.example.internal</c> for any name below
+    /// a domain. Names are matched as written and never resolved: an address looked up now could differ from the one
+    /// the connection later uses (DNS rebinding), so only an explicit list of trusted names is safe. Default: empty.
+    /// </summary>
+    public IList<string> AllowedHostNames { get; } = new List<string>();
 }

@@ -108,12 +108,14 @@ public static class MeshServiceCollectionExtensions
         options.ValidateOnStart();
         services.AddSingleton(new MeshConfigurationPath(path));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshClient.Security.MeshSecurityOptionsValidator>());
         services.AddOptions<MeshClientSelection>();
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(Randomizer.Shared);
         services.TryAddSingleton<MeshOptionsChangeNotifier>();
         services.TryAddSingleton<ServiceTableRegistry>();
+        services.TryAddSingleton<MeshClient.Security.MeshTls>();
         services.TryAddSingleton<IMeshStatus, MeshStatus>();
         services.AddMetrics();
         services.TryAddSingleton<MeshInstrumentation>();

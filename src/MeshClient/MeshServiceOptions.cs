@@ -1,4 +1,5 @@
 using MeshClient.Resilience;
+using MeshClient.Security;
 
 namespace MeshClient;
 
@@ -23,4 +24,10 @@ public sealed class MeshServiceOptions
     /// (<c>Mesh:Services:{name}:Resilience</c>); unset values take the global ones.
     /// </summary>
     public MeshResilienceOptions Resilience { get; } = new();
+
+    /// <summary>
+    /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
+    /// global <see cref="MeshOptions.Tls"/> ones.
+    /// </summary>
+    public MeshTlsOptions Tls { get; } = new();
 }

@@ -25,6 +25,12 @@ internal sealed class MeshRequestContext
 
     public string? Policy { get; set; }
 
+    /// <summary>
+    /// Gets or sets the URI of the current attempt, as the balancer rewrote it: a connection opened for a request whose
+    /// URI is another object (a redirect target) is not a connection to a mesh endpoint.
+    /// </summary>
+    public Uri? AttemptUri { get; set; }
+
     public bool HasTried(EndpointState state)
     {
         var tried = _tried;

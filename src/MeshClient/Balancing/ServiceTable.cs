@@ -30,6 +30,8 @@ internal sealed partial class ServiceTable : IDisposable
     private Exception? _lastError;
     private int _usedSinceTick = 1;
     private long _lastUsed;
+    private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
+    private int _refreshGeneration;
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
     {
@@ -210,8 +212,14 @@ internal sealed partial class ServiceTable : IDisposable
 
         var entries = new List<EndpointEntry>(endpoints.Count);
         var seen = new HashSet<string>(StringComparer.Ordinal);
+        var allowed = _registry.GetAddressFilter();
         foreach (var endpoint in endpoints)
         {
+            if (!AllowsEndpoint(allowed, endpoint))
+            {
+                continue;
+            }
+
             var entry = EndpointEntry.Create(endpoint, GetOrAddState);
             if (entry is null)
             {
@@ -221,6 +229,19 @@ internal sealed partial class ServiceTable : IDisposable
             {
                 entries.Add(entry);
             }
+        }
+
+        lock (_refused)
+        {
+            foreach (var (key, generation) in _refused)
+            {
+                if (generation != _refreshGeneration)
+                {
+                    _refused.Remove(key);
+                }
+            }
+
+            _refreshGeneration++;
         }
 
         foreach (var id in _states.Keys)
@@ -318,6 +339,33 @@ internal sealed partial class ServiceTable : IDisposable
         }
     }
 
+    /// <summary>
+    /// Checks an endpoint against <c>Mesh:AllowedNetworks</c> / <c>AllowedHostNames</c>; a refused one is logged once
+    /// until discovery stops returning it.
+    /// </summary>
+    private bool AllowsEndpoint(Security.EndpointAddressFilter filter, ServiceEndpoint endpoint)
+    {
+        if (filter.Allows(endpoint, out var reason))
+        {
+            return true;
+        }
+
+        var key = endpoint.EndPoint.ToString() ?? string.Empty;
+        lock (_refused)
+        {
+            if (_refused.TryAdd(key, _refreshGeneration))
+            {
+                Log.EndpointNotAllowed(_registry.Logger, ServiceName, key, reason!);
+            }
+            else
+            {
+                _refused[key] = _refreshGeneration;
+            }
+        }
+
+        return false;
+    }
+
     private EndpointState GetOrAddState(string id) => _states.GetOrAdd(id, static id => new EndpointState(id));
 
     private void SetUnknown()
@@ -390,6 +438,9 @@ internal sealed partial class ServiceTable : IDisposable
 
         [LoggerMessage(105, LogLevel.Information, "Service {Service}: panic mode left, {Healthy} of {Total} endpoint(s) healthy.", EventName = "PanicLeft")]
         public static partial void PanicLeft(ILogger logger, string service, int healthy, int total);
+
+        [LoggerMessage(110, LogLevel.Warning, "Service {Service}: dropped the discovered endpoint {Endpoint}: {Reason}.", EventName = "EndpointNotAllowed")]
+        public static partial void EndpointNotAllowed(ILogger logger, string service, string endpoint, string reason);
 
         [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored an endpoint of unsupported type {Type}.", EventName = "UnsupportedEndpoint")]
         public static partial void UnsupportedEndpoint(ILogger logger, string service, string type);

@@ -20,6 +20,9 @@ internal sealed class ServiceTableRegistry : IDisposable
     private readonly ConcurrentDictionary<string, ServiceTable> _tables = new(StringComparer.OrdinalIgnoreCase);
     private readonly Lock _createLock = new();
     private bool _disposed;
+    private volatile Security.EndpointAddressFilter? _addressFilter;
+    private readonly IDisposable _optionsSubscription;
+    private string _allowedKey;
 
     public ServiceTableRegistry(
         ServiceEndpointResolver resolver,
@@ -40,6 +43,45 @@ internal sealed class ServiceTableRegistry : IDisposable
         Random = random;
         Logger = logger;
         ProviderNames = [.. providerFactories.Select(DescribeProvider).Distinct()];
+
+        // Discovery sources other than configuration do not change with the options: re-filter their endpoints
+        // when the allowed networks or names change.
+        _allowedKey = AllowedKey(options.Current);
+        _optionsSubscription = Microsoft.Extensions.Primitives.ChangeToken.OnChange(options.GetChangeToken, OnOptionsChanged);
+    }
+
+    private static string AllowedKey(MeshOptions options) =>
+        string.Join('\n', options.AllowedNetworks) + "\n\n" + string.Join('\n', options.AllowedHostNames);
+
+    private void OnOptionsChanged()
+    {
+        var key = AllowedKey(Options.Current);
+        if (Interlocked.Exchange(ref _allowedKey, key) == key)
+        {
+            return;
+        }
+
+        foreach (var table in _tables.Values)
+        {
+            _ = table.RefreshAsync();
+        }
+    }
+
+    /// <summary>
+    /// Gets the endpoint address filter of the last valid options (built once per options instance, read when an
+    /// endpoint set is built).
+    /// </summary>
+    public Security.EndpointAddressFilter GetAddressFilter()
+    {
+        var current = Options.Current;
+        var filter = _addressFilter;
+        if (filter is null || !ReferenceEquals(filter.Options, current))
+        {
+            filter = Security.EndpointAddressFilter.Create(current);
+            _addressFilter = filter;
+        }
+
+        return filter;
     }
 
     public ServiceEndpointResolver Resolver { get; }
@@ -143,6 +185,7 @@ internal sealed class ServiceTableRegistry : IDisposable
             _disposed = true;
         }
 
+        _optionsSubscription.Dispose();
         foreach (var table in _tables.Values)
         {
             table.Dispose();

@@ -1,6 +1,5 @@
 using System.Net;
-using System.Net.Security;
-using System.Security.Cryptography.X509Certificates;
+using MeshClient.Security;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
 
@@ -44,48 +43,22 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<Cons
             EnableMultipleHttp2Connections = true,
         };
 
-        if (!string.IsNullOrEmpty(options.CaCertificateFile))
+        if (!string.IsNullOrEmpty(options.CaCertificateFile) || !string.IsNullOrEmpty(options.ClientCertificateFile))
         {
-            var authorities = new X509Certificate2Collection();
-            authorities.ImportFromPemFile(options.CaCertificateFile);
-            handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                ValidateWithAuthority(certificate, chain, errors, authorities);
-        }
-
-        if (!string.IsNullOrEmpty(options.ClientCertificateFile))
-        {
-            using var pem = X509Certificate2.CreateFromPemFile(options.ClientCertificateFile, options.ClientKeyFile);
-
-            // A PEM-loaded key is ephemeral; SslStream on Windows needs a persisted one, so round-trip through PKCS#12.
-            var certificate = X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), password: null);
-            handler.SslOptions.ClientCertificates = [certificate];
-        }
-
-        return handler;
-    }
-
-    /// <summary>Accepts the server certificate only if it matches the host name and chains to one of <paramref name="authorities"/>.</summary>
-    internal static bool ValidateWithAuthority(X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors, X509Certificate2Collection authorities)
-    {
-        if (certificate is null || (errors & ~SslPolicyErrors.RemoteCertificateChainErrors) != SslPolicyErrors.None)
-        {
-            return false;
-        }
-
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(authorities);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        if (presented is not null)
-        {
-            foreach (var element in presented.ChainElements)
+            // Only the CA file is trusted (never the system store as well, never a blind accept); the host name,
+            // the dates and the server-authentication usage are checked too.
+            var trust = TlsTrust.Load(options.CaCertificateFile, trustSystem: false, serverName: null, options.ClientCertificateFile, options.ClientKeyFile);
+            if (trust.Authorities is not null)
             {
-                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+                handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) => trust.ValidateServer(certificate, chain, errors);
+            }
+
+            if (trust.ClientCertificate is { } certificate)
+            {
+                handler.SslOptions.ClientCertificates = [certificate];
             }
         }
 
-        var leaf = certificate as X509Certificate2;
-        using var owned = leaf is null ? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()) : null;
-        return chain.Build(leaf ?? owned!);
+        return handler;
     }
 }

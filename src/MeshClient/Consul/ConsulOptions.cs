@@ -111,4 +111,13 @@ public sealed class ConsulOptions
 
     /// <summary>Gets the self-registration of the running service (<c>Mesh:Consul:Registration</c>), off by default.</summary>
     public ConsulRegistrationOptions Registration { get; } = new();
+
+    /// <summary>
+    /// Describes the options for diagnostics. The ACL token is shown as <c>[redacted]</c> (or <c>(none)</c>), never
+    /// its value; the address is shown without user info or a query.
+    /// </summary>
+    /// <returns>A one-line description such as <c>ConsulOptions { Address = http://127.0.0.1:8500, Token = [redacted], … }</c>.</returns>
+    public override string ToString() => string.Create(
+        System.Globalization.CultureInfo.InvariantCulture,
+        $"ConsulOptions {{ Address = {ConsulClient.Describe(Address)}, Token = {(Token is null ? "(none)" : "[redacted]")}, Datacenter = {Datacenter}, Tags = [{string.Join(", ", Tags)}], OnlyPassing = {OnlyPassing}, Namespace = {Namespace}, Partition = {Partition}, Scheme = {Scheme}, Wait = {Wait}, CaCertificateFile = {CaCertificateFile}, ClientCertificateFile = {ClientCertificateFile}, Registration = {(Registration.Enabled ? "enabled" : "disabled")} }}");
 }

@@ -53,6 +53,10 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         var state = endpoint.State;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
         request.RequestUri = endpoint.Rewrite(original);
+        if (context is not null)
+        {
+            context.AttemptUri = request.RequestUri;
+        }
         if (setHost)
         {
             request.Headers.Host = endpoint.HostHeader;

@@ -51,6 +51,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
+        services.GetRequiredService<Security.MeshTls>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
     };
 
     private static partial class Log

@@ -1,0 +1,131 @@
+using System.Net.Security;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace MeshClient.Security;
+
+/// <summary>
+/// What one TLS client trusts and presents: the CA certificates a server certificate must chain to (or the system
+/// store), the name it must carry, and the client certificate. Shared by the Consul client and the mesh's
+/// service-to-service TLS. Immutable; loaded off the hot path (at start-up, on a reload), used once per connection.
+/// </summary>
+internal sealed class TlsTrust
+{
+    // id-kp-serverAuth: a certificate issued only for client authentication must not be accepted from a server.
+    private static readonly Oid ServerAuthentication = new("1.3.6.1.5.5.7.3.1", "Server Authentication");
+
+    private TlsTrust(X509Certificate2Collection? authorities, bool trustSystem, string? serverName, X509Certificate2? clientCertificate)
+    {
+        Authorities = authorities;
+        TrustSystem = trustSystem || authorities is null;
+        ServerName = serverName;
+        ClientCertificate = clientCertificate;
+    }
+
+    /// <summary>Gets a trust that refuses every server (a configuration whose files could not be read fails closed).</summary>
+    public static TlsTrust RejectAll { get; } = new([], trustSystem: false, serverName: null, clientCertificate: null);
+
+    /// <summary>Gets the CA certificates trusted as roots, or <see langword="null"/> for the system store only.</summary>
+    public X509Certificate2Collection? Authorities { get; }
+
+    /// <summary>Gets a value indicating whether a certificate the system store accepts is trusted.</summary>
+    public bool TrustSystem { get; }
+
+    /// <summary>Gets the DNS name the server certificate must carry instead of the connection's host, if any.</summary>
+    public string? ServerName { get; }
+
+    /// <summary>Gets the client certificate (with its private key) to present, if any.</summary>
+    public X509Certificate2? ClientCertificate { get; }
+
+    /// <summary>Reads the PEM files; throws <see cref="CryptographicException"/> or <see cref="IOException"/> when one cannot be read.</summary>
+    public static TlsTrust Load(string? caCertificateFile, bool trustSystem, string? serverName, string? clientCertificateFile, string? clientKeyFile)
+    {
+        X509Certificate2Collection? authorities = null;
+        if (!string.IsNullOrEmpty(caCertificateFile))
+        {
+            authorities = [];
+            authorities.ImportFromPemFile(caCertificateFile);
+            if (authorities.Count == 0)
+            {
+                throw new CryptographicException($"The file '{caCertificateFile}' holds no PEM certificate.");
+            }
+        }
+
+        return new TlsTrust(authorities, trustSystem, string.IsNullOrEmpty(serverName) ? null : serverName, LoadClientCertificate(clientCertificateFile, clientKeyFile));
+    }
+
+    /// <summary>Loads a PEM certificate and its key (from <paramref name="keyFile"/>, or from the certificate file when null).</summary>
+    public static X509Certificate2? LoadClientCertificate(string? certificateFile, string? keyFile)
+    {
+        if (string.IsNullOrEmpty(certificateFile))
+        {
+            return null;
+        }
+
+        using var pem = X509Certificate2.CreateFromPemFile(certificateFile, string.IsNullOrEmpty(keyFile) ? null : keyFile);
+        if (!pem.HasPrivateKey)
+        {
+            throw new CryptographicException($"The certificate in '{certificateFile}' has no private key.");
+        }
+
+        // A PEM-loaded key is ephemeral; SslStream on Windows needs a persisted one, so round-trip through PKCS#12.
+        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), password: null);
+    }
+
+    /// <summary>
+    /// Decides whether the server certificate is trusted: it must be there, carry the expected name (the connection's
+    /// host as checked by <see cref="SslStream"/>, or <see cref="ServerName"/>), be valid now, be usable for server
+    /// authentication, and chain to one of <see cref="Authorities"/> (or, when trusted, to the system store). A
+    /// certificate is never accepted only because it chains to a certificate in the CA file: the name, the dates and
+    /// the key usage are checked too, and a certificate in the file that is not a CA cannot issue one.
+    /// </summary>
+    public bool ValidateServer(X509Certificate? certificate, X509Chain? presented, SslPolicyErrors errors)
+    {
+        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
+        {
+            return false;
+        }
+
+        var leaf = certificate as X509Certificate2;
+        using var owned = leaf is null ? X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()) : null;
+        leaf ??= owned!;
+
+        var nameMatches = ServerName is null
+            ? (errors & SslPolicyErrors.RemoteCertificateNameMismatch) == 0
+            : leaf.MatchesHostname(ServerName, allowWildcards: true, allowCommonName: false);
+        if (!nameMatches)
+        {
+            return false;
+        }
+
+        // SslStream built the chain against the system store with the server-authentication policy.
+        if (TrustSystem && (errors & SslPolicyErrors.RemoteCertificateChainErrors) == 0)
+        {
+            return true;
+        }
+
+        return Authorities is { Count: > 0 } authorities && ChainsTo(leaf, presented, authorities);
+    }
+
+    private static bool ChainsTo(X509Certificate2 leaf, X509Chain? presented, X509Certificate2Collection authorities)
+    {
+        using var chain = new X509Chain();
+        var policy = chain.ChainPolicy;
+        policy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        policy.CustomTrustStore.AddRange(authorities);
+        policy.ApplicationPolicy.Add(ServerAuthentication);
+
+        // A private mesh CA publishes no revocation lists; short-lived certificates are the answer (as in Istio/Linkerd).
+        policy.RevocationMode = X509RevocationMode.NoCheck;
+        if (presented is not null)
+        {
+            // Intermediates the server sent; the trust anchors stay those of the file.
+            foreach (var element in presented.ChainElements)
+            {
+                policy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
+        return chain.Build(leaf);
+    }
+}
