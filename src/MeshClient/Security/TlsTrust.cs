@@ -126,6 +126,24 @@ internal sealed class TlsTrust
             }
         }
 
-        return chain.Build(leaf);
+        if (!chain.Build(leaf))
+        {
+            return false;
+        }
+
+        // Belt and braces over the platform's chain engine: every issuer, the trust anchor from the file included,
+        // must be a CA. A leaf certificate dropped into the CA file pins itself; it cannot vouch for others.
+        var elements = chain.ChainElements;
+        for (var i = 1; i < elements.Count; i++)
+        {
+            if (elements[i].Certificate.Extensions[BasicConstraintsOid] is not X509BasicConstraintsExtension { CertificateAuthority: true })
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
+
+    private const string BasicConstraintsOid = "2.5.29.19";
 }

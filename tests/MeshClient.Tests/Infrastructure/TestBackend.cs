@@ -1,9 +1,13 @@
 using System.Collections.Concurrent;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using System.Net.Security;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -40,11 +44,36 @@ public sealed class TestBackend : IAsyncDisposable
 
     public void ResetCount() => Interlocked.Exchange(ref _count, 0);
 
-    public static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null)
+    public static Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null) =>
+        StartAsync(name, behavior, listen: static _ => { });
+
+    /// <summary>
+    /// Starts an HTTPS backend with <paramref name="certificate"/>; when <paramref name="requireClientCertificate"/>
+    /// it refuses a handshake without a client certificate (any certificate is accepted; the test checks which one
+    /// arrived through <c>HttpContext.Connection.ClientCertificate</c>).
+    /// </summary>
+    public static Task<TestBackend> StartHttpsAsync(string name, X509Certificate2 certificate, bool requireClientCertificate, Func<HttpContext, Task>? behavior = null) =>
+        StartAsync(name, behavior, listen =>
+        {
+            // The handshake callback hands SslStream the options as they are: Kestrel's own checks of the server
+            // certificate (its key usage) do not apply, so a test can serve a certificate a client must refuse.
+            var server = TestPki.ForKestrel(certificate);
+            listen.UseHttps(new TlsHandshakeCallbackOptions
+            {
+                OnConnection = _ => ValueTask.FromResult(new SslServerAuthenticationOptions
+                {
+                    ServerCertificate = server,
+                    ClientCertificateRequired = requireClientCertificate,
+                    RemoteCertificateValidationCallback = (_, client, _, _) => client is not null, // any client certificate; tests check which
+                }),
+            });
+        });
+
+    public static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior, Action<ListenOptions> listen)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, listen));
         var app = builder.Build();
         var backend = new TestBackend(name, app) { Behavior = behavior };
         app.Run(async context =>
