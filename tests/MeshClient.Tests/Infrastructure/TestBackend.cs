@@ -48,11 +48,12 @@ public sealed class TestBackend : IAsyncDisposable
         StartAsync(name, behavior, listen: static _ => { });
 
     /// <summary>
-    /// Starts an HTTPS backend with <paramref name="certificate"/>; when <paramref name="requireClientCertificate"/>
-    /// it refuses a handshake without a client certificate (any certificate is accepted; the test checks which one
-    /// arrived through <c>HttpContext.Connection.ClientCertificate</c>).
+    /// Starts an HTTPS backend with <paramref name="certificate"/>. It asks for a client certificate unless
+    /// <paramref name="clientCertificate"/> is <c>NoCertificate</c>, and refuses a handshake without one when it is
+    /// <c>RequireCertificate</c>; any certificate is accepted (tests check which one arrived through
+    /// <c>HttpContext.Connection.ClientCertificate</c>).
     /// </summary>
-    public static Task<TestBackend> StartHttpsAsync(string name, X509Certificate2 certificate, bool requireClientCertificate, Func<HttpContext, Task>? behavior = null) =>
+    public static Task<TestBackend> StartHttpsAsync(string name, X509Certificate2 certificate, ClientCertificateMode clientCertificate, Func<HttpContext, Task>? behavior = null) =>
         StartAsync(name, behavior, listen =>
         {
             // The handshake callback hands SslStream the options as they are: Kestrel's own checks of the server
@@ -63,8 +64,8 @@ public sealed class TestBackend : IAsyncDisposable
                 OnConnection = _ => ValueTask.FromResult(new SslServerAuthenticationOptions
                 {
                     ServerCertificate = server,
-                    ClientCertificateRequired = requireClientCertificate,
-                    RemoteCertificateValidationCallback = (_, client, _, _) => client is not null, // any client certificate; tests check which
+                    ClientCertificateRequired = clientCertificate != ClientCertificateMode.NoCertificate,
+                    RemoteCertificateValidationCallback = (_, client, _, _) => client is not null || clientCertificate != ClientCertificateMode.RequireCertificate,
                 }),
             });
         });
