@@ -83,7 +83,12 @@ internal sealed class EndpointAddressFilter
             return true;
         }
 
-        return IPNetwork.TryParse(text, out network);
+        // IPNetwork.TryParse masks the bits past the prefix; a base address that had some is refused instead.
+        var slash = text.IndexOf('/', StringComparison.Ordinal);
+        return IPAddress.TryParse(text.AsSpan(0, slash), out var written)
+            && !text.Contains('%', StringComparison.Ordinal)
+            && IPNetwork.TryParse(text, out network)
+            && network.BaseAddress.Equals(written);
     }
 
     /// <summary>
