@@ -47,12 +47,44 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
         // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
+        if (TakeOverRedirects(builder.PrimaryHandler) is > 0 and var redirects)
+        {
+            handlers.Add(new MeshRedirectHandler(redirects));
+        }
+
         handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time));
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
         services.GetRequiredService<Security.MeshTls>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
     };
+
+    /// <summary>
+    /// Turns off the redirect following of the primary handler (the mesh follows redirects above its handlers, see
+    /// <see cref="MeshRedirectHandler"/>) and returns how many it followed, or 0 when it did not or cannot be changed.
+    /// </summary>
+    private static int TakeOverRedirects(HttpMessageHandler primary)
+    {
+        try
+        {
+            switch (primary)
+            {
+                case SocketsHttpHandler { AllowAutoRedirect: true } sockets:
+                    sockets.AllowAutoRedirect = false;
+                    return sockets.MaxAutomaticRedirections;
+                case HttpClientHandler { AllowAutoRedirect: true } handler:
+                    handler.AllowAutoRedirect = false;
+                    return handler.MaxAutomaticRedirections;
+                default:
+                    return 0;
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // A primary handler that has already sent requests cannot be changed: it keeps following redirects.
+            return 0;
+        }
+    }
 
     private static partial class Log
     {
