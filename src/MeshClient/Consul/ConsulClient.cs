@@ -22,7 +22,6 @@ internal sealed partial class ConsulClient : IDisposable
 {
     public const string HttpClientName = "MeshClient.Consul";
 
-    private const string TokenHeader = "X-Consul-Token";
     private const string IndexHeader = "X-Consul-Index";
     private const int MaxErrorBodyChars = 256;
 
@@ -181,7 +180,8 @@ internal sealed partial class ConsulClient : IDisposable
 
         if (!string.IsNullOrEmpty(options.Token))
         {
-            request.Headers.TryAddWithoutValidation(TokenHeader, options.Token);
+            // Not a header yet: the primary handler adds it, below every logging and user handler (see ConsulTokenHandler).
+            request.Options.Set(ConsulTokenHandler.TokenOption, options.Token);
         }
 
         using var timeoutCts = new CancellationTokenSource(timeout, _timeProvider);

@@ -23,7 +23,7 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<Cons
         }
 
         builder.AdditionalHandlers.Clear();
-        builder.PrimaryHandler = CreatePrimaryHandler(options.CurrentValue);
+        builder.PrimaryHandler = new ConsulTokenHandler(CreatePrimaryHandler(options.CurrentValue));
     };
 
     internal static SocketsHttpHandler CreatePrimaryHandler(ConsulOptions options)
@@ -60,5 +60,36 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<Cons
         }
 
         return handler;
+    }
+}
+
+/// <summary>
+/// Puts the ACL token into <c>X-Consul-Token</c> at the last moment, inside the primary handler. Every handler above
+/// it — HttpClient's request logging included, whose structured state carries raw header values even where the
+/// message shows <c>*</c> — sees a request without the token; it travels from <see cref="ConsulClient"/> to here in
+/// <see cref="HttpRequestMessage.Options"/>, which nothing logs, and is removed again once the request is sent.
+/// </summary>
+internal sealed class ConsulTokenHandler(HttpMessageHandler inner) : DelegatingHandler(inner)
+{
+    public const string TokenHeader = "X-Consul-Token";
+
+    public static readonly HttpRequestOptionsKey<string> TokenOption = new("MeshClient.Consul.Token");
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        if (!request.Options.TryGetValue(TokenOption, out var token))
+        {
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        request.Headers.TryAddWithoutValidation(TokenHeader, token);
+        try
+        {
+            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            request.Headers.Remove(TokenHeader);
+        }
     }
 }

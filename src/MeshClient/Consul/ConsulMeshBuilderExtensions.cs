@@ -65,7 +65,10 @@ public static class ConsulMeshBuilderExtensions
         // The Consul client never passes through the mesh handlers (nor any other handler: see the filter).
         services.AddHttpClient(ConsulClient.HttpClientName, c => c.Timeout = ConsulBlockingRules.ClientTimeout(ConsulBlockingRules.MaxWait))
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
-            .RemoveAllLoggers();
+            .RemoveAllLoggers()
+
+            // Should an application add a logger back to this client, the token header is still logged as "*".
+            .RedactLoggedHeaders(["X-Consul-Token", "Authorization"]);
         services.Configure<MeshClientSelection>(s => s.Excluded.Add(ConsulClient.HttpClientName));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, ConsulHttpMessageHandlerBuilderFilter>());
 
