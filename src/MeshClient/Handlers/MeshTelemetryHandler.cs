@@ -10,7 +10,12 @@ namespace MeshClient.Handlers;
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity.
 /// </summary>
-internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimeProvider time) : DelegatingHandler
+/// <remarks>
+/// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
+/// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
+/// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
+/// </remarks>
+internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -19,10 +24,18 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
         var uri = request.RequestUri;
         if (MeshHosts.IsPassThrough(uri))
         {
-            return base.SendAsync(request, cancellationToken);
+            return maxRedirects == 0 ? base.SendAsync(request, cancellationToken) : SendPassThroughAsync(request, cancellationToken);
         }
 
         return SendWithTelemetryAsync(request, uri.IdnHost, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendPassThroughAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        return MeshRedirects.TryFollow(request, response, maxRedirects)
+            ? await SendAsync(request, cancellationToken).ConfigureAwait(false)
+            : response;
     }
 
     private async Task<HttpResponseMessage> SendWithTelemetryAsync(HttpRequestMessage request, string service, CancellationToken cancellationToken)
@@ -40,17 +53,16 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
         var start = time.GetTimestamp();
         string? errorType = null;
         var failed = false;
+        HttpResponseMessage response;
         try
         {
-            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
             {
                 errorType = status < StatusCodes.Length ? StatusCodes[status] : status.ToString(CultureInfo.InvariantCulture);
                 failed = status >= 500;
             }
-
-            return response;
         }
         catch (Exception ex)
         {
@@ -86,6 +98,11 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
                 Complete(activity, context, errorType);
             }
         }
+
+        // The next hop is a new logical call, with its own span and metrics.
+        return MeshRedirects.TryFollow(request, response, maxRedirects)
+            ? await SendAsync(request, cancellationToken).ConfigureAwait(false)
+            : response;
     }
 
     private static void Complete(Activity activity, MeshRequestContext context, string? errorType)

@@ -47,12 +47,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
         // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        if (TakeOverRedirects(builder.PrimaryHandler) is > 0 and var redirects)
-        {
-            handlers.Add(new MeshRedirectHandler(redirects));
-        }
-
-        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time));
+        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler)));
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
@@ -61,7 +56,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
     /// <summary>
     /// Turns off the redirect following of the primary handler (the mesh follows redirects above its handlers, see
-    /// <see cref="MeshRedirectHandler"/>) and returns how many it followed, or 0 when it did not or cannot be changed.
+    /// <see cref="MeshRedirects"/>) and returns how many it followed, or 0 when it did not or cannot be changed.
     /// </summary>
     private static int TakeOverRedirects(HttpMessageHandler primary)
     {

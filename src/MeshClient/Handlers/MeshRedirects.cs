@@ -4,46 +4,53 @@ namespace MeshClient.Handlers;
 
 /// <summary>
 /// Follows redirects above the mesh instead of inside the primary handler, for clients whose primary handler would
-/// have followed them (the filter turns its own following off). Inside the primary handler a redirect leaves the
-/// mesh half-way: it kept the Host override of the first endpoint, sent a mesh service name to DNS, and skipped
+/// have followed them (the filter turns its own following off; <see cref="MeshTelemetryHandler"/>, the outermost
+/// mesh handler, sends each hop again through the whole mesh). Inside the primary handler a redirect left the mesh
+/// half-way: it kept the Host override of the first endpoint, sent a mesh service name to DNS, and skipped
 /// balancing and retries. Here every hop is a new logical call: a <c>Location</c> that names a mesh service goes
 /// through the mesh again, a relative one goes back to the service that answered (not to its endpoint's address),
 /// and the rules are those of .NET's own redirect handling: <c>Authorization</c> is dropped on every redirect, an
 /// https to http downgrade is not followed, 303 (and 301/302 after a POST) become a GET without a body, and at most
-/// <c>MaxAutomaticRedirections</c> hops are followed.
+/// <c>MaxAutomaticRedirections</c> hops are followed. Nothing here runs unless a response is a redirect.
 /// </summary>
-internal sealed class MeshRedirectHandler(int maxRedirects) : DelegatingHandler
+internal static class MeshRedirects
 {
-    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    private static readonly HttpRequestOptionsKey<int> Hops = new("MeshClient.RedirectHops");
+
+    /// <summary>
+    /// When <paramref name="response"/> is a redirect to follow, disposes it, points <paramref name="request"/> at the
+    /// target (without <c>Authorization</c>) and returns <see langword="true"/>: the caller sends the request again.
+    /// </summary>
+    public static bool TryFollow(HttpRequestMessage request, HttpResponseMessage response, int maxRedirects)
     {
-        var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        for (var redirects = 0; redirects < maxRedirects; redirects++)
+        if (maxRedirects <= 0 || (int)response.StatusCode is < 300 or > 308)
         {
-            var target = GetTarget(request, response);
-            if (target is null)
-            {
-                return response;
-            }
-
-            response.Dispose();
-
-            // The credentials were for the host that was asked first; .NET drops them on every redirect too.
-            request.Headers.Authorization = null;
-            if (ShouldBecomeGet(response.StatusCode, request.Method))
-            {
-                request.Method = HttpMethod.Get;
-                request.Content = null;
-                if (request.Headers.TransferEncodingChunked == true)
-                {
-                    request.Headers.TransferEncodingChunked = false;
-                }
-            }
-
-            request.RequestUri = target;
-            response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return false;
         }
 
-        return response;
+        request.Options.TryGetValue(Hops, out var hops);
+        if (hops >= maxRedirects || GetTarget(request, response) is not { } target)
+        {
+            return false;
+        }
+
+        request.Options.Set(Hops, hops + 1);
+        response.Dispose();
+
+        // The credentials were for the host asked first; .NET drops them on every redirect too.
+        request.Headers.Authorization = null;
+        if (ShouldBecomeGet(response.StatusCode, request.Method))
+        {
+            request.Method = HttpMethod.Get;
+            request.Content = null;
+            if (request.Headers.TransferEncodingChunked == true)
+            {
+                request.Headers.TransferEncodingChunked = false;
+            }
+        }
+
+        request.RequestUri = target;
+        return true;
     }
 
     private static Uri? GetTarget(HttpRequestMessage request, HttpResponseMessage response)
