@@ -247,6 +247,7 @@ public sealed class ConsulResilienceTests(ITestOutputHelper output)
 
         var handlers = Chain(factory.CreateHandler(ConsulClient.HttpClientName));
         Assert.IsType<SocketsHttpHandler>(handlers[^1]);
+        Assert.IsType<ConsulTokenHandler>(handlers[^2]);
         Assert.DoesNotContain(handlers, IsMeshHandler);
         Assert.DoesNotContain(handlers, h => h.GetType().Namespace?.StartsWith("Microsoft.Extensions.ServiceDiscovery", StringComparison.Ordinal) == true);
         Assert.DoesNotContain(handlers, h => h.GetType().Namespace?.StartsWith("Microsoft.Extensions.Http.Resilience", StringComparison.Ordinal) == true);
@@ -257,7 +258,9 @@ public sealed class ConsulResilienceTests(ITestOutputHelper output)
         Assert.Contains(Chain(factory.CreateHandler("catalog")), h => h.GetType().Name == "MeshBalancingHandler");
     }
 
-    private static bool IsMeshHandler(HttpMessageHandler handler) => handler.GetType().Assembly == typeof(ConsulOptions).Assembly;
+    // The Consul client's own token handler (it adds X-Consul-Token inside the primary handler) is not a mesh handler.
+    private static bool IsMeshHandler(HttpMessageHandler handler) =>
+        handler.GetType().Assembly == typeof(ConsulOptions).Assembly && handler is not ConsulTokenHandler;
 
     private static List<HttpMessageHandler> Chain(HttpMessageHandler handler)
     {
