@@ -128,6 +128,30 @@ internal sealed class EndpointState
     /// <summary>Gets the peak-EWMA latency estimate in timestamp units, or 0 before the first sample.</summary>
     public double LatencyEstimate => BitConverter.Int64BitsToDouble(Volatile.Read(ref _ewmaBits));
 
+    /// <summary>
+    /// Gets the latency estimate as of <paramref name="nowTimestamp"/>: decayed towards zero by the time since the
+    /// last sample (skipped while that is under 1% of the decay time, as it is under steady traffic).
+    /// </summary>
+    public double LatencyEstimateAt(long nowTimestamp, double decay)
+    {
+        var estimate = LatencyEstimate;
+        var elapsed = nowTimestamp - Volatile.Read(ref _lastSampleTimestamp);
+        return estimate > 0 && elapsed > decay * 0.01 ? estimate * Math.Exp(-elapsed / decay) : estimate;
+    }
+
+    /// <summary>
+    /// Gives an endpoint that has never been measured a starting estimate (the service's typical latency), so that
+    /// a new endpoint takes its share at once instead of competing with the much higher default RTT.
+    /// </summary>
+    public void SeedLatency(long nowTimestamp, double estimate)
+    {
+        if (estimate > 0 && Volatile.Read(ref _ewmaBits) == 0)
+        {
+            Volatile.Write(ref _lastSampleTimestamp, nowTimestamp);
+            Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(estimate), 0);
+        }
+    }
+
     public void OnAttemptStarted()
     {
         Interlocked.Increment(ref _inFlight);

@@ -231,6 +231,7 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
+        SeedNewEndpoints(entries);
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         lock (_rebuildLock)
         {
@@ -314,6 +315,47 @@ internal sealed partial class ServiceTable : IDisposable
                 {
                     Log.PanicLeft(_registry.Logger, ServiceName, healthy, all.Length);
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts endpoints that have never been measured at the median latency estimate of the measured ones: with the
+    /// default RTT (30 ms) a new endpoint loses every peak-EWMA comparison against endpoints answering in 1 ms and
+    /// would get no traffic, and so never a sample that could lower its estimate.
+    /// </summary>
+    private void SeedNewEndpoints(List<EndpointEntry> entries)
+    {
+        var time = _registry.TimeProvider;
+        var now = time.GetTimestamp();
+        var decay = _registry.Options.Current.PeakEwma.DecayTime.TotalSeconds * time.TimestampFrequency;
+        List<double>? measured = null;
+        var unmeasured = 0;
+        foreach (var entry in entries)
+        {
+            var estimate = entry.State.LatencyEstimateAt(now, decay);
+            if (estimate > 0)
+            {
+                (measured ??= []).Add(estimate);
+            }
+            else if (entry.State.Requests == 0)
+            {
+                unmeasured++;
+            }
+        }
+
+        if (measured is null || unmeasured == 0)
+        {
+            return;
+        }
+
+        measured.Sort();
+        var median = measured[measured.Count / 2];
+        foreach (var entry in entries)
+        {
+            if (entry.State.LatencyEstimate <= 0 && entry.State.Requests == 0)
+            {
+                entry.State.SeedLatency(now, median);
             }
         }
     }
