@@ -15,6 +15,7 @@ internal sealed class EndpointState
     private int _probeInFlight;
     private int _consecutiveFailures;
     private int _failureLimit;
+    private int _unreachable;
 
     public EndpointState(string id)
     {
@@ -43,6 +44,16 @@ internal sealed class EndpointState
         {
             Volatile.Write(ref _consecutiveFailures, 0);
         }
+    }
+
+    /// <summary>
+    /// Gets or sets whether the endpoint is out because it refused a connection (set with its ejection by outlier
+    /// detection): such an endpoint stays out even in panic mode, where sending to it would only cost a retry.
+    /// </summary>
+    public bool Unreachable
+    {
+        get => Volatile.Read(ref _unreachable) != 0;
+        set => Volatile.Write(ref _unreachable, value ? 1 : 0);
     }
 
     /// <summary>Gets the failures since the last success (written by outlier detection).</summary>
@@ -80,7 +91,9 @@ internal sealed class EndpointState
     public bool TryAdmit(bool panic, out bool isProbe)
     {
         isProbe = false;
-        if (!panic)
+
+        // Panic ignores health, but not a refused connection: an unreachable endpoint is probed one attempt at a time.
+        if (!panic || Volatile.Read(ref _unreachable) != 0)
         {
             if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing)
             {

@@ -280,18 +280,27 @@ internal sealed partial class ServiceTable : IDisposable
             // few or fail.
             var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
             var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
+            // Panic never brings back an endpoint that refused connections (sending to it only costs a retry),
+            // unless every endpoint did: then attempts go on, and find the first one back.
+            var unreachable = 0;
+            foreach (var entry in all)
+            {
+                unreachable += entry.State.Status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
+            }
+
             EndpointEntry[] active;
-            if (panic || admitted == all.Length)
+            if ((panic && (unreachable == 0 || unreachable == all.Length)) || admitted == all.Length)
             {
                 active = all;
             }
             else
             {
-                active = new EndpointEntry[admitted];
+                active = new EndpointEntry[panic ? all.Length - unreachable : admitted];
                 var n = 0;
                 foreach (var entry in all)
                 {
-                    if (entry.State.Status != EndpointStatus.Ejected)
+                    var ejected = entry.State.Status == EndpointStatus.Ejected;
+                    if (!ejected || (panic && !entry.State.Unreachable))
                     {
                         active[n++] = entry;
                     }

@@ -9,7 +9,12 @@ namespace MeshClient.Tests.Chaos;
 /// new port, re-registered in Consul), turns one backend slow, makes Consul answer 500 or 429 for a while, or
 /// restarts Consul with its index reset.
 /// </summary>
-internal sealed class ChaosMonkey(ConsulTestServer consul, IReadOnlyList<ChaosBackend> backends, Random random, Stopwatch clock, Action<string> log)
+/// <remarks>
+/// Without Consul (<paramref name="consul"/> null: static configuration), a backend that comes back as a new instance
+/// is published by <paramref name="republish"/> (a configuration reload), and the Consul actions are skipped.
+/// </remarks>
+internal sealed class ChaosMonkey(
+    ConsulTestServer? consul, IReadOnlyList<ChaosBackend> backends, Random random, Stopwatch clock, Action<string> log, Action? republish = null)
 {
     private static readonly TimeSpan SlowDelay = TimeSpan.FromMilliseconds(300);
     private static readonly ConsulFault[] Faults = [ConsulFault.NoClusterLeader, ConsulFault.RpcError, ConsulFault.TooManyRequests, ConsulFault.ConnectionLimit];
@@ -47,6 +52,10 @@ internal sealed class ChaosMonkey(ConsulTestServer consul, IReadOnlyList<ChaosBa
                 slow.Delay = SlowDelay;
                 Note("slow", slow.Name);
             }
+            else if (consul is null)
+            {
+                continue;
+            }
             else if (roll < 0.88)
             {
                 var fault = Faults[random.Next(Faults.Length)];
@@ -71,8 +80,12 @@ internal sealed class ChaosMonkey(ConsulTestServer consul, IReadOnlyList<ChaosBa
     /// <summary>Ends the chaos: Consul answers normally, every backend is up and fast.</summary>
     public async Task HealAsync()
     {
-        consul.Faults.Clear();
-        await consul.StartAsync();
+        if (consul is not null)
+        {
+            consul.Faults.Clear();
+            await consul.StartAsync();
+        }
+
         foreach (var backend in backends)
         {
             backend.Delay = TimeSpan.Zero;
@@ -82,7 +95,7 @@ internal sealed class ChaosMonkey(ConsulTestServer consul, IReadOnlyList<ChaosBa
             }
         }
 
-        log($"{clock.Elapsed.TotalSeconds,6:F1}s heal: Consul normal, every backend up and fast");
+        log($"{clock.Elapsed.TotalSeconds,6:F1}s heal: {(consul is null ? string.Empty : "Consul normal, ")}every backend up and fast");
     }
 
     private async Task ReviveAsync(ChaosBackend backend, bool samePort)
@@ -91,8 +104,16 @@ internal sealed class ChaosMonkey(ConsulTestServer consul, IReadOnlyList<ChaosBa
         await backend.StartAsync(samePort);
         if (backend.ServiceId != oldId)
         {
-            consul.Deregister(oldId);
-            consul.Register(ChaosSoakTests.Definition(backend));
+            if (consul is null)
+            {
+                republish?.Invoke();
+            }
+            else
+            {
+                consul.Deregister(oldId);
+                consul.Register(ChaosSoakTests.Definition(backend));
+            }
+
             Note("restart (new instance)", backend.Name);
         }
         else

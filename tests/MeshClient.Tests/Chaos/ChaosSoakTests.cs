@@ -6,8 +6,10 @@ using System.Text;
 using MeshClient.Balancing;
 using MeshClient.ConsulServer;
 using MeshClient.Tests.Consul;
+using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using Xunit.Abstractions;
 
 namespace MeshClient.Tests.Chaos;
@@ -34,10 +36,17 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
     private const double RequestsPerSecond = 200;
     private static readonly TimeSpan HealPhase = TimeSpan.FromSeconds(8);
 
-    [Fact]
-    public async Task No_request_is_lost_or_duplicated_under_chaos()
+    /// <summary>
+    /// Through Consul (its health checks take dead backends out of discovery, while Consul itself fails and
+    /// restarts), and through static configuration (dead backends stay listed: outlier detection and retries alone
+    /// keep the traffic whole; a backend back on a new port is published by a configuration reload).
+    /// </summary>
+    [Theory]
+    [InlineData("consul", 60)]
+    [InlineData("configuration", 30)]
+    public async Task No_request_is_lost_or_duplicated_under_chaos(string discovery, int defaultSeconds)
     {
-        var duration = TimeSpan.FromSeconds(ReadSetting("MESH_CHAOS_SECONDS", 60));
+        var duration = TimeSpan.FromSeconds(ReadSetting("MESH_CHAOS_SECONDS", defaultSeconds));
         var seed = ReadSetting("MESH_CHAOS_SEED", Random.Shared.Next());
         Log($"seed {seed} (MESH_CHAOS_SEED), duration {duration.TotalSeconds:F0} s (MESH_CHAOS_SECONDS), {Callers} callers at {RequestsPerSecond} req/s");
         var random = new Random(seed);
@@ -49,7 +58,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
         TaskScheduler.UnobservedTaskException += onUnobserved;
         try
         {
-            await RunAsync(duration, random, unobserved);
+            await RunAsync(discovery == "consul", duration, random, unobserved);
         }
         finally
         {
@@ -57,31 +66,63 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
         }
     }
 
-    private async Task RunAsync(TimeSpan duration, Random random, ConcurrentQueue<Exception> unobserved)
+    private async Task RunAsync(bool useConsul, TimeSpan duration, Random random, ConcurrentQueue<Exception> unobserved)
     {
         var clock = Stopwatch.StartNew();
         var ledger = new ConcurrentDictionary<string, int>(StringComparer.Ordinal);
-        await using var consul = await ConsulTestServer.StartAsync();
+        await using var consul = useConsul ? await ConsulTestServer.StartAsync() : null;
         var backends = new List<ChaosBackend>();
         for (var i = 0; i < BackendCount; i++)
         {
             var backend = new ChaosBackend($"orders-{i}", ledger);
             backends.Add(backend);
             await backend.StartAsync(samePort: false);
-            consul.Register(Definition(backend));
+            consul?.Register(Definition(backend));
         }
 
         try
         {
-            await using var mesh = ConsulTestHost.Create(consul, settings: s =>
+            var logs = new FakeLogCollector();
+            var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
             {
-                s.Remove("Mesh:LoadBalancer"); // the default policy (PeakEwma)
-                s["Mesh:Consul:Wait"] = "00:00:05";
-
                 // A backend slow during the chaos gets traffic again once its latency estimate has decayed: within
                 // the heal phase with a 2 s decay time (the default 10 s takes about 50 s).
-                s["Mesh:PeakEwma:DecayTime"] = "00:00:02";
-            }, configure: services => services.AddLogging(b => b.AddFilter("System.Net.Http", LogLevel.Warning)));
+                ["Mesh:PeakEwma:DecayTime"] = "00:00:02",
+
+                // Likewise a backend ejected during the chaos returns after its ejection: at most 10 s here.
+                ["Mesh:Resilience:BaseEjectionTime"] = "00:00:05",
+                ["Mesh:Resilience:MaxEjectionTime"] = "00:00:10",
+            };
+            if (consul is not null)
+            {
+                settings["Mesh:Consul:Address"] = consul.Address.ToString();
+                settings["Mesh:Consul:Wait"] = "00:00:05";
+                settings["Mesh:Consul:RetryBaseDelay"] = "00:00:00.050";
+                settings["Mesh:Consul:RetryMaxDelay"] = "00:00:00.400";
+            }
+
+            Dictionary<string, string?> WithEndpoints()
+            {
+                var current = new Dictionary<string, string?>(settings, StringComparer.OrdinalIgnoreCase);
+                for (var i = 0; i < backends.Count; i++)
+                {
+                    current[$"Mesh:Services:{Service}:Endpoints:{i}:Address"] = $"http://127.0.0.1:{backends[i].Port}";
+                }
+
+                return current;
+            }
+
+            await using var mesh = MeshHost.Create(consul is null ? WithEndpoints() : settings, services =>
+            {
+                services.AddLogging(b => b
+                    .SetMinimumLevel(LogLevel.Debug)
+                    .AddFilter("System.Net.Http", LogLevel.Warning)
+                    .AddProvider(new FakeLoggerProvider(logs)));
+                if (consul is not null)
+                {
+                    services.AddMesh().AddConsul();
+                }
+            });
             var client = mesh.CreateClient();
             var status = mesh.Services.GetRequiredService<IMeshStatus>();
 
@@ -110,7 +151,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
             var baseline = ProcessSample.Take();
             Log($"{clock.Elapsed.TotalSeconds,6:F1}s baseline: {baseline}");
 
-            var chaos = new ChaosMonkey(consul, backends, random, clock, Log);
+            var chaos = new ChaosMonkey(consul, backends, random, clock, Log, () => mesh.Configuration.Replace(WithEndpoints()));
             await chaos.RunAsync(chaosEnds);
 
             // Heal: every backend up and checked, Consul answering; the mesh must find them all again.
@@ -136,7 +177,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
             var end = ProcessSample.Take();
             Log($"{clock.Elapsed.TotalSeconds,6:F1}s end: {end}");
 
-            Report(results, ledger, chaos, probe, baseline, end, served, consul, mesh);
+            Report(results, ledger, chaos, probe, baseline, end, served, consul, logs);
 
             // The invariants.
             var all = results.ToArray();
@@ -152,7 +193,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
             Assert.True(end.ManagedBytes - baseline.ManagedBytes < 32 << 20, $"Managed memory grew from {baseline.ManagedBytes:N0} to {end.ManagedBytes:N0} bytes.");
             Assert.True(end.Handles - baseline.Handles < 64, $"Open handles grew from {baseline.Handles} to {end.Handles}.");
             Assert.True(end.Threads - baseline.Threads < 16, $"Threads grew from {baseline.Threads} to {end.Threads}.");
-            var errors = mesh.Logs.GetSnapshot().Where(r => r.Level >= LogLevel.Error).Select(r => r.Message).ToArray();
+            var errors = logs.GetSnapshot().Where(r => r.Level >= LogLevel.Error).Select(r => r.Message).ToArray();
             Assert.True(errors.Length == 0, $"Error logs: {string.Join(Environment.NewLine, errors.Take(10))}");
         }
         finally
@@ -208,7 +249,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
 
     private void Report(
         ConcurrentQueue<CallResult> results, ConcurrentDictionary<string, int> ledger, ChaosMonkey chaos, ThreadPoolProbe probe,
-        ProcessSample baseline, ProcessSample end, List<string> served, ConsulTestServer consul, ConsulTestHost mesh)
+        ProcessSample baseline, ProcessSample end, List<string> served, ConsulTestServer? consul, FakeLogCollector collector)
     {
         var all = results.ToArray();
         foreach (var method in new[] { "GET", "POST" })
@@ -227,11 +268,15 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
         }
 
         Log($"chaos: {chaos.Summary}");
-        Log($"consul: {consul.Requests.Count} requests, {consul.TotalConnections} connections");
+        if (consul is not null)
+        {
+            Log($"consul: {consul.Requests.Count} requests, {consul.TotalConnections} connections");
+        }
+
         Log($"thread pool: max scheduling delay {probe.MaxDelay.TotalMilliseconds:F1} ms, max threads {probe.MaxThreads}, max queue {probe.MaxQueue}");
         Log($"memory: managed {baseline.ManagedBytes:N0} -> {end.ManagedBytes:N0} bytes; handles {baseline.Handles} -> {end.Handles}; threads {baseline.Threads} -> {end.Threads}");
         Log($"served after healing: {string.Join(", ", served)}");
-        var logs = mesh.Logs.GetSnapshot();
+        var logs = collector.GetSnapshot();
         Log($"log records: {logs.Count} ({string.Join(", ", logs.GroupBy(r => (r.Category, r.Level)).OrderByDescending(g => g.Count()).Take(8).Select(g => $"{g.Key.Category}/{g.Key.Level}×{g.Count()}"))})");
         foreach (var record in logs.Where(r => r.Level >= LogLevel.Information && r.Category?.StartsWith("MeshClient", StringComparison.Ordinal) == true))
         {
