@@ -252,6 +252,7 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
+        SeedNewEndpoints(entries);
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         lock (_rebuildLock)
         {
@@ -300,18 +301,27 @@ internal sealed partial class ServiceTable : IDisposable
             // few or fail.
             var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
             var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
+            // Panic never brings back an endpoint that refused connections (sending to it only costs a retry),
+            // unless every endpoint did: then attempts go on, and find the first one back.
+            var unreachable = 0;
+            foreach (var entry in all)
+            {
+                unreachable += entry.State.Status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
+            }
+
             EndpointEntry[] active;
-            if (panic || admitted == all.Length)
+            if ((panic && (unreachable == 0 || unreachable == all.Length)) || admitted == all.Length)
             {
                 active = all;
             }
             else
             {
-                active = new EndpointEntry[admitted];
+                active = new EndpointEntry[panic ? all.Length - unreachable : admitted];
                 var n = 0;
                 foreach (var entry in all)
                 {
-                    if (entry.State.Status != EndpointStatus.Ejected)
+                    var ejected = entry.State.Status == EndpointStatus.Ejected;
+                    if (!ejected || (panic && !entry.State.Unreachable))
                     {
                         active[n++] = entry;
                     }
@@ -364,6 +374,47 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Starts endpoints that have never been measured at the median latency estimate of the measured ones: with the
+    /// default RTT (30 ms) a new endpoint loses every peak-EWMA comparison against endpoints answering in 1 ms and
+    /// would get no traffic, and so never a sample that could lower its estimate.
+    /// </summary>
+    private void SeedNewEndpoints(List<EndpointEntry> entries)
+    {
+        var time = _registry.TimeProvider;
+        var now = time.GetTimestamp();
+        var decay = _registry.Options.Current.PeakEwma.DecayTime.TotalSeconds * time.TimestampFrequency;
+        List<double>? measured = null;
+        var unmeasured = 0;
+        foreach (var entry in entries)
+        {
+            var estimate = entry.State.LatencyEstimateAt(now, decay);
+            if (estimate > 0)
+            {
+                (measured ??= []).Add(estimate);
+            }
+            else if (entry.State.Requests == 0)
+            {
+                unmeasured++;
+            }
+        }
+
+        if (measured is null || unmeasured == 0)
+        {
+            return;
+        }
+
+        measured.Sort();
+        var median = measured[measured.Count / 2];
+        foreach (var entry in entries)
+        {
+            if (entry.State.LatencyEstimate <= 0 && entry.State.Requests == 0)
+            {
+                entry.State.SeedLatency(now, median);
+            }
+        }
     }
 
     private EndpointState GetOrAddState(string id) => _states.GetOrAdd(id, static id => new EndpointState(id));
