@@ -327,11 +327,10 @@ internal sealed partial class ConsulClient : IDisposable
         }
         catch (JsonException ex)
         {
-            // The position and the JSON path are useful; the JSON text is not echoed (it could be anything).
-            var path = string.IsNullOrEmpty(ex.Path) ? string.Empty : $", at {ex.Path}";
-            throw new ConsulException(ConsulFailureKind.InvalidResponse,
-                $"{answer} with malformed JSON (line {ex.LineNumber}, byte {ex.BytePositionInLine}{path}).",
-                innerException: null);
+            // System.Text.Json says what is wrong and where (a value of the wrong type at $[0].Service.Port, a depth
+            // beyond 64, an unclosed array) and echoes at most one character of the body, never a value.
+            var reason = ex.Message.Length <= MaxErrorBodyChars ? ex.Message : ex.Message[..MaxErrorBodyChars] + "…";
+            throw new ConsulException(ConsulFailureKind.InvalidResponse, $"{answer} with malformed JSON: {reason}", innerException: null);
         }
 
         return entries ?? throw new ConsulException(ConsulFailureKind.InvalidResponse, $"{answer} with an unusable response: the body is JSON null, not an array.");

@@ -169,7 +169,7 @@ internal sealed class ConsulServiceState
         {
             if (result[i].Id == result[i - 1].Id)
             {
-                rejected?.Add($"instance '{Shorten(result[i].Id)}': the id is not unique; kept {result[i - 1].Address.OriginalString}, ignored {result[i].Address.OriginalString}");
+                rejected?.Add($"instance '{Shorten(result[i].Id)}': the id is not unique; kept {result[i - 1].Address.AbsoluteUri}, ignored {result[i].Address.AbsoluteUri}");
                 result.RemoveAt(i);
             }
         }

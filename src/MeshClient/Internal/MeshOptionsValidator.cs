@@ -96,11 +96,13 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
 
         if (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
         {
-            failures.Add($"{key}:Address '{address}' has the scheme '{uri.Scheme}': it must be {Example}.");
+            // On Unix a rooted path is an implicit file: URI; only name a scheme the address spells out.
+            var scheme = address.TrimStart().StartsWith(uri.Scheme + ":", StringComparison.OrdinalIgnoreCase) ? $" (not '{uri.Scheme}')" : string.Empty;
+            failures.Add($"{key}:Address '{address}' must be {Example}{scheme}.");
         }
         else if (string.IsNullOrEmpty(uri.Host))
         {
-            failures.Add($"{key}:Address '{address}' has no host: it must be {Example}.");
+            failures.Add($"{key}:Address '{address}' must be {Example} (it has no host).");
         }
         else if (uri.Port is < 1 or > 65535)
         {
