@@ -325,37 +325,37 @@ public sealed class ConsulReaderPropertyTests(ITestOutputHelper output)
 
     private sealed record AddressCase(string Json, bool WellTyped, bool Valid);
 
-    private static readonly Gen<Field> GenPort = Gen.OneOf(
-        Gen.Int[-2, 2].Select(p => new Field(p.ToString(CultureInfo.InvariantCulture), true, p)),
-        Gen.OneOf(Gen.Const(80), Gen.Const(65535), Gen.Const(65536), Gen.Const(-1), Gen.Const(int.MaxValue), Gen.Const(int.MinValue), Gen.Int)
-            .Select(p => new Field(p.ToString(CultureInfo.InvariantCulture), true, p)),
-        Gen.OneOf(Gen.Const("\"80\""), Gen.Const("2147483648"), Gen.Const("-2147483649"), Gen.Const("99999999999999999999"), Gen.Const("80.5"), Gen.Const("1e3"), Gen.Const("true"), Gen.Const("[]"), Gen.Const("{}"))
-            .Select(p => new Field(p, false, 0)),
-        Gen.Const(new Field("null", false, 0)));
+    private static readonly Gen<Field> GenPort = Gen.Frequency(
+        (6, Gen.Int[-2, 2].Select(p => new Field(p.ToString(CultureInfo.InvariantCulture), true, p))),
+        (12, Gen.OneOf(Gen.Const(80), Gen.Const(65535), Gen.Const(65536), Gen.Const(-1), Gen.Const(int.MaxValue), Gen.Const(int.MinValue), Gen.Int, Gen.Int[1, 65535])
+            .Select(p => new Field(p.ToString(CultureInfo.InvariantCulture), true, p))),
+        (1, Gen.OneOf(Gen.Const("\"80\""), Gen.Const("2147483648"), Gen.Const("-2147483649"), Gen.Const("99999999999999999999"), Gen.Const("80.5"), Gen.Const("1e3"), Gen.Const("true"), Gen.Const("[]"), Gen.Const("{}"))
+            .Select(p => new Field(p, false, 0))),
+        (1, Gen.Const(new Field("null", false, 0))));
 
-    private static readonly Gen<Field> GenWeight = Gen.OneOf(
-        Gen.OneOf(Gen.Const(1), Gen.Const(3), Gen.Const(0), Gen.Const(-1), Gen.Const(65535), Gen.Const(65536), Gen.Const(int.MaxValue), Gen.Const(int.MinValue))
-            .Select(w => new Field(w.ToString(CultureInfo.InvariantCulture), true, w)),
-        Gen.OneOf(Gen.Const("\"1\""), Gen.Const("2147483648"), Gen.Const("1.5"), Gen.Const("null"), Gen.Const("[1]"))
-            .Select(w => new Field(w, false, 0)));
+    private static readonly Gen<Field> GenWeight = Gen.Frequency(
+        (10, Gen.OneOf(Gen.Const(1), Gen.Const(3), Gen.Const(0), Gen.Const(-1), Gen.Const(65535), Gen.Const(65536), Gen.Const(int.MaxValue), Gen.Const(int.MinValue))
+            .Select(w => new Field(w.ToString(CultureInfo.InvariantCulture), true, w))),
+        (1, Gen.OneOf(Gen.Const("\"1\""), Gen.Const("2147483648"), Gen.Const("1.5"), Gen.Const("null"), Gen.Const("[1]"))
+            .Select(w => new Field(w, false, 0))));
 
-    private static readonly Gen<AddressCase> GenAddress = Gen.OneOf(
-        Gen.OneOf(Gen.Const("10.0.0.1"), Gen.Const("127.0.0.1"), Gen.Const("::1"), Gen.Const("[::1]"), Gen.Const("fe80::1%1"), Gen.Const("::ffff:127.0.0.1"),
+    private static readonly Gen<AddressCase> GenAddress = Gen.Frequency(
+        (8, Gen.OneOf(Gen.Const("10.0.0.1"), Gen.Const("127.0.0.1"), Gen.Const("::1"), Gen.Const("[::1]"), Gen.Const("fe80::1%1"), Gen.Const("::ffff:127.0.0.1"),
                 Gen.Const("2001:db8::1"), Gen.Const("node-1.dc1.consul"), Gen.Const("localhost"), Gen.Const("a"))
-            .Select(a => new AddressCase($"\"{a}\"", true, true)),
-        Gen.OneOf(Gen.Const("[::1]:8080"), Gen.Const("10.0.0.1:80"), Gen.Const("http://10.0.0.1"), Gen.Const("a b"), Gen.Const("a/b"), Gen.Const("[::1"),
+            .Select(a => new AddressCase($"\"{a}\"", true, true))),
+        (4, Gen.OneOf(Gen.Const("[::1]:8080"), Gen.Const("10.0.0.1:80"), Gen.Const("http://10.0.0.1"), Gen.Const("a b"), Gen.Const("a/b"), Gen.Const("[::1"),
                 Gen.Const("::1]"), Gen.Const("a@b"), Gen.Const("<script>"), Gen.Const("a?b"), Gen.Const("a#b"), Gen.Const("\\u0000"))
-            .Select(a => new AddressCase($"\"{a}\"", true, false)),
+            .Select(a => new AddressCase($"\"{a}\"", true, false))),
 
         // A lone surrogate is valid JSON but no string: System.Text.Json refuses it like a wrong type.
-        Gen.OneOf(Gen.Const("10"), Gen.Const("[]"), Gen.Const("{}"), Gen.Const("true"), Gen.Const("\"\\ud800\"")).Select(a => new AddressCase(a, false, false)));
+        (1, Gen.OneOf(Gen.Const("10"), Gen.Const("[]"), Gen.Const("{}"), Gen.Const("true"), Gen.Const("\"\\ud800\"")).Select(a => new AddressCase(a, false, false))));
 
-    private static readonly Gen<(string Json, bool WellTyped, string? Scheme)> GenScheme = Gen.OneOf(
-        Gen.Const(((string Json, bool WellTyped, string? Scheme))(string.Empty, true, "http")),
-        Gen.OneOf(Gen.Const("http"), Gen.Const("https"), Gen.Const("HTTPS"), Gen.Const("file"), Gen.Const("ftp"), Gen.Const("javascript"), Gen.Const("data"), Gen.Const("gopher"), Gen.Const(""))
-            .Select(s => ($",\"Meta\":{{\"scheme\":\"{s}\"}}", true, s.ToLowerInvariant() is "http" or "https" ? (string?)s.ToLowerInvariant() : null)),
-        Gen.Const((",\"Meta\":{\"scheme\":1}", false, (string?)null)),
-        Gen.Const((",\"Meta\":[\"scheme\"]", false, (string?)null)));
+    private static readonly Gen<(string Json, bool WellTyped, string? Scheme)> GenScheme = Gen.Frequency(
+        (10, Gen.Const(((string Json, bool WellTyped, string? Scheme))(string.Empty, true, "http"))),
+        (10, Gen.OneOf(Gen.Const("http"), Gen.Const("https"), Gen.Const("HTTPS"), Gen.Const("file"), Gen.Const("ftp"), Gen.Const("javascript"), Gen.Const("data"), Gen.Const("gopher"), Gen.Const(""))
+            .Select(s => ($",\"Meta\":{{\"scheme\":\"{s}\"}}", true, s.ToLowerInvariant() is "http" or "https" ? (string?)s.ToLowerInvariant() : null))),
+        (1, Gen.Const((",\"Meta\":{\"scheme\":1}", false, (string?)null))),
+        (1, Gen.Const((",\"Meta\":[\"scheme\"]", false, (string?)null))));
 
     private static readonly Gen<GenEntry> GenEntryGen =
         from id in Gen.OneOf(Gen.Const("web-1"), Gen.Const("web-2"), Gen.Const("web"), Gen.Const(""))
@@ -364,7 +364,7 @@ public sealed class ConsulReaderPropertyTests(ITestOutputHelper output)
         from port in GenPort
         from weight in GenWeight
         from scheme in GenScheme
-        from extra in Gen.OneOf(Gen.Const(string.Empty), Gen.Const(",\"Tags\":[\"a\"]"), Gen.Const(",\"Unknown\":{\"deep\":[1,2,{}]}"), Gen.Const(",\"Tags\":\"a\""))
+        from extra in Gen.Frequency((10, Gen.OneOf(Gen.Const(string.Empty), Gen.Const(",\"Tags\":[\"a\"]"), Gen.Const(",\"Unknown\":{\"deep\":[1,2,{}]}"))), (1, Gen.Const(",\"Tags\":\"a\"")))
         select Build(id, node, address, port, weight, scheme, extra);
 
     private static readonly Gen<GenEntry[]> GenAnswer = GenEntryGen.Array[0, 6];
