@@ -219,7 +219,7 @@ internal sealed partial class ServiceTable : IDisposable
             {
                 if (newSource)
                 {
-                    Log.UnsupportedEndpoint(_registry.Logger, ServiceName, endpoint.EndPoint.ToString() ?? endpoint.EndPoint.GetType().Name, rejection ?? "unsupported");
+                    Log.UnsupportedEndpoint(_registry.Logger, ServiceName, Describe(endpoint.EndPoint), rejection ?? "unsupported");
                 }
             }
             else if (seen.Add(entry.Id))
@@ -345,6 +345,15 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         _states.Clear();
+    }
+
+    /// <summary>An endpoint for a log line: never the user info of a URI, never an unbounded string.</summary>
+    private static string Describe(EndPoint endPoint)
+    {
+        var text = endPoint is UriEndPoint { Uri: { IsAbsoluteUri: true } uri }
+            ? uri.GetComponents(UriComponents.Scheme | UriComponents.Host | UriComponents.Port | UriComponents.Path, UriFormat.UriEscaped)
+            : endPoint.ToString() ?? endPoint.GetType().Name;
+        return text.Length <= 128 ? text : string.Concat(text.AsSpan(0, 128), "…");
     }
 
     private bool IsPassThrough(IReadOnlyList<ServiceEndpoint> endpoints) =>
