@@ -62,4 +62,11 @@ public sealed class MeshOptions
     /// the connection later uses (DNS rebinding), so only an explicit list of trusted names is safe. Default: empty.
     /// </summary>
     public IList<string> AllowedHostNames { get; } = new List<string>();
+
+    /// <summary>
+    /// Gets what the configuration binder could not convert (a weight of <c>"ten"</c>, a port-sized number that
+    /// overflows an <see cref="int"/>), each message naming its key; reported by validation as an
+    /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> like every other invalid value.
+    /// </summary>
+    internal List<string> BindingErrors { get; } = [];
 }

@@ -186,7 +186,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     private void Apply(ServiceEndpointSource source)
     {
-        if (!ReferenceEquals(source, _source))
+        // The resolver hands out the same source until discovery changes: problems with it are logged once.
+        var newSource = !ReferenceEquals(source, _source);
+        if (newSource)
         {
             _tokenRegistration?.Dispose();
             _source = source;
@@ -220,14 +222,22 @@ internal sealed partial class ServiceTable : IDisposable
                 continue;
             }
 
-            var entry = EndpointEntry.Create(endpoint, GetOrAddState);
+            var entry = EndpointEntry.Create(endpoint, GetOrAddState, out var rejection);
             if (entry is null)
             {
-                Log.UnsupportedEndpoint(_registry.Logger, ServiceName, endpoint.EndPoint.GetType().Name);
+                if (newSource)
+                {
+                    Log.UnsupportedEndpoint(_registry.Logger, ServiceName, Describe(endpoint.EndPoint), rejection ?? "unsupported");
+                }
             }
             else if (seen.Add(entry.Id))
             {
                 entries.Add(entry);
+            }
+            else if (newSource)
+            {
+                // The first endpoint with an id keeps it (its live state is shared by id); the others are not used.
+                Log.DuplicateEndpoint(_registry.Logger, ServiceName, entry.Id, entry.Address);
             }
         }
 
@@ -436,6 +446,15 @@ internal sealed partial class ServiceTable : IDisposable
         _states.Clear();
     }
 
+    /// <summary>An endpoint for a log line: never the user info of a URI, never an unbounded string.</summary>
+    private static string Describe(EndPoint endPoint)
+    {
+        var text = endPoint is UriEndPoint { Uri: { IsAbsoluteUri: true } uri }
+            ? uri.GetComponents(UriComponents.Scheme | UriComponents.Host | UriComponents.Port | UriComponents.Path, UriFormat.UriEscaped)
+            : endPoint.ToString() ?? endPoint.GetType().Name;
+        return text.Length <= 128 ? text : string.Concat(text.AsSpan(0, 128), "…");
+    }
+
     private bool IsPassThrough(IReadOnlyList<ServiceEndpoint> endpoints) =>
         endpoints.Count == 1
         && endpoints[0].EndPoint is DnsEndPoint dns
@@ -493,7 +512,10 @@ internal sealed partial class ServiceTable : IDisposable
         [LoggerMessage(110, LogLevel.Warning, "Service {Service}: dropped the discovered endpoint {Endpoint}: {Reason}.", EventName = "EndpointNotAllowed")]
         public static partial void EndpointNotAllowed(ILogger logger, string service, string endpoint, string reason);
 
-        [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored an endpoint of unsupported type {Type}.", EventName = "UnsupportedEndpoint")]
-        public static partial void UnsupportedEndpoint(ILogger logger, string service, string type);
+        [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored endpoint {Endpoint}: {Reason}.", EventName = "UnsupportedEndpoint")]
+        public static partial void UnsupportedEndpoint(ILogger logger, string service, string endpoint, string reason);
+
+        [LoggerMessage(106, LogLevel.Warning, "Service {Service}: ignored endpoint {Address}: its id {Id} is taken by an earlier endpoint.", EventName = "DuplicateEndpoint")]
+        public static partial void DuplicateEndpoint(ILogger logger, string service, string id, string address);
     }
 }

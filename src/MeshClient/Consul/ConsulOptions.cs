@@ -120,4 +120,7 @@ public sealed class ConsulOptions
     public override string ToString() => string.Create(
         System.Globalization.CultureInfo.InvariantCulture,
         $"ConsulOptions {{ Address = {ConsulClient.Describe(Address)}, Token = {(Token is null ? "(none)" : "[redacted]")}, Datacenter = {Datacenter}, Tags = [{string.Join(", ", Tags)}], OnlyPassing = {OnlyPassing}, Namespace = {Namespace}, Partition = {Partition}, Scheme = {Scheme}, Wait = {Wait}, CaCertificateFile = {CaCertificateFile}, ClientCertificateFile = {ClientCertificateFile}, Registration = {(Registration.Enabled ? "enabled" : "disabled")} }}");
+
+    /// <summary>Gets what the configuration binder could not convert, each message naming its key; reported by validation.</summary>
+    internal List<string> BindingErrors { get; } = [];
 }

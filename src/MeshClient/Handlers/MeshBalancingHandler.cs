@@ -122,7 +122,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             return fallback;
         }
 
-        // Every endpoint is being probed: a retry may take a probe after all.
+        // Every endpoint is being probed: a retry may take a probe after all…
         foreach (var candidate in snapshot.Active)
         {
             if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
@@ -131,16 +131,22 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             }
         }
 
-        throw new NoHealthyEndpointException(table.ServiceName, $"Every endpoint of the service '{table.ServiceName}' is ejected and already being probed.");
+        // … and with every probe in flight, the call goes to a probing endpoint anyway (as an ordinary attempt, which
+        // does not decide the endpoint's fate): there is nowhere else to send it, and failing it would be certain.
+        fallback = LeastFailing(snapshot, context, includeProbing: true) ?? LeastFailing(snapshot, null, includeProbing: true)
+            ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+        isProbe = false;
+        fallback.State.OnAttemptStarted();
+        return fallback;
     }
 
-    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context)
+    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool includeProbing = false)
     {
         EndpointEntry? best = null;
         foreach (var candidate in snapshot.Active)
         {
             var state = candidate.State;
-            if (state.Status != EndpointStatus.Probing
+            if ((includeProbing || state.Status != EndpointStatus.Probing)
                 && (context is null || !context.HasTried(state))
                 && (best is null || state.ConsecutiveFailures < best.State.ConsecutiveFailures))
             {

@@ -220,10 +220,10 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
 
     private static partial class Log
     {
-        [LoggerMessage(11, LogLevel.Warning, "HttpClient '{Client}': its primary handler {Handler} is neither a SocketsHttpHandler nor an HttpClientHandler (or was already used), so Mesh:Tls cannot be applied to it; its mesh calls use that handler's own TLS settings.", EventName = "TlsNotApplied")]
+        [LoggerMessage(20, LogLevel.Warning, "HttpClient '{Client}': its primary handler {Handler} is neither a SocketsHttpHandler nor an HttpClientHandler (or was already used), so Mesh:Tls cannot be applied to it; its mesh calls use that handler's own TLS settings.", EventName = "TlsNotApplied")]
         public static partial void TlsNotApplied(ILogger logger, string client, string handler);
 
-        [LoggerMessage(12, LogLevel.Error, "Mesh {Key}: the certificate files cannot be read; connections to the endpoints concerned are refused until they can.", EventName = "TlsFilesUnreadable")]
+        [LoggerMessage(21, LogLevel.Error, "Mesh {Key}: the certificate files cannot be read; connections to the endpoints concerned are refused until they can.", EventName = "TlsFilesUnreadable")]
         public static partial void TlsFilesUnreadable(ILogger logger, string key, Exception exception);
     }
 }

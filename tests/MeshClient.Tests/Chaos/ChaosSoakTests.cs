@@ -129,7 +129,15 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
             await Eventually.TrueAsync(
                 async () =>
                 {
-                    using var warmup = await client.GetAsync($"http://{Service}/warmup");
+                    try
+                    {
+                        // Consul lists an instance once its first health check passed: until then, none.
+                        using var warmup = await client.GetAsync($"http://{Service}/warmup");
+                    }
+                    catch (NoHealthyEndpointException)
+                    {
+                    }
+
                     return LiveEndpoints(status).Count == BackendCount;
                 },
                 TimeSpan.FromSeconds(15),

@@ -44,8 +44,9 @@ public sealed class TestBackend : IAsyncDisposable
 
     public void ResetCount() => Interlocked.Exchange(ref _count, 0);
 
-    public static Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null) =>
-        StartAsync(name, behavior, listen: static _ => { });
+    /// <summary>Starts a backend on <paramref name="bindTo"/> (default 127.0.0.1), port chosen by the OS.</summary>
+    public static Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null, System.Net.IPAddress? bindTo = null) =>
+        StartAsync(name, behavior, bindTo, listen: static _ => { });
 
     /// <summary>
     /// Starts an HTTPS backend with <paramref name="certificate"/>. It asks for a client certificate unless
@@ -54,7 +55,7 @@ public sealed class TestBackend : IAsyncDisposable
     /// <c>HttpContext.Connection.ClientCertificate</c>).
     /// </summary>
     public static Task<TestBackend> StartHttpsAsync(string name, X509Certificate2 certificate, ClientCertificateMode clientCertificate, Func<HttpContext, Task>? behavior = null) =>
-        StartAsync(name, behavior, listen =>
+        StartAsync(name, behavior, bindTo: null, listen =>
         {
             // The handshake callback hands SslStream the options as they are: Kestrel's own checks of the server
             // certificate (its key usage) do not apply, so a test can serve a certificate a client must refuse.
@@ -70,11 +71,11 @@ public sealed class TestBackend : IAsyncDisposable
             });
         });
 
-    public static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior, Action<ListenOptions> listen)
+    private static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior, System.Net.IPAddress? bindTo, Action<ListenOptions> listen)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0, listen));
+        builder.WebHost.UseKestrel(k => k.Listen(bindTo ?? System.Net.IPAddress.Loopback, 0, listen));
         var app = builder.Build();
         var backend = new TestBackend(name, app) { Behavior = behavior };
         app.Run(async context =>

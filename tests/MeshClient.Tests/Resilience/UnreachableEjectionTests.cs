@@ -120,4 +120,43 @@ public sealed class UnreachableEjectionTests
         await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
         Assert.Equal(50, await SendAsync(host, 50));
     }
+
+    [Fact]
+    public async Task EveryEndpointProbing_WithItsProbeInFlight_AFurtherCallIsStillSent()
+    {
+        var (host, stub, time) = Create(2);
+        await using var _ = host;
+        Refuse(stub, "10.0.0.1:8080");
+        Refuse(stub, "10.0.0.2:8080");
+        var client = host.CreateClient();
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
+
+        // Both come back, slowly: each probe is held until released.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var authority in new[] { "10.0.0.1:8080", "10.0.0.2:8080" })
+        {
+            stub.Behaviors[authority] = async (_, _) =>
+            {
+                await release.Task;
+                return new HttpResponseMessage(HttpStatusCode.OK);
+            };
+        }
+
+        await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        var before = stub.Total;
+        var probes = new[] { client.GetAsync("http://catalog/"), client.GetAsync("http://catalog/") };
+        await Poll.UntilAsync(() => stub.Total == before + 2);
+
+        // Both probes are in flight: a third call has nowhere else to go, so it goes to a probing endpoint.
+        var third = client.GetAsync("http://catalog/");
+        await Poll.UntilAsync(() => stub.Total == before + 3);
+        release.SetResult();
+        foreach (var call in probes.Append(third))
+        {
+            using var response = await call;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.All(host.Registry.GetTable("catalog").States, s => Assert.Equal(EndpointStatus.Healthy, s.Status));
+    }
 }

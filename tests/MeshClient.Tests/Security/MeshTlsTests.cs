@@ -213,7 +213,7 @@ public sealed class MeshTlsTests : IDisposable
         });
 
         await Assert.ThrowsAsync<HttpRequestException>(() => mesh.CreateClient().GetAsync("http://catalog/"));
-        var warning = Assert.Single(logs.GetSnapshot(), r => r.Id.Id == 11);
+        var warning = Assert.Single(logs.GetSnapshot(), r => r.Id.Id == 20);
         Assert.Contains("ForwardingHandler", warning.Message, StringComparison.Ordinal);
     }
 
