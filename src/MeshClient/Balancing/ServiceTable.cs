@@ -58,6 +58,9 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
 
+    /// <summary>Gets the number of change-token registrations the table holds (0 or 1; diagnostics and tests).</summary>
+    internal int ChangeRegistrations => Volatile.Read(ref _tokenRegistration) is null ? 0 : 1;
+
     public Task WaitForFirstResolutionAsync(CancellationToken cancellationToken) => _firstResolution.WaitAsync(cancellationToken);
 
     /// <summary>Notes that the service is in use (keeps its discovery warm). Writes only on the first use per tick.</summary>

@@ -23,6 +23,11 @@ internal sealed partial class OutlierDetector(
     MeshInstrumentation telemetry,
     ILogger<OutlierDetector> logger) : IEndpointHealthObserver
 {
+    private int _ejectionTimers;
+
+    /// <summary>Gets the number of ejection timers created and not yet disposed (diagnostics and tests).</summary>
+    internal int EjectionTimers => Volatile.Read(ref _ejectionTimers);
+
     public void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
     {
         var state = endpoint.State;
@@ -85,9 +90,19 @@ internal sealed partial class OutlierDetector(
         {
             lock (health)
             {
-                health.Timer?.Dispose();
-                health.Timer = null;
+                DisposeTimer(health);
             }
+        }
+    }
+
+    /// <summary>Disposes the ejection timer of an endpoint, if any; call under the lock of <paramref name="health"/>.</summary>
+    private void DisposeTimer(EndpointHealth health)
+    {
+        if (health.Timer is { } timer)
+        {
+            health.Timer = null;
+            timer.Dispose();
+            Interlocked.Decrement(ref _ejectionTimers);
         }
     }
 
@@ -160,8 +175,9 @@ internal sealed partial class OutlierDetector(
             health.Window.Reset();
             lock (health)
             {
-                health.Timer?.Dispose();
+                DisposeTimer(health);
                 health.Timer = time.CreateTimer(static s => ((EjectionTimerState)s!).Expire(), new EjectionTimerState(this, table, endpoint), duration, Timeout.InfiniteTimeSpan);
+                Interlocked.Increment(ref _ejectionTimers);
             }
 
             table.SetStatus(state, EndpointStatus.Ejected);

@@ -34,6 +34,9 @@ internal sealed class ResilienceRegistry : IDisposable
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
 
+    /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
+    internal int Count => _services.Count;
+
     public ServiceResilience Get(string serviceName)
     {
         if (_services.TryGetValue(serviceName, out var resilience))

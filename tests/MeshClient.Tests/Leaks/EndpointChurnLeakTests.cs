@@ -1,0 +1,284 @@
+using System.Globalization;
+using System.Net;
+using System.Runtime.CompilerServices;
+using MeshClient.Balancing;
+using MeshClient.ConsulServer;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Xunit.Abstractions;
+
+namespace MeshClient.Tests.Leaks;
+
+/// <summary>
+/// Issue 8, part 2: 10,000 endpoints added and removed, through configuration reloads and through Consul, while
+/// traffic flows and some endpoints answer 503 (so they are ejected, with ejection timers, or probing when they go).
+/// Every per-endpoint structure, timer, pipeline, instrument and watch returns to its baseline; the removed
+/// endpoints' state and snapshots are collected; managed memory does not grow with the churn.
+/// </summary>
+[Collection(LeakGroup.Name)]
+public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
+{
+    private const long MaxGrowth = 1_000_000; // a leak of 100 bytes per endpoint would already be 1 MB
+
+    [Fact]
+    public async Task ConfigurationReload_10000EndpointCycles_ReturnToBaseline()
+    {
+        const int rounds = 100, perRound = 100, baseEndpoints = 4;
+        var time = new FakeTimeProvider();
+        var counting = new CountingTimeProvider(time);
+        var stub = new StubEndpoints();
+        await using var host = MeshHost.Create(ConfigSettings(0, 0), services =>
+        {
+            services.AddSingleton<TimeProvider>(counting);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        var client = host.CreateClient();
+        await CallAsync(client, "steady", 2);
+        await CallAsync(client, "churn", baseEndpoints);
+        var table = host.Registry.GetTable("churn");
+        var churn = new ChurnCounts();
+        WeakReference[] removed = [];
+
+        async Task RoundAsync(int round)
+        {
+            for (var i = 0; i < perRound; i++)
+            {
+                if (IsBad(i))
+                {
+                    stub.Behaviors[$"10.1.{round}.{i + 1}:8080"] = (_, _) => StubEndpoints.Status(HttpStatusCode.ServiceUnavailable);
+                }
+            }
+
+            host.Configuration.Replace(ConfigSettings(round, perRound));
+            await Poll.UntilAsync(() => table.Snapshot?.All.Length == baseEndpoints + perRound && table.States.Count == baseEndpoints + perRound);
+            churn.Calls += await CallAsync(client, "churn", perRound);
+            if (round % 2 == 1)
+            {
+                // Odd rounds: the ejections end (the endpoints leave while probing) and the keep-warm timer ticks.
+                time.Advance(TimeSpan.FromSeconds(1));
+            }
+
+            churn.Count(table);
+            if (round == rounds / 2)
+            {
+                removed = Capture(table, "http://10.1.");
+            }
+
+            host.Configuration.Replace(ConfigSettings(0, 0));
+            await Poll.UntilAsync(() => table.Snapshot?.All.Length == baseEndpoints && table.States.Count == baseEndpoints);
+            stub.Behaviors.Clear();
+            stub.Reset();
+            churn.Added += perRound;
+        }
+
+        // A first round creates whatever is created lazily once (handlers, Polly's pools, the watcher), then the
+        // baseline is taken with the service back at its four endpoints and both services called once.
+        await RoundAsync(rounds + 1);
+        await CallAsync(client, "steady", 1);
+        await CallAsync(client, "churn", 1);
+        var before = LeakFigures.Measure(host, counting);
+        churn = new ChurnCounts();
+        var started = TimeProvider.System.GetTimestamp();
+        for (var round = 1; round <= rounds; round++)
+        {
+            await RoundAsync(round);
+        }
+
+        var elapsed = TimeProvider.System.GetElapsedTime(started);
+        await CallAsync(client, "steady", 1);
+        await CallAsync(client, "churn", 1);
+        var after = LeakFigures.Measure(host, counting);
+
+        output.WriteLine($"configuration reload: {churn.Added:N0} endpoints added and removed in {rounds} rounds of {perRound} ({2 * rounds} reloads) in {elapsed.TotalSeconds:F1} s");
+        output.WriteLine($"  {churn.Calls.Total:N0} calls ({churn.Calls.Failed} failed), endpoints ejected when removed: {churn.Ejected}, probing when removed: {churn.Probing}");
+        output.WriteLine(LeakFigures.Compare(before, after));
+        Assert.Equal(rounds * perRound, churn.Added);
+        Assert.True(churn.Ejected >= rounds / 2, $"only {churn.Ejected} endpoints were ejected when removed");
+        Assert.True(churn.Probing >= rounds / 2, $"only {churn.Probing} endpoints were probing when removed");
+        AssertCollected(removed);
+        LeakFigures.AssertBaseline(before, after, MaxGrowth);
+    }
+
+    [Fact]
+    public async Task Consul_10000EndpointCycles_ReturnToBaseline()
+    {
+        const int rounds = 20, perRound = 500, baseEndpoints = 2;
+        var time = new FakeTimeProvider();
+        var counting = new CountingTimeProvider(time);
+        var stub = new StubEndpoints();
+        await using var consul = await ConsulTestServer.StartAsync();
+        for (var i = 0; i < baseEndpoints; i++)
+        {
+            consul.Register(new ServiceDefinition { Id = $"churn-base-{i}", Name = "churn", Address = "10.0.0." + (i + 1), Port = 8080 });
+        }
+
+        var settings = ResilienceSettings(ejection: "00:01:00");
+        settings["Mesh:Consul:Address"] = consul.Address.ToString();
+        settings["Mesh:Consul:Wait"] = "00:05:00";
+        settings["Mesh:LoadBalancer"] = "RoundRobin";
+        await using var host = MeshHost.Create(settings, services =>
+        {
+            services.AddMesh().AddConsul();
+            services.AddSingleton<TimeProvider>(counting);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        var client = host.CreateClient();
+        await CallAsync(client, "churn", baseEndpoints);
+        var table = host.Registry.GetTable("churn");
+        var churn = new ChurnCounts();
+        WeakReference[] removed = [];
+
+        // The watch's churn limiter admits a burst of 3 queries, then one per 500 ms of (fake) time.
+        Task PumpUntilAsync(Func<bool> condition) =>
+            FakeTime.AdvanceUntilAsync(time, condition, TimeSpan.FromMilliseconds(500), TimeSpan.FromMinutes(1));
+
+        async Task RoundAsync(int round)
+        {
+            for (var i = 0; i < perRound; i++)
+            {
+                var (address, port) = ConsulAddress(round, i);
+                if (IsBad(i))
+                {
+                    stub.Behaviors[$"{address}:{port}"] = (_, _) => StubEndpoints.Status(HttpStatusCode.ServiceUnavailable);
+                }
+
+                consul.Register(new ServiceDefinition { Id = $"churn-{round}-{i}", Name = "churn", Address = address, Port = port });
+            }
+
+            await PumpUntilAsync(() => table.Snapshot?.All.Length == baseEndpoints + perRound && table.States.Count == baseEndpoints + perRound);
+            churn.Calls += await CallAsync(client, "churn", perRound);
+            churn.Count(table);
+            if (round == rounds / 2)
+            {
+                removed = Capture(table, $"churn-{round}-");
+            }
+
+            for (var i = 0; i < perRound; i++)
+            {
+                Assert.True(consul.Deregister($"churn-{round}-{i}"));
+            }
+
+            await PumpUntilAsync(() => table.Snapshot?.All.Length == baseEndpoints && table.States.Count == baseEndpoints);
+            stub.Behaviors.Clear();
+            stub.Reset();
+            churn.Added += perRound;
+        }
+
+        await RoundAsync(rounds + 1);
+        await CallAsync(client, "churn", 1);
+        await PumpUntilAsync(() => consul.WaitingQueries == 1);
+        var before = LeakFigures.Measure(host, counting);
+        var queriesBefore = consul.CountRequests("/v1/health/service/churn");
+        churn = new ChurnCounts();
+        var started = TimeProvider.System.GetTimestamp();
+        for (var round = 1; round <= rounds; round++)
+        {
+            await RoundAsync(round);
+        }
+
+        var elapsed = TimeProvider.System.GetElapsedTime(started);
+        await CallAsync(client, "churn", 1);
+        await PumpUntilAsync(() => consul.WaitingQueries == 1);
+        var after = LeakFigures.Measure(host, counting);
+
+        output.WriteLine($"Consul: {churn.Added:N0} instances registered and deregistered in {rounds} rounds of {perRound} in {elapsed.TotalSeconds:F1} s, "
+            + $"{consul.CountRequests("/v1/health/service/churn") - queriesBefore} blocking queries, {time.GetUtcNow() - TimeProvider.System.GetUtcNow():g} fake time ahead");
+        output.WriteLine($"  {churn.Calls.Total:N0} calls ({churn.Calls.Failed} failed), endpoints ejected when removed: {churn.Ejected}, blocking queries waiting at the end: {consul.WaitingQueries}");
+        output.WriteLine(LeakFigures.Compare(before, after));
+        Assert.Equal(rounds * perRound, churn.Added);
+        Assert.True(churn.Ejected >= rounds, $"only {churn.Ejected} endpoints were ejected when removed");
+        Assert.Equal(1, consul.WaitingQueries);
+        AssertCollected(removed);
+        LeakFigures.AssertBaseline(before, after, MaxGrowth);
+    }
+
+    private static bool IsBad(int i) => i % 10 == 9;
+
+    private static (string Address, int Port) ConsulAddress(int round, int i) =>
+        ($"10.2.{round}.{(i / 250) + 1}", 8000 + (i % 250));
+
+    private static Dictionary<string, string?> ResilienceSettings(string ejection) => new(StringComparer.OrdinalIgnoreCase)
+    {
+        // One failure ejects; up to a fifth of a service may be ejected; one retry, without backoff.
+        ["Mesh:Resilience:ConsecutiveFailures"] = "1",
+        ["Mesh:Resilience:FailurePercentageThreshold"] = "0",
+        ["Mesh:Resilience:MaxEjectionPercent"] = "20",
+        ["Mesh:Resilience:BaseEjectionTime"] = ejection,
+        ["Mesh:Resilience:MaxRetries"] = "1",
+        ["Mesh:Resilience:RetryBaseDelay"] = "00:00:00",
+        ["Mesh:Resilience:RetryMaxDelay"] = "00:00:00",
+    };
+
+    /// <summary>"steady" (2 endpoints, never changes) and "churn": 4 fixed endpoints plus <paramref name="count"/> of round <paramref name="round"/>.</summary>
+    private static Dictionary<string, string?> ConfigSettings(int round, int count)
+    {
+        var settings = ResilienceSettings(ejection: "00:00:00.500");
+        settings["Mesh:Services:steady:LoadBalancer"] = "RoundRobin";
+        settings["Mesh:Services:churn:LoadBalancer"] = "RoundRobin";
+        for (var i = 0; i < 2; i++)
+        {
+            settings[$"Mesh:Services:steady:Endpoints:{i}:Address"] = $"http://10.0.1.{i + 1}:8080";
+        }
+
+        for (var i = 0; i < 4; i++)
+        {
+            settings[$"Mesh:Services:churn:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
+        }
+
+        for (var i = 0; i < count; i++)
+        {
+            settings[$"Mesh:Services:churn:Endpoints:{i + 4}:Address"] = string.Create(CultureInfo.InvariantCulture, $"http://10.1.{round}.{i + 1}:8080");
+        }
+
+        return settings;
+    }
+
+    private static async Task<Calls> CallAsync(HttpClient client, string service, int count)
+    {
+        var failed = 0;
+        for (var i = 0; i < count; i++)
+        {
+            using var response = await client.GetAsync($"http://{service}/");
+            failed += response.IsSuccessStatusCode ? 0 : 1;
+        }
+
+        return new Calls(count, failed);
+    }
+
+    /// <summary>Weak references to the table's current snapshot and to the state of its endpoints whose id starts with <paramref name="prefix"/>.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference[] Capture(ServiceTable table, string prefix) =>
+        [new WeakReference(table.Snapshot), .. table.States.Where(s => s.Id.StartsWith(prefix, StringComparison.Ordinal)).Select(s => new WeakReference(s))];
+
+    private void AssertCollected(WeakReference[] references)
+    {
+        Assert.True(references.Length > 100, "nothing was captured");
+        LeakFigures.CollectAndMeasure();
+        var alive = references.Count(r => r.IsAlive);
+        output.WriteLine($"removed endpoint states and snapshot still alive after a full GC: {alive} of {references.Length}");
+        Assert.Equal(0, alive);
+    }
+
+    private readonly record struct Calls(int Total, int Failed)
+    {
+        public static Calls operator +(Calls a, Calls b) => new(a.Total + b.Total, a.Failed + b.Failed);
+    }
+
+    private sealed class ChurnCounts
+    {
+        public int Added { get; set; }
+
+        public Calls Calls { get; set; }
+
+        public int Ejected { get; private set; }
+
+        public int Probing { get; private set; }
+
+        public void Count(ServiceTable table)
+        {
+            Ejected += table.States.Count(s => s.Status == EndpointStatus.Ejected);
+            Probing += table.States.Count(s => s.Status == EndpointStatus.Probing);
+        }
+    }
+}
