@@ -31,11 +31,11 @@ internal sealed partial class OutlierDetector(
     public void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
     {
         var state = endpoint.State;
-        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded)
+        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded || state.IsRemoved)
         {
             if (wasProbe)
             {
-                state.ReleaseProbe(); // no verdict: the next request probes again
+                state.ReleaseProbe(); // no verdict (or the endpoint is gone): the next request probes again
             }
 
             return;
@@ -86,6 +86,9 @@ internal sealed partial class OutlierDetector(
 
     public void OnRemoved(EndpointState state)
     {
+        // Marked first: an ejection decided after this point sees the mark under the same lock as the timer, so a
+        // failure of an attempt that was in flight when its endpoint left never starts a timer nobody disposes.
+        state.MarkRemoved();
         if (state.HealthData is EndpointHealth health)
         {
             lock (health)
@@ -175,6 +178,11 @@ internal sealed partial class OutlierDetector(
             health.Window.Reset();
             lock (health)
             {
+                if (state.IsRemoved)
+                {
+                    return; // the endpoint has left its table: nothing to eject
+                }
+
                 DisposeTimer(health);
                 health.Timer = time.CreateTimer(static s => ((EjectionTimerState)s!).Expire(), new EjectionTimerState(this, table, endpoint), duration, Timeout.InfiniteTimeSpan);
                 Interlocked.Increment(ref _ejectionTimers);
@@ -192,7 +200,7 @@ internal sealed partial class OutlierDetector(
     {
         lock (table.HealthLock)
         {
-            if (endpoint.State.Status != EndpointStatus.Ejected)
+            if (endpoint.State.Status != EndpointStatus.Ejected || endpoint.State.IsRemoved)
             {
                 return;
             }
