@@ -115,6 +115,12 @@ internal sealed class ResilienceRegistry : IDisposable
             return false;
         }
 
+        // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent.
+        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call))
+        {
+            call.PendingRetry = budget;
+        }
+
         return true;
     }
 
