@@ -25,6 +25,7 @@ internal sealed class ResilienceRegistry : IDisposable
     private readonly TimeProvider _time;
     private readonly MeshInstrumentation _telemetry;
     private readonly IDisposable _optionsSubscription;
+    private bool _disposed;
 
     public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry)
     {
@@ -90,8 +91,9 @@ internal sealed class ResilienceRegistry : IDisposable
 
     private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
     {
-        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested)
+        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested || Volatile.Read(ref _disposed))
         {
+            // Disposed: the host is gone; a call that was in flight ends with its last outcome, not a new attempt.
             return false;
         }
 
@@ -167,5 +169,9 @@ internal sealed class ResilienceRegistry : IDisposable
         method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options
         || method == HttpMethod.Put || method == HttpMethod.Delete || method == HttpMethod.Trace;
 
-    public void Dispose() => _optionsSubscription.Dispose();
+    public void Dispose()
+    {
+        Volatile.Write(ref _disposed, true);
+        _optionsSubscription.Dispose();
+    }
 }
