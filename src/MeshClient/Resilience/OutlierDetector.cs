@@ -98,6 +98,9 @@ internal sealed partial class OutlierDetector(
         }
     }
 
+    /// <summary>The service's table was evicted: its pipelines and retry budget go too (they would otherwise stay until 4,096 services).</summary>
+    public void OnServiceRemoved(string serviceName) => resilience.Remove(serviceName);
+
     /// <summary>Disposes the ejection timer of an endpoint, if any; call under the lock of <paramref name="health"/>.</summary>
     private void DisposeTimer(EndpointHealth health)
     {

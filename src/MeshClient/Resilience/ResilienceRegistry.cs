@@ -54,6 +54,9 @@ internal sealed class ResilienceRegistry : IDisposable
         return _services.GetOrAdd(serviceName, Create);
     }
 
+    /// <summary>Drops the pipelines and budget of a service that is no longer called; a later call builds them again.</summary>
+    public void Remove(string serviceName) => _services.TryRemove(serviceName, out _);
+
     private ServiceResilience Create(string serviceName)
     {
         var options = _options.Current;
