@@ -214,6 +214,110 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
         Assert.True(after.ManagedBytes - middle < MaxSecondHalfGrowth, $"managed memory grew by {after.ManagedBytes - middle:N0} bytes over the second half of the churn");
     }
 
+    [Fact]
+    public async Task Consul_500ServicesComeAndGo_TablesWatchesAndPipelinesReturnToBaseline()
+    {
+        // Services called once and never again: their tables are evicted after 10 idle minutes, the resolver drops
+        // their providers, and their Consul watches end 2 idle minutes later. "steady" stays in use throughout.
+        const int rounds = 20, perRound = 25;
+        var time = new FakeTimeProvider();
+        var counting = new CountingTimeProvider(time);
+        var stub = new StubEndpoints();
+        await using var consul = await ConsulTestServer.StartAsync();
+        var settings = ConfigSettings(0, 0);
+        settings["Mesh:Consul:Address"] = consul.Address.ToString();
+        settings["Mesh:Consul:Wait"] = "00:05:00";
+        await using var host = MeshHost.Create(settings, services =>
+        {
+            services.AddMesh().AddConsul();
+            services.AddSingleton<TimeProvider>(counting);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        var client = host.CreateClient();
+        var cache = host.Services.GetRequiredService<MeshClient.Consul.ConsulCatalogCache>();
+        await CallAsync(client, "steady", 2);
+        WeakReference[] gone = [];
+        var services = 0;
+
+        // The standard configuration provider (Services section) adds the configuration's reload token for every
+        // service; the resolver's CompositeChangeToken leaves a registration on it per service until the next reload
+        // (not the mesh's to fix: see the report). Both measurements are taken after a reload.
+        async Task ReloadAsync()
+        {
+            host.Configuration.Replace(settings);
+            await Poll.UntilAsync(() => host.Services.GetRequiredService<MeshClient.Resilience.ResilienceRegistry>().Count == 0);
+            await CallAsync(client, "steady", 1);
+        }
+
+        async Task RoundAsync(int round)
+        {
+            var names = Enumerable.Range(0, perRound).Select(j => $"svc-{round}-{j}").ToArray();
+            for (var j = 0; j < perRound; j++)
+            {
+                consul.Register(new ServiceDefinition { Id = names[j], Name = names[j], Address = $"10.3.{round}.{j + 1}", Port = 8080 });
+            }
+
+            var calls = await Task.WhenAll(names.Select(name => CallAsync(client, name, 1)));
+            Assert.All(calls, c => Assert.Equal(0, c.Failed));
+            Assert.Equal(perRound, cache.Count);
+            if (round == rounds / 2)
+            {
+                gone = [.. CaptureTables(host.Registry, "svc-"), .. CaptureWatches(cache, names)];
+            }
+
+            foreach (var name in names)
+            {
+                Assert.True(consul.Deregister(name));
+            }
+
+            // Idle time passes; only "steady" is called.
+            for (var step = 0; step < 100 && (host.Registry.Tables.Count > 1 || cache.Count > 0 || consul.WaitingQueries > 0); step++)
+            {
+                time.Advance(TimeSpan.FromSeconds(15));
+                await CallAsync(client, "steady", 1);
+                await Task.Delay(2);
+            }
+
+            await Poll.UntilAsync(() => host.Registry.Tables.Count == 1 && cache.Count == 0 && consul.WaitingQueries == 0);
+            services += perRound;
+        }
+
+        // The test server (in this process) records every request: forgotten before each measurement.
+        await RoundAsync(rounds + 1);
+        await ReloadAsync();
+        consul.ClearRequests();
+        var before = LeakFigures.Measure(host, counting);
+        var fakeStart = time.GetUtcNow();
+        var started = TimeProvider.System.GetTimestamp();
+        for (var round = 1; round <= rounds; round++)
+        {
+            await RoundAsync(round);
+        }
+
+        var elapsed = TimeProvider.System.GetElapsedTime(started);
+        var queries = consul.CountRequests("/v1/health/service/");
+        consul.ClearRequests();
+        var beforeReload = LeakFigures.CollectAndMeasure();
+        await ReloadAsync();
+        var after = LeakFigures.Measure(host, counting);
+        output.WriteLine($"Consul: {rounds * perRound} services registered, called, deregistered and left idle in {rounds} rounds of {perRound} in {elapsed.TotalSeconds:F1} s ({(time.GetUtcNow() - fakeStart).TotalMinutes:F0} min of fake time, {queries} health queries)");
+        output.WriteLine(LeakFigures.Compare(before, after));
+        output.WriteLine($"managed bytes before that configuration reload: {beforeReload:N0} ({beforeReload - before.ManagedBytes:N0} above the baseline)");
+        Assert.Equal(rounds * perRound, services - perRound);
+        AssertCollected(gone, minimum: perRound);
+        LeakFigures.AssertBaseline(before, after, MaxGrowth);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference[] CaptureWatches(MeshClient.Consul.ConsulCatalogCache cache, string[] names) =>
+        [.. names.Select(n => new WeakReference(cache.Find(n) ?? throw new InvalidOperationException("no watch of " + n)))];
+
+    /// <summary>Weak references to the tables whose service name starts with <paramref name="prefix"/>, and to their endpoint states.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static WeakReference[] CaptureTables(ServiceTableRegistry registry, string prefix) =>
+        [.. registry.Tables.Where(t => t.ServiceName.StartsWith(prefix, StringComparison.Ordinal))
+            .SelectMany(t => t.States.Select(s => new WeakReference(s)).Append(new WeakReference(t)))];
+
     /// <summary>
     /// The calls of one round, sent concurrently: of the round's endpoints, one in ten answers 503 (and is ejected
     /// by its first failure) and one in ten holds its requests until the endpoint has been removed, then answers
@@ -322,9 +426,9 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
     private static WeakReference[] Capture(ServiceTable table, string prefix) =>
         [new WeakReference(table.Snapshot), .. table.States.Where(s => s.Id.StartsWith(prefix, StringComparison.Ordinal)).Select(s => new WeakReference(s))];
 
-    private void AssertCollected(WeakReference[] references)
+    private void AssertCollected(WeakReference[] references, int minimum = 100)
     {
-        Assert.True(references.Length > 100, "nothing was captured");
+        Assert.True(references.Length > minimum, "nothing was captured");
         LeakFigures.CollectAndMeasure();
         var alive = references.Count(r => r.IsAlive);
         output.WriteLine($"removed endpoint states and snapshot still alive after a full GC: {alive} of {references.Length}");

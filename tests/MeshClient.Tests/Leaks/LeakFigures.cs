@@ -3,10 +3,12 @@ using System.Globalization;
 using System.Text;
 using MeshClient.Balancing;
 using MeshClient.Consul;
+using MeshClient.Discovery;
 using MeshClient.Resilience;
 using MeshClient.Telemetry;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.ServiceDiscovery;
 
 namespace MeshClient.Tests.Leaks;
 
@@ -29,6 +31,7 @@ internal sealed record LeakFigures(
     int HealthData,
     int EjectionTimers,
     int ChangeRegistrations,
+    int OptionsTokenLinks,
     int Pipelines,
     int ConsulWatches,
     int Instruments,
@@ -76,6 +79,7 @@ internal sealed record LeakFigures(
             tables.Sum(t => t.States.Count(s => s.HealthData is not null)),
             ((OutlierDetector)services.GetRequiredService<IEndpointHealthObserver>()).EjectionTimers,
             tables.Sum(t => t.ChangeRegistrations),
+            services.GetServices<IServiceEndpointProviderFactory>().OfType<MeshConfigurationEndpointProviderFactory>().Single().OptionsTokenLinks,
             services.GetRequiredService<ResilienceRegistry>().Count,
             services.GetService<ConsulCatalogCache>()?.Count ?? 0,
             instruments,
@@ -108,6 +112,7 @@ internal sealed record LeakFigures(
         Row("outlier-detection data (HealthData)", before.HealthData, after.HealthData);
         Row("ejection timers (OutlierDetector)", before.EjectionTimers, after.EjectionTimers);
         Row("change-token registrations (tables)", before.ChangeRegistrations, after.ChangeRegistrations);
+        Row("options-token links (Mesh:Services providers)", before.OptionsTokenLinks, after.OptionsTokenLinks);
         Row("Polly pipeline pairs (ResilienceRegistry)", before.Pipelines, after.Pipelines);
         Row("Consul watches", before.ConsulWatches, after.ConsulWatches);
         Row("metric instruments (host meter factory)", before.Instruments, after.Instruments);
@@ -132,6 +137,7 @@ internal sealed record LeakFigures(
         Assert.Equal(before.HealthData, after.HealthData);
         Assert.Equal(before.EjectionTimers, after.EjectionTimers);
         Assert.Equal(before.ChangeRegistrations, after.ChangeRegistrations);
+        Assert.Equal(before.OptionsTokenLinks, after.OptionsTokenLinks);
         Assert.Equal(before.Pipelines, after.Pipelines);
         Assert.Equal(before.ConsulWatches, after.ConsulWatches);
         Assert.Equal(before.Instruments, after.Instruments);
