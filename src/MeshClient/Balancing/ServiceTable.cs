@@ -155,8 +155,9 @@ internal sealed partial class ServiceTable : IDisposable
                 Log.DiscoveryRecovered(_registry.Logger, ServiceName);
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception) when (cancellationToken.IsCancellationRequested)
         {
+            // Disposed (evicted, or the host is shutting down and the resolver may be gone): not a discovery failure.
         }
         catch (InvalidOperationException ex) when (ex.Message.StartsWith("No provider", StringComparison.Ordinal))
         {
@@ -182,6 +183,11 @@ internal sealed partial class ServiceTable : IDisposable
         finally
         {
             _refreshLock.Release();
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // A refresh that ended after Dispose may have registered a callback or added endpoints: let go of them.
+                Release();
+            }
         }
     }
 
@@ -370,7 +376,13 @@ internal sealed partial class ServiceTable : IDisposable
     {
         _disposed.Cancel();
         _timer.Dispose();
-        _tokenRegistration?.Dispose();
+        Release();
+    }
+
+    /// <summary>Lets go of the change-token registration and of every endpoint's health data (idempotent).</summary>
+    private void Release()
+    {
+        Interlocked.Exchange(ref _tokenRegistration, null)?.Dispose();
         foreach (var state in _states.Values)
         {
             _registry.HealthObserver?.OnRemoved(state);

@@ -18,7 +18,7 @@ namespace MeshClient.Tests.Resilience;
 /// was never sent, a cancelled probe gives its gate back, and a cancellation never counts against an endpoint.
 /// The mesh runs on a <see cref="FakeTimeProvider"/> that does not move: "at once" needs no mesh time at all.
 /// </summary>
-public sealed class CancellationTests
+public sealed class CancellationTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(5); // real time; a hang fails the test instead of blocking it
 
@@ -166,12 +166,14 @@ public sealed class CancellationTests
         // The first attempt failed and the retry was decided (and counted): the call now sits in its backoff.
         await Poll.UntilAsync(() => f.Total == 1 && f.Retries.GetMeasurementSnapshot().Count == 1);
         Assert.Equal(1, f.Budget.Retries);
+        var cancelled = TimeProvider.System.GetTimestamp();
         if (!byTimeout)
         {
             cancel.Cancel();
         }
 
         var ex = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call.WaitAsync(Bound));
+        output.WriteLine($"call ended {TimeProvider.System.GetElapsedTime(cancelled).TotalMilliseconds:F1} ms (wall) after {(byTimeout ? "the backoff began; HttpClient.Timeout is 300 ms" : "Cancel()")}, with no fake time advanced");
         Assert.Equal(byTimeout, ex.InnerException is TimeoutException);
         Assert.Equal(0, f.Budget.Retries); // the retry that never went out is given back (same budget window)
         await f.AssertNoFurtherAttemptAsync(1);
