@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Extensions.ServiceDiscovery;
 
@@ -42,6 +41,12 @@ internal sealed class ScopedChangeTokens(ScopedChangeTokens.Counter? counter = n
             // Fires at once (synchronously) if the token has already changed.
             _links.Add(token.RegisterChangeCallback(static s => ((CancellationTokenSource)s!).Cancel(), changed));
             counter?.Add(1);
+        }
+
+        if (token.HasChanged)
+        {
+            // A token whose source was disposed as it fired accepts no callback (CancellationChangeToken): never miss it.
+            changed.Cancel();
         }
 
         endpoints.AddChangeToken(new CancellationChangeToken(changed.Token));
