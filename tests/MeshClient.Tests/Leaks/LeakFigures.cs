@@ -105,7 +105,7 @@ internal sealed record LeakFigures(
     public static string Compare(LeakFigures before, LeakFigures after)
     {
         var text = new StringBuilder();
-        void Row(string name, object a, object b) => text.AppendLine(CultureInfo.InvariantCulture, $"{name,-40} {a,14} {b,14}");
+        void Row(string name, object a, object b) => text.AppendLine(CultureInfo.InvariantCulture, $"{name,-46} {a,14} {b,14}");
         Row("figure", "baseline", "after churn");
         Row("service tables", before.Tables, after.Tables);
         Row("EndpointState objects (all tables)", before.EndpointStates, after.EndpointStates);

@@ -111,7 +111,7 @@ public sealed class CancellationTests(Xunit.Abstractions.ITestOutputHelper outpu
             var client = Host.CreateClient();
             if (byTimeout)
             {
-                client.Timeout = TimeSpan.FromMilliseconds(300);
+                client.Timeout = TimeSpan.FromSeconds(1); // real time: long enough for an attempt to reach its backend
             }
 
             return client;
@@ -173,7 +173,7 @@ public sealed class CancellationTests(Xunit.Abstractions.ITestOutputHelper outpu
         }
 
         var ex = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call.WaitAsync(Bound));
-        output.WriteLine($"call ended {TimeProvider.System.GetElapsedTime(cancelled).TotalMilliseconds:F1} ms (wall) after {(byTimeout ? "the backoff began; HttpClient.Timeout is 300 ms" : "Cancel()")}, with no fake time advanced");
+        output.WriteLine($"call ended {TimeProvider.System.GetElapsedTime(cancelled).TotalMilliseconds:F1} ms (wall) after {(byTimeout ? "the backoff began; HttpClient.Timeout is 1 s" : "Cancel()")}, with no fake time advanced");
         Assert.Equal(byTimeout, ex.InnerException is TimeoutException);
         Assert.Equal(0, f.Budget.Retries); // the retry that never went out is given back (same budget window)
         await f.AssertNoFurtherAttemptAsync(1);
@@ -186,11 +186,11 @@ public sealed class CancellationTests(Xunit.Abstractions.ITestOutputHelper outpu
     [InlineData(true)]
     public async Task CancelledWhileWaitingForAnAttempt_StopsAtOnce_AndIsNoFailure(bool byTimeout)
     {
-        // Six cancelled attempts on two endpoints: more than the 5 consecutive failures that would eject one.
-        await using var f = await Fixture.StartAsync(2);
+        // Three cancelled attempts on one endpoint: more than the 2 consecutive failures that would eject it.
+        await using var f = await Fixture.StartAsync(1, s => s["Mesh:Resilience:ConsecutiveFailures"] = "2");
         f.AllHang();
         var client = f.Client(byTimeout);
-        for (var i = 1; i <= 6; i++)
+        for (var i = 1; i <= 3; i++)
         {
             var (call, cancel) = f.Start(client);
             using var _ = cancel;
@@ -205,7 +205,7 @@ public sealed class CancellationTests(Xunit.Abstractions.ITestOutputHelper outpu
         }
 
         Assert.Equal(0, f.Budget.Retries);
-        await f.AssertNoFurtherAttemptAsync(6);
+        await f.AssertNoFurtherAttemptAsync(3);
         Assert.Empty(f.Retries.GetMeasurementSnapshot());
         f.AssertReleased();
         Assert.All(f.Table.States, s => Assert.Equal(0, s.ConsecutiveFailures));
