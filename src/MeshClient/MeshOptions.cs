@@ -36,4 +36,11 @@ public sealed class MeshOptions
 
     /// <summary>Gets the tuning of the peak-EWMA load balancer.</summary>
     public PeakEwmaOptions PeakEwma { get; } = new();
+
+    /// <summary>
+    /// Gets what the configuration binder could not convert (a weight of <c>"ten"</c>, a port-sized number that
+    /// overflows an <see cref="int"/>), each message naming its key; reported by validation as an
+    /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> like every other invalid value.
+    /// </summary>
+    internal List<string> BindingErrors { get; } = [];
 }

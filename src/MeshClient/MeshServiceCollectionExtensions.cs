@@ -94,11 +94,18 @@ public static class MeshServiceCollectionExtensions
         var options = services.AddOptions<MeshOptions>();
         if (section is not null)
         {
-            services.Configure<MeshOptions>(section);
+            options.Configure(o => Bind(section, o));
+            services.AddSingleton<IOptionsChangeTokenSource<MeshOptions>>(new ConfigurationChangeTokenSource<MeshOptions>(Options.Options.DefaultName, section));
         }
         else
         {
-            options.Configure<IServiceProvider>((o, sp) => sp.GetService<IConfiguration>()?.GetSection(path).Bind(o));
+            options.Configure<IServiceProvider>((o, sp) =>
+            {
+                if (sp.GetService<IConfiguration>() is { } configuration)
+                {
+                    Bind(configuration.GetSection(path), o);
+                }
+            });
             services.AddSingleton<IOptionsChangeTokenSource<MeshOptions>>(sp =>
                 new ConfigurationChangeTokenSource<MeshOptions>(
                     Options.Options.DefaultName,
@@ -125,6 +132,22 @@ public static class MeshServiceCollectionExtensions
         services.ConfigureOpenTelemetryMeterProvider(b => b.AddMeshInstrumentation());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHttpMessageHandlerBuilderFilter, MeshHttpMessageHandlerBuilderFilter>());
         return new MeshBuilder(services, path);
+    }
+
+    /// <summary>
+    /// Binds, turning a value the binder cannot convert into a validation failure naming its key (instead of an
+    /// <see cref="InvalidOperationException"/> from deep inside <see cref="IOptionsMonitor{TOptions}"/>).
+    /// </summary>
+    private static void Bind(IConfiguration section, MeshOptions options)
+    {
+        try
+        {
+            section.Bind(options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            options.BindingErrors.Add(ex.InnerException is { } inner ? $"{ex.Message} {inner.Message}" : ex.Message);
+        }
     }
 
     private sealed class MeshMarker(string path)

@@ -32,6 +32,9 @@ public enum ConsulFault
     /// <summary>A 200 whose body is truncated JSON.</summary>
     MalformedBody,
 
+    /// <summary>A 200 with a valid index whose body is <see cref="ConsulFaultSettings.Body"/>, whatever its bytes.</summary>
+    Body,
+
     /// <summary>A 200 whose <c>X-Consul-Index</c> is not a number.</summary>
     MalformedIndex,
 
@@ -58,6 +61,9 @@ public sealed class ConsulFaultSettings
 
     /// <summary>Gets or sets the size of a <see cref="ConsulFault.HugeBody"/> answer. Default: 20 MiB.</summary>
     public int HugeBodyBytes { get; set; } = 20 * 1024 * 1024;
+
+    /// <summary>Gets or sets the body of a <see cref="ConsulFault.Body"/> answer (malformed, wrong-typed, nested: anything).</summary>
+    public byte[] Body { get; set; } = [];
 
     /// <summary>Gets the delay of <see cref="ConsulFault.Slow"/> and <see cref="ConsulFault.NoClusterLeader"/> (rpc_hold_timeout).</summary>
     public TimeSpan Delay => _current.Delay;

@@ -883,6 +883,9 @@ public sealed class ConsulTestServer : IAsyncDisposable
             case ConsulFault.HugeBody:
                 await WriteHugeAsync(context);
                 return;
+            case ConsulFault.Body:
+                json = Faults.Body;
+                break;
         }
 
         var gzip = context.Request.Headers.AcceptEncoding.ToString().Contains("gzip", StringComparison.OrdinalIgnoreCase);

@@ -9,6 +9,9 @@ internal enum AttemptOutcome
     /// <summary>A 5xx response, a connection failure or an attempt timeout: counts against the endpoint.</summary>
     Failure,
 
+    /// <summary>The connection could not be established (refused, unreachable, unresolvable): nothing was sent.</summary>
+    Unreachable,
+
     /// <summary>429: the endpoint is overloaded. Penalised in latency, not counted as an outlier failure.</summary>
     Overloaded,
 

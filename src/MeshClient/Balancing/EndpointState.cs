@@ -15,6 +15,7 @@ internal sealed class EndpointState
     private int _probeInFlight;
     private int _consecutiveFailures;
     private int _failureLimit;
+    private int _unreachable;
     private int _removed;
 
     public EndpointState(string id)
@@ -55,6 +56,16 @@ internal sealed class EndpointState
         }
     }
 
+    /// <summary>
+    /// Gets or sets whether the endpoint is out because it refused a connection (set with its ejection by outlier
+    /// detection): such an endpoint stays out even in panic mode, where sending to it would only cost a retry.
+    /// </summary>
+    public bool Unreachable
+    {
+        get => Volatile.Read(ref _unreachable) != 0;
+        set => Volatile.Write(ref _unreachable, value ? 1 : 0);
+    }
+
     /// <summary>Gets the failures since the last success (written by outlier detection).</summary>
     public int ConsecutiveFailures => Volatile.Read(ref _consecutiveFailures);
 
@@ -90,7 +101,9 @@ internal sealed class EndpointState
     public bool TryAdmit(bool panic, out bool isProbe)
     {
         isProbe = false;
-        if (!panic)
+
+        // Panic ignores health, but not a refused connection: an unreachable endpoint is probed one attempt at a time.
+        if (!panic || Volatile.Read(ref _unreachable) != 0)
         {
             if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing)
             {
@@ -137,6 +150,30 @@ internal sealed class EndpointState
 
     /// <summary>Gets the peak-EWMA latency estimate in timestamp units, or 0 before the first sample.</summary>
     public double LatencyEstimate => BitConverter.Int64BitsToDouble(Volatile.Read(ref _ewmaBits));
+
+    /// <summary>
+    /// Gets the latency estimate as of <paramref name="nowTimestamp"/>: decayed towards zero by the time since the
+    /// last sample (skipped while that is under 1% of the decay time, as it is under steady traffic).
+    /// </summary>
+    public double LatencyEstimateAt(long nowTimestamp, double decay)
+    {
+        var estimate = LatencyEstimate;
+        var elapsed = nowTimestamp - Volatile.Read(ref _lastSampleTimestamp);
+        return estimate > 0 && elapsed > decay * 0.01 ? estimate * Math.Exp(-elapsed / decay) : estimate;
+    }
+
+    /// <summary>
+    /// Gives an endpoint that has never been measured a starting estimate (the service's typical latency), so that
+    /// a new endpoint takes its share at once instead of competing with the much higher default RTT.
+    /// </summary>
+    public void SeedLatency(long nowTimestamp, double estimate)
+    {
+        if (estimate > 0 && Volatile.Read(ref _ewmaBits) == 0)
+        {
+            Volatile.Write(ref _lastSampleTimestamp, nowTimestamp);
+            Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(estimate), 0);
+        }
+    }
 
     public void OnAttemptStarted()
     {

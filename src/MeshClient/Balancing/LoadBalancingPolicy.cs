@@ -76,7 +76,10 @@ internal abstract class LoadBalancingPolicy
         LoadBalancerNames.RoundRobin => RoundRobinPolicy.Instance,
         LoadBalancerNames.Random => RandomPolicy.Instance,
         LoadBalancerNames.LeastRequest => LeastRequestPolicy.Instance,
-        _ => new PeakEwmaPolicy(options.PeakEwma.DefaultRtt.TotalSeconds * timeProvider.TimestampFrequency),
+        _ => new PeakEwmaPolicy(
+            options.PeakEwma.DefaultRtt.TotalSeconds * timeProvider.TimestampFrequency,
+            options.PeakEwma.DecayTime.TotalSeconds * timeProvider.TimestampFrequency,
+            timeProvider),
     };
 }
 
@@ -129,13 +132,14 @@ internal abstract class PowerOfTwoChoicesPolicy : LoadBalancingPolicy
     {
         var active = snapshot.Active;
         var total = snapshot.TotalWeight;
+        var now = Now();
         var firstIndex = snapshot.DrawWeighted(random.NextInt64(total));
         var secondIndex = snapshot.DrawWeighted(random.NextInt64(total));
         var first = active[firstIndex];
         if (secondIndex != firstIndex)
         {
             var second = active[secondIndex];
-            return Cost(second.State) < Cost(first.State) ? second : first;
+            return Cost(second.State, now) < Cost(first.State, now) ? second : first;
         }
 
         // A weighted draw among the others: skip the first endpoint's slice of the prefix sums.
@@ -148,10 +152,13 @@ internal abstract class PowerOfTwoChoicesPolicy : LoadBalancingPolicy
         var ticket = random.NextInt64(total - firstWeight);
         var firstStart = snapshot.CumulativeWeights[firstIndex] - firstWeight;
         var other = active[snapshot.DrawWeighted(ticket >= firstStart ? ticket + firstWeight : ticket)];
-        return Cost(first.State) > OutlierCostRatio * Cost(other.State) ? other : first;
+        return Cost(first.State, now) > OutlierCostRatio * Cost(other.State, now) ? other : first;
     }
 
-    protected abstract double Cost(EndpointState state);
+    /// <summary>Reads the clock once per pick, for policies whose cost depends on time.</summary>
+    protected virtual long Now() => 0;
+
+    protected abstract double Cost(EndpointState state, long now);
 }
 
 /// <summary>Cost = requests in flight + 1 (Envoy's least request).</summary>
@@ -161,17 +168,25 @@ internal sealed class LeastRequestPolicy : PowerOfTwoChoicesPolicy
 
     public override string Name => LoadBalancerNames.LeastRequest;
 
-    protected override double Cost(EndpointState state) => state.InFlight + 1;
+    protected override double Cost(EndpointState state, long now) => state.InFlight + 1;
 }
 
-/// <summary>Cost = peak-EWMA latency × (requests in flight + 1) (Finagle, Linkerd).</summary>
-internal sealed class PeakEwmaPolicy(double defaultRtt) : PowerOfTwoChoicesPolicy
+/// <summary>
+/// Cost = peak-EWMA latency × (requests in flight + 1) (Finagle, Linkerd). The latency estimate decays towards zero
+/// with the time since the endpoint's last sample (as tower's and Finagle's do): an endpoint that stopped being
+/// picked because it was once slow or failing is tried again after a few decay times, and its next answers say
+/// whether it recovered. Without the decay, P2C never picks it again, so its estimate never changes: it is starved
+/// for good (found by the chaos soak: a backend slow for 6 s got no traffic for the rest of the run).
+/// </summary>
+internal sealed class PeakEwmaPolicy(double defaultRtt, double decay, TimeProvider timeProvider) : PowerOfTwoChoicesPolicy
 {
     public override string Name => LoadBalancerNames.PeakEwma;
 
-    protected override double Cost(EndpointState state)
+    protected override long Now() => timeProvider.GetTimestamp();
+
+    protected override double Cost(EndpointState state, long now)
     {
-        var latency = state.LatencyEstimate;
+        var latency = state.LatencyEstimateAt(now, decay);
         return (latency > 0 ? latency : defaultRtt) * (state.InFlight + 1);
     }
 }

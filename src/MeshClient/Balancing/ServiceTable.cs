@@ -193,7 +193,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     private void Apply(ServiceEndpointSource source)
     {
-        if (!ReferenceEquals(source, _source))
+        // The resolver hands out the same source until discovery changes: problems with it are logged once.
+        var newSource = !ReferenceEquals(source, _source);
+        if (newSource)
         {
             _tokenRegistration?.Dispose();
             _source = source;
@@ -221,14 +223,22 @@ internal sealed partial class ServiceTable : IDisposable
         var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (var endpoint in endpoints)
         {
-            var entry = EndpointEntry.Create(endpoint, GetOrAddState);
+            var entry = EndpointEntry.Create(endpoint, GetOrAddState, out var rejection);
             if (entry is null)
             {
-                Log.UnsupportedEndpoint(_registry.Logger, ServiceName, endpoint.EndPoint.GetType().Name);
+                if (newSource)
+                {
+                    Log.UnsupportedEndpoint(_registry.Logger, ServiceName, Describe(endpoint.EndPoint), rejection ?? "unsupported");
+                }
             }
             else if (seen.Add(entry.Id))
             {
                 entries.Add(entry);
+            }
+            else if (newSource)
+            {
+                // The first endpoint with an id keeps it (its live state is shared by id); the others are not used.
+                Log.DuplicateEndpoint(_registry.Logger, ServiceName, entry.Id, entry.Address);
             }
         }
 
@@ -240,6 +250,7 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
+        SeedNewEndpoints(entries);
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         lock (_rebuildLock)
         {
@@ -288,18 +299,27 @@ internal sealed partial class ServiceTable : IDisposable
             // few or fail.
             var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
             var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
+            // Panic never brings back an endpoint that refused connections (sending to it only costs a retry),
+            // unless every endpoint did: then attempts go on, and find the first one back.
+            var unreachable = 0;
+            foreach (var entry in all)
+            {
+                unreachable += entry.State.Status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
+            }
+
             EndpointEntry[] active;
-            if (panic || admitted == all.Length)
+            if ((panic && (unreachable == 0 || unreachable == all.Length)) || admitted == all.Length)
             {
                 active = all;
             }
             else
             {
-                active = new EndpointEntry[admitted];
+                active = new EndpointEntry[panic ? all.Length - unreachable : admitted];
                 var n = 0;
                 foreach (var entry in all)
                 {
-                    if (entry.State.Status != EndpointStatus.Ejected)
+                    var ejected = entry.State.Status == EndpointStatus.Ejected;
+                    if (!ejected || (panic && !entry.State.Unreachable))
                     {
                         active[n++] = entry;
                     }
@@ -327,6 +347,47 @@ internal sealed partial class ServiceTable : IDisposable
         }
     }
 
+    /// <summary>
+    /// Starts endpoints that have never been measured at the median latency estimate of the measured ones: with the
+    /// default RTT (30 ms) a new endpoint loses every peak-EWMA comparison against endpoints answering in 1 ms and
+    /// would get no traffic, and so never a sample that could lower its estimate.
+    /// </summary>
+    private void SeedNewEndpoints(List<EndpointEntry> entries)
+    {
+        var time = _registry.TimeProvider;
+        var now = time.GetTimestamp();
+        var decay = _registry.Options.Current.PeakEwma.DecayTime.TotalSeconds * time.TimestampFrequency;
+        List<double>? measured = null;
+        var unmeasured = 0;
+        foreach (var entry in entries)
+        {
+            var estimate = entry.State.LatencyEstimateAt(now, decay);
+            if (estimate > 0)
+            {
+                (measured ??= []).Add(estimate);
+            }
+            else if (entry.State.Requests == 0)
+            {
+                unmeasured++;
+            }
+        }
+
+        if (measured is null || unmeasured == 0)
+        {
+            return;
+        }
+
+        measured.Sort();
+        var median = measured[measured.Count / 2];
+        foreach (var entry in entries)
+        {
+            if (entry.State.LatencyEstimate <= 0 && entry.State.Requests == 0)
+            {
+                entry.State.SeedLatency(now, median);
+            }
+        }
+    }
+
     private EndpointState GetOrAddState(string id) => _states.GetOrAdd(id, static id => new EndpointState(id));
 
     private void SetUnknown()
@@ -344,6 +405,15 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         _states.Clear();
+    }
+
+    /// <summary>An endpoint for a log line: never the user info of a URI, never an unbounded string.</summary>
+    private static string Describe(EndPoint endPoint)
+    {
+        var text = endPoint is UriEndPoint { Uri: { IsAbsoluteUri: true } uri }
+            ? uri.GetComponents(UriComponents.Scheme | UriComponents.Host | UriComponents.Port | UriComponents.Path, UriFormat.UriEscaped)
+            : endPoint.ToString() ?? endPoint.GetType().Name;
+        return text.Length <= 128 ? text : string.Concat(text.AsSpan(0, 128), "…");
     }
 
     private bool IsPassThrough(IReadOnlyList<ServiceEndpoint> endpoints) =>
@@ -406,7 +476,10 @@ internal sealed partial class ServiceTable : IDisposable
         [LoggerMessage(105, LogLevel.Information, "Service {Service}: panic mode left, {Healthy} of {Total} endpoint(s) healthy.", EventName = "PanicLeft")]
         public static partial void PanicLeft(ILogger logger, string service, int healthy, int total);
 
-        [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored an endpoint of unsupported type {Type}.", EventName = "UnsupportedEndpoint")]
-        public static partial void UnsupportedEndpoint(ILogger logger, string service, string type);
+        [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored endpoint {Endpoint}: {Reason}.", EventName = "UnsupportedEndpoint")]
+        public static partial void UnsupportedEndpoint(ILogger logger, string service, string endpoint, string reason);
+
+        [LoggerMessage(106, LogLevel.Warning, "Service {Service}: ignored endpoint {Address}: its id {Id} is taken by an earlier endpoint.", EventName = "DuplicateEndpoint")]
+        public static partial void DuplicateEndpoint(ILogger logger, string service, string id, string address);
     }
 }

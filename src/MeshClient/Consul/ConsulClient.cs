@@ -112,8 +112,7 @@ internal sealed partial class ConsulClient : IDisposable
         using var request = new HttpRequestMessage(HttpMethod.Get, BuildUri(options, query.ToString()));
         var (body, headers) = await SendAsync(options, request, timeout, readBody: true, cancellationToken).ConfigureAwait(false);
         var resultIndex = ParseIndex(headers, request);
-        var entries = Deserialize(body, ConsulJsonContext.Default.ConsulHealthServiceEntryArray, request)
-            ?? throw Invalid(request, "the body is JSON null, not an array");
+        var entries = ReadHealthService(body, $"Consul at {DisplayAddress} answered {Describe(request)}");
         return new(entries, resultIndex);
     }
 
@@ -313,19 +312,28 @@ internal sealed partial class ConsulClient : IDisposable
         return index;
     }
 
-    private T? Deserialize<T>(byte[] body, JsonTypeInfo<T> typeInfo, HttpRequestMessage request)
+    /// <summary>
+    /// Reads the body of <c>GET /v1/health/service/{name}</c>. Any body that is not a JSON array of entries (malformed,
+    /// truncated, wrong-typed, nested deeper than System.Text.Json's limit of 64, invalid UTF-8, <c>null</c>) is
+    /// rejected with a <see cref="ConsulException"/> of kind <see cref="ConsulFailureKind.InvalidResponse"/> whose
+    /// message starts with <paramref name="answer"/> and says where the JSON went wrong; nothing else escapes.
+    /// </summary>
+    internal static ConsulHealthServiceEntry[] ReadHealthService(ReadOnlySpan<byte> body, string answer)
     {
+        ConsulHealthServiceEntry[]? entries;
         try
         {
-            return JsonSerializer.Deserialize(body, typeInfo);
+            entries = JsonSerializer.Deserialize(body, ConsulJsonContext.Default.ConsulHealthServiceEntryArray);
         }
         catch (JsonException ex)
         {
-            // The position is useful; the JSON text is not echoed (it could be anything).
-            throw new ConsulException(ConsulFailureKind.InvalidResponse,
-                $"Consul at {DisplayAddress} answered {Describe(request)} with malformed JSON (line {ex.LineNumber}, byte {ex.BytePositionInLine}).",
-                innerException: null);
+            // System.Text.Json says what is wrong and where (a value of the wrong type at $[0].Service.Port, a depth
+            // beyond 64, an unclosed array) and echoes at most one character of the body, never a value.
+            var reason = ex.Message.Length <= MaxErrorBodyChars ? ex.Message : ex.Message[..MaxErrorBodyChars] + "…";
+            throw new ConsulException(ConsulFailureKind.InvalidResponse, $"{answer} with malformed JSON: {reason}", innerException: null);
         }
+
+        return entries ?? throw new ConsulException(ConsulFailureKind.InvalidResponse, $"{answer} with an unusable response: the body is JSON null, not an array.");
     }
 
     private ConsulException Invalid(HttpRequestMessage request, string reason) =>

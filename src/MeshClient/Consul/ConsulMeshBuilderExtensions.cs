@@ -53,7 +53,18 @@ public static class ConsulMeshBuilderExtensions
 
         var path = (builder is MeshBuilder mesh ? mesh.ConfigurationPath : MeshServiceCollectionExtensions.DefaultSectionName) + ":Consul";
         var options = services.AddOptions<ConsulOptions>();
-        options.Configure<IServiceProvider>((o, sp) => sp.GetService<IConfiguration>()?.GetSection(path).Bind(o));
+        options.Configure<IServiceProvider>((o, sp) =>
+        {
+            try
+            {
+                sp.GetService<IConfiguration>()?.GetSection(path).Bind(o);
+            }
+            catch (InvalidOperationException ex)
+            {
+                // A value the binder cannot convert ("Wait": "forever") becomes a validation failure naming its key.
+                o.BindingErrors.Add(ex.InnerException is { } inner ? $"{ex.Message} {inner.Message}" : ex.Message);
+            }
+        });
         services.AddSingleton<IOptionsChangeTokenSource<ConsulOptions>>(sp =>
             new ConfigurationChangeTokenSource<ConsulOptions>(
                 Options.Options.DefaultName,

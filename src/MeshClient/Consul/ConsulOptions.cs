@@ -111,4 +111,7 @@ public sealed class ConsulOptions
 
     /// <summary>Gets the self-registration of the running service (<c>Mesh:Consul:Registration</c>), off by default.</summary>
     public ConsulRegistrationOptions Registration { get; } = new();
+
+    /// <summary>Gets what the configuration binder could not convert, each message naming its key; reported by validation.</summary>
+    internal List<string> BindingErrors { get; } = [];
 }

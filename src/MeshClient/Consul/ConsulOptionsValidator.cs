@@ -17,7 +17,7 @@ internal sealed class ConsulOptionsValidator(ConsulConfigurationPath path) : IVa
             return ValidateOptionsResult.Skip;
         }
 
-        var failures = new List<string>();
+        var failures = new List<string>(options.BindingErrors);
         var root = path.Path;
         if (string.IsNullOrWhiteSpace(options.Address)
             || !Uri.TryCreate(options.Address, UriKind.Absolute, out var address)

@@ -64,7 +64,16 @@ internal sealed class ConsulServiceState
     /// are wanted; passing → <c>Weights.Passing</c>); an instance whose weight is 0 is out; <c>Service.Address</c>, else
     /// <c>Node.Address</c>; <c>Service.Port</c> (absent: the scheme's default port).
     /// </summary>
-    public static ConsulInstance[] Select(ConsulHealthServiceEntry[] entries, ConsulOptions options)
+    /// <remarks>
+    /// Every instance returned is well-formed: an absolute <c>http</c> or <c>https</c> address with a host (an IPv6
+    /// literal bracketed, its zone id kept) and a port from 1 to 65535, a weight from 1 to 65535, and an id no other
+    /// instance has. An instance that cannot be one (no address, an address that is not a host, a port out of range,
+    /// a negative weight, a scheme in <see cref="ConsulOptions.SchemeMetaKey"/> other than http or https) is left out
+    /// and, when <paramref name="rejected"/> is given, described there; of instances sharing an id even after
+    /// qualification by node, the one with the lowest address is kept (a deterministic choice) and the others are
+    /// described.
+    /// </remarks>
+    public static ConsulInstance[] Select(ConsulHealthServiceEntry[] entries, ConsulOptions options, List<string>? rejected = null)
     {
         var result = new List<ConsulInstance>(entries.Length);
         var ids = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -85,14 +94,27 @@ internal sealed class ConsulServiceState
             }
 
             var weight = ChooseWeight(entry!.Checks, service.Weights, options.OnlyPassing);
-            if (weight <= 0)
+            if (weight < 0)
+            {
+                rejected?.Add(string.Create(CultureInfo.InvariantCulture, $"instance '{serviceId}': weight {weight} is negative"));
+                continue;
+            }
+
+            if (weight == 0)
             {
                 continue;
             }
 
             var host = string.IsNullOrEmpty(service.Address) ? entry.Node?.Address : service.Address;
-            if (string.IsNullOrEmpty(host) || service.Port is < 0 or > 65535)
+            if (string.IsNullOrEmpty(host))
             {
+                rejected?.Add($"instance '{serviceId}': neither Service.Address nor Node.Address is set");
+                continue;
+            }
+
+            if (service.Port is < 0 or > 65535)
+            {
+                rejected?.Add(string.Create(CultureInfo.InvariantCulture, $"instance '{serviceId}': port {service.Port} is not between 1 and 65535"));
                 continue;
             }
 
@@ -107,11 +129,18 @@ internal sealed class ConsulServiceState
                 {
                     scheme = Uri.UriSchemeHttp;
                 }
+                else
+                {
+                    // The instance says it speaks something else: sending it HTTP would be wrong.
+                    rejected?.Add($"instance '{serviceId}': Meta.{options.SchemeMetaKey} '{Shorten(metaScheme)}' is not http or https");
+                    continue;
+                }
             }
 
             var address = CreateAddress(scheme, host, service.Port);
             if (address is null)
             {
+                rejected?.Add($"instance '{serviceId}': address '{Shorten(host)}' is not a host name or an IP address");
                 continue;
             }
 
@@ -127,11 +156,20 @@ internal sealed class ConsulServiceState
             result.Add(new ConsulInstance(instanceId, address, Math.Min(weight, MeshEndpointOptions.MaxWeight), zone));
         }
 
-        result.Sort(static (a, b) => string.CompareOrdinal(a.Id, b.Id));
+        // Ordered by id, then address and weight: which of two instances sharing an id survives does not depend on
+        // the order of Consul's answer.
+        result.Sort(static (a, b) =>
+        {
+            var order = string.CompareOrdinal(a.Id, b.Id);
+            order = order != 0 ? order : string.CompareOrdinal(a.Address.OriginalString, b.Address.OriginalString);
+            order = order != 0 ? order : a.Weight.CompareTo(b.Weight);
+            return order != 0 ? order : string.CompareOrdinal(a.Zone, b.Zone);
+        });
         for (var i = result.Count - 1; i > 0; i--)
         {
             if (result[i].Id == result[i - 1].Id)
             {
+                rejected?.Add($"instance '{Shorten(result[i].Id)}': the id is not unique; kept {result[i - 1].Address.AbsoluteUri}, ignored {result[i].Address.AbsoluteUri}");
                 result.RemoveAt(i);
             }
         }
@@ -181,8 +219,17 @@ internal sealed class ConsulServiceState
 
     private static Uri? CreateAddress(string scheme, string host, int port)
     {
-        if (IPAddress.TryParse(host, out var ip))
+        // "[v6]" is accepted; "[v6]:port" and "v4:port" are not hosts (Consul gives the port separately), although
+        // IPAddress.TryParse would drop the port of the first silently.
+        var literal = host.Length > 2 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
+        if (literal.Contains('[', StringComparison.Ordinal) || literal.Contains(']', StringComparison.Ordinal))
         {
+            return null;
+        }
+
+        if (IPAddress.TryParse(literal, out var ip))
+        {
+            // A zone id (fe80::1%eth0) is kept, as the interface index IPAddress resolved it to.
             host = ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "[" + ip + "]" : ip.ToString();
         }
         else if (Uri.CheckHostName(host) != UriHostNameType.Dns)
@@ -195,4 +242,6 @@ internal sealed class ConsulServiceState
             : scheme + "://" + host;
         return Uri.TryCreate(text, UriKind.Absolute, out var uri) ? uri : null;
     }
+
+    private static string Shorten(string text) => text.Length <= 64 ? text : string.Concat(text.AsSpan(0, 64), "…");
 }

@@ -15,6 +15,7 @@ internal sealed partial class ConsulServiceWatch : IDisposable
     // waiting, and degrades a service whose index moves all the time into at most two queries a second.
     private const double BucketCapacity = 3;
     private static readonly TimeSpan BucketRefill = TimeSpan.FromMilliseconds(500);
+    private const int MaxRejectionsLogged = 5;
 
     private readonly ConsulClient _client;
     private readonly Randomizer _random;
@@ -30,6 +31,7 @@ internal sealed partial class ConsulServiceWatch : IDisposable
     private ConsulFailureKind? _failure;
     private long _queries;
     private long _retriesScheduled;
+    private List<string> _rejected = [];
 
     public ConsulServiceWatch(string serviceName, ConsulClient client, Randomizer random, ILogger logger)
     {
@@ -187,7 +189,19 @@ internal sealed partial class ConsulServiceWatch : IDisposable
 
     private void Publish(ConsulHealthServiceEntry[] entries, ulong index)
     {
-        var instances = ConsulServiceState.Select(entries, _client.Options);
+        var rejected = new List<string>();
+        var instances = ConsulServiceState.Select(entries, _client.Options, rejected);
+
+        // Logged once per change of what is rejected, not on every answer.
+        if (!rejected.SequenceEqual(_rejected, StringComparer.Ordinal))
+        {
+            _rejected = rejected;
+            if (rejected.Count > 0)
+            {
+                Log.InstancesRejected(_logger, ServiceName, rejected.Count, string.Join("; ", rejected.Take(MaxRejectionsLogged)));
+            }
+        }
+
         var current = _state;
         var next = current.Next(entries.Length > 0, instances, entries.Length, index, out var changed);
         _state = next;
@@ -251,6 +265,9 @@ internal sealed partial class ConsulServiceWatch : IDisposable
 
         [LoggerMessage(308, LogLevel.Debug, "Consul service {Service}: watch started.", EventName = "ConsulWatchStarted")]
         public static partial void WatchStarted(ILogger logger, string service);
+
+        [LoggerMessage(318, LogLevel.Warning, "Consul service {Service}: ignored {Count} instance(s) that cannot be endpoints: {Reasons}.", EventName = "ConsulInstancesRejected")]
+        public static partial void InstancesRejected(ILogger logger, string service, int count, string reasons);
 
         [LoggerMessage(309, LogLevel.Debug, "Consul service {Service}: watch ended (not used any more).", EventName = "ConsulWatchEnded")]
         public static partial void WatchEnded(ILogger logger, string service);

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 
@@ -5,26 +6,41 @@ namespace MeshClient.Discovery;
 
 /// <summary>
 /// Holds the last valid <see cref="MeshOptions"/> and hands out active change tokens that fire when they change.
-/// <see cref="IOptionsMonitor{TOptions}"/> validates a reload before it notifies, so an invalid reload never
-/// reaches this class: the last valid options keep serving.
 /// </summary>
-internal sealed class MeshOptionsChangeNotifier : IDisposable
+/// <remarks>
+/// It follows the options' change token sources itself rather than <see cref="IOptionsMonitor{TOptions}.OnChange"/>:
+/// the monitor raises an invalid reload's <see cref="OptionsValidationException"/> on the thread that reloaded (a file
+/// watcher, or an application calling <c>IConfigurationRoot.Reload()</c>) and logs nothing, and from then on its
+/// <c>CurrentValue</c> throws until a valid reload. Here an invalid reload is refused with one warning naming every
+/// invalid key, and the last valid options (so the last valid endpoints) keep serving.
+/// </remarks>
+internal sealed partial class MeshOptionsChangeNotifier : IDisposable
 {
-    private readonly IDisposable? _subscription;
+    private readonly IOptionsFactory<MeshOptions> _factory;
+    private readonly ILogger _logger;
+    private readonly List<IDisposable> _subscriptions = [];
+    private readonly Lock _reloadLock = new();
     private CancellationTokenSource _cts = new();
     private volatile MeshOptions _current;
+    private string? _rejected;
 
-    public MeshOptionsChangeNotifier(IOptionsMonitor<MeshOptions> monitor)
+    public MeshOptionsChangeNotifier(
+        IOptionsFactory<MeshOptions> factory,
+        IEnumerable<IOptionsChangeTokenSource<MeshOptions>> sources,
+        ILogger<MeshOptionsChangeNotifier> logger)
     {
-        _current = monitor.CurrentValue;
-        _subscription = monitor.OnChange((options, name) =>
+        _factory = factory;
+        _logger = logger;
+
+        // Invalid options at start fail here (and earlier with ValidateOnStart) with OptionsValidationException.
+        _current = factory.Create(Options.DefaultName);
+        foreach (var source in sources)
         {
-            if (name == Options.DefaultName)
+            if (source.Name is null || source.Name == Options.DefaultName)
             {
-                _current = options;
-                NotifyChanged();
+                _subscriptions.Add(ChangeToken.OnChange(source.GetChangeToken, Reload));
             }
-        });
+        }
     }
 
     /// <summary>Gets the last valid options.</summary>
@@ -32,6 +48,39 @@ internal sealed class MeshOptionsChangeNotifier : IDisposable
 
     /// <summary>Gets a token that fires on the next change of the options.</summary>
     public IChangeToken GetChangeToken() => new CancellationChangeToken(Volatile.Read(ref _cts).Token);
+
+    private void Reload()
+    {
+        lock (_reloadLock)
+        {
+            MeshOptions options;
+            try
+            {
+                options = _factory.Create(Options.DefaultName);
+            }
+            catch (OptionsValidationException ex)
+            {
+                // Logged once per distinct refusal: a file saved twice with the same mistake says it once.
+                var reason = string.Join(" ", ex.Failures);
+                if (reason != _rejected)
+                {
+                    _rejected = reason;
+                    Log.ReloadRejected(_logger, reason);
+                }
+
+                return;
+            }
+
+            if (_rejected is not null)
+            {
+                _rejected = null;
+                Log.ReloadAccepted(_logger);
+            }
+
+            _current = options;
+            NotifyChanged();
+        }
+    }
 
     private void NotifyChanged()
     {
@@ -42,7 +91,20 @@ internal sealed class MeshOptionsChangeNotifier : IDisposable
 
     public void Dispose()
     {
-        _subscription?.Dispose();
+        foreach (var subscription in _subscriptions)
+        {
+            subscription.Dispose();
+        }
+
         _cts.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(11, LogLevel.Warning, "Mesh configuration reload refused; the last valid configuration keeps serving: {Reason}", EventName = "ConfigurationReloadRejected")]
+        public static partial void ReloadRejected(ILogger logger, string reason);
+
+        [LoggerMessage(12, LogLevel.Information, "Mesh configuration reload accepted after an earlier refusal.", EventName = "ConfigurationReloadAccepted")]
+        public static partial void ReloadAccepted(ILogger logger);
     }
 }

@@ -71,6 +71,11 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             outcome = AttemptOutcome.Cancelled;
             throw;
         }
+        catch (HttpRequestException ex) when (ex.HttpRequestError is HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
+        {
+            outcome = AttemptOutcome.Unreachable;
+            throw;
+        }
         finally
         {
             state.OnAttemptEnded();
@@ -89,39 +94,63 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
     /// </summary>
     private EndpointEntry Pick(ServiceTable table, EndpointSnapshot snapshot, MeshRequestContext? context, out bool isProbe)
     {
+        isProbe = false;
         for (var i = 0; i < 3; i++)
         {
             var candidate = snapshot.Policy.Pick(snapshot, registry.Random, context)
                 ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
-            if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
+            // A retry does not gamble on a probe: a call that already failed goes to an endpoint in good standing.
+            if ((context is not { Attempts: > 0 } || candidate.State.Status != EndpointStatus.Probing)
+                && candidate.State.TryAdmit(snapshot.Panic, out isProbe))
             {
                 return candidate;
             }
         }
 
         // Rare: the picks kept landing on endpoints that refused (a probe in flight, a failing endpoint at its
-        // limit). Take the first endpoint that is not probing, preferring one this call has not tried.
+        // limit). Take the endpoint with the fewest consecutive failures that is not probing, preferring one this
+        // call has not tried (not the first in order: with several endpoints failing, that would often be one).
+        var fallback = LeastFailing(snapshot, context) ?? LeastFailing(snapshot, null);
+        if (fallback is not null)
+        {
+            isProbe = false;
+            fallback.State.OnAttemptStarted();
+            return fallback;
+        }
+
+        // Every endpoint is being probed: a retry may take a probe after all…
         foreach (var candidate in snapshot.Active)
         {
-            if (candidate.State.Status != EndpointStatus.Probing && (context is null || !context.HasTried(candidate.State)))
+            if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
             {
-                isProbe = false;
-                candidate.State.OnAttemptStarted();
                 return candidate;
             }
         }
 
+        // … and with every probe in flight, the call goes to a probing endpoint anyway (as an ordinary attempt, which
+        // does not decide the endpoint's fate): there is nowhere else to send it, and failing it would be certain.
+        fallback = LeastFailing(snapshot, context, includeProbing: true) ?? LeastFailing(snapshot, null, includeProbing: true)
+            ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+        isProbe = false;
+        fallback.State.OnAttemptStarted();
+        return fallback;
+    }
+
+    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool includeProbing = false)
+    {
+        EndpointEntry? best = null;
         foreach (var candidate in snapshot.Active)
         {
-            if (candidate.State.Status != EndpointStatus.Probing)
+            var state = candidate.State;
+            if ((includeProbing || state.Status != EndpointStatus.Probing)
+                && (context is null || !context.HasTried(state))
+                && (best is null || state.ConsecutiveFailures < best.State.ConsecutiveFailures))
             {
-                isProbe = false;
-                candidate.State.OnAttemptStarted();
-                return candidate;
+                best = candidate;
             }
         }
 
-        throw new NoHealthyEndpointException(table.ServiceName, $"Every endpoint of the service '{table.ServiceName}' is ejected and already being probed.");
+        return best;
     }
 
     internal static AttemptOutcome Classify(HttpStatusCode status) => (int)status switch

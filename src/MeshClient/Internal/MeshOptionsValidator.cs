@@ -19,7 +19,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             return ValidateOptionsResult.Skip;
         }
 
-        var failures = new List<string>();
+        var failures = new List<string>(options.BindingErrors);
         var root = path.Path;
         ValidatePolicy(failures, $"{root}:LoadBalancer", options.LoadBalancer, allowNull: false);
         ValidateRange(failures, $"{root}:PeakEwma:DecayTime", options.PeakEwma.DecayTime, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10));
@@ -42,6 +42,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
 
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
             ResilienceSettings.Validate(failures, $"{prefix}:Resilience", service.Resilience);
+            var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {
                 var endpoint = service.Endpoints[i];
@@ -52,30 +53,71 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
                     continue;
                 }
 
-                if (string.IsNullOrWhiteSpace(endpoint.Address))
-                {
-                    failures.Add($"{key}:Address is required: an absolute http or https URI such as 'http://10.0.0.7:8080'.");
-                }
-                else if (!Uri.TryCreate(endpoint.Address, UriKind.Absolute, out var uri)
-                    || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
-                    || string.IsNullOrEmpty(uri.Host))
-                {
-                    failures.Add($"{key}:Address '{endpoint.Address}' must be an absolute http or https URI such as 'http://10.0.0.7:8080'.");
-                }
-                else if (!string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.Fragment))
-                {
-                    failures.Add($"{key}:Address '{endpoint.Address}' must not have a query or fragment.");
-                }
-
+                ValidateAddress(failures, key, endpoint.Address, ids, i);
                 if (endpoint.Weight is < MeshEndpointOptions.MinWeight or > MeshEndpointOptions.MaxWeight)
                 {
                     failures.Add(string.Create(CultureInfo.InvariantCulture,
                         $"{key}:Weight must be between {MeshEndpointOptions.MinWeight} and {MeshEndpointOptions.MaxWeight}, was {endpoint.Weight}."));
                 }
+
+                if (endpoint.HostName is { Length: > 0 } hostName
+                    && (!Uri.TryCreate("http://" + hostName + "/", UriKind.Absolute, out var host)
+                        || host.PathAndQuery != "/" || host.UserInfo.Length != 0 || host.Fragment.Length != 0))
+                {
+                    failures.Add($"{key}:HostName '{hostName}' must be a host name such as 'catalog.internal', optionally with a port.");
+                }
             }
         }
 
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    private static void ValidateAddress(List<string> failures, string key, string? address, Dictionary<string, int> ids, int index)
+    {
+        const string Example = "an absolute http or https URI such as 'http://10.0.0.7:8080'";
+        if (string.IsNullOrWhiteSpace(address))
+        {
+            failures.Add($"{key}:Address is required: {Example}.");
+            return;
+        }
+
+        if (!Uri.TryCreate(address, UriKind.Absolute, out var uri))
+        {
+            // Uri refuses a port outside 0-65535 without saying so: say it.
+            var authority = address.Split("://", 2) is [_, var rest] ? rest.Split('/', 2)[0] : string.Empty;
+            var colon = authority.LastIndexOf(':');
+            var port = colon >= 0 && !authority.EndsWith(']') ? authority[(colon + 1)..] : null;
+            failures.Add(port is { Length: > 0 } && long.TryParse(port, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number)
+                && number is < 1 or > 65535
+                ? $"{key}:Address '{address}' has port {port}: the port must be between 1 and 65535."
+                : $"{key}:Address '{address}' must be {Example}.");
+            return;
+        }
+
+        if (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
+        {
+            // On Unix a rooted path is an implicit file: URI; only name a scheme the address spells out.
+            var scheme = address.TrimStart().StartsWith(uri.Scheme + ":", StringComparison.OrdinalIgnoreCase) ? $" (not '{uri.Scheme}')" : string.Empty;
+            failures.Add($"{key}:Address '{address}' must be {Example}{scheme}.");
+        }
+        else if (string.IsNullOrEmpty(uri.Host))
+        {
+            failures.Add($"{key}:Address '{address}' must be {Example} (it has no host).");
+        }
+        else if (uri.Port is < 1 or > 65535)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Address '{address}' has port {uri.Port}: the port must be between 1 and 65535."));
+        }
+        else if (!string.IsNullOrEmpty(uri.Query) || !string.IsNullOrEmpty(uri.Fragment))
+        {
+            failures.Add($"{key}:Address '{address}' must not have a query or fragment.");
+        }
+        else if (!ids.TryAdd(uri.GetLeftPart(UriPartial.Path), index))
+        {
+            // The address is the endpoint's id: a second one would be dropped, its weight lost. Use Weight instead.
+            failures.Add(string.Create(CultureInfo.InvariantCulture,
+                $"{key}:Address '{address}' is the same endpoint as Endpoints:{ids[uri.GetLeftPart(UriPartial.Path)]}; list an endpoint once and give it a Weight."));
+        }
     }
 
     private static void ValidatePolicy(List<string> failures, string key, string? value, bool allowNull)

@@ -34,6 +34,14 @@ public sealed class MeshResilienceOptions
     /// </summary>
     public TimeSpan? BaseEjectionTime { get; set; }
 
+    /// <summary>
+    /// Gets or sets how long an endpoint that refused a connection (nothing was sent) stays out: n × this for the
+    /// n-th ejection in a row, capped at <see cref="BaseEjectionTime"/>. Such an endpoint is ejected at its first
+    /// refusal and whatever <see cref="MaxEjectionPercent"/> says, like a failed active health check in Envoy: a
+    /// refused connection is not a guess about health. Default: 1 s. Valid: 10 ms to 1 h.
+    /// </summary>
+    public TimeSpan? UnreachableEjectionTime { get; set; }
+
     /// <summary>Gets or sets the longest ejection. Default: 300 s. Valid: 100 ms to 1 h, at least the base time.</summary>
     public TimeSpan? MaxEjectionTime { get; set; }
 

@@ -59,9 +59,10 @@ internal sealed partial class OutlierDetector(
 
         var consecutive = state.OnFailure();
         health.Window.Add(marked: true);
+        var unreachable = outcome == AttemptOutcome.Unreachable;
         if (wasProbe)
         {
-            Eject(table, endpoint, health, settings, "probe_failed", fromProbe: true);
+            Eject(table, endpoint, health, settings, "probe_failed", fromProbe: true, unreachable);
             return;
         }
 
@@ -70,16 +71,20 @@ internal sealed partial class OutlierDetector(
             return;
         }
 
-        if (settings.ConsecutiveFailures > 0 && consecutive >= settings.ConsecutiveFailures)
+        if (unreachable)
         {
-            Eject(table, endpoint, health, settings, "consecutive_failures", fromProbe: false);
+            Eject(table, endpoint, health, settings, "unreachable", fromProbe: false, unreachable: true);
+        }
+        else if (settings.ConsecutiveFailures > 0 && consecutive >= settings.ConsecutiveFailures)
+        {
+            Eject(table, endpoint, health, settings, "consecutive_failures", fromProbe: false, unreachable: false);
         }
         else if (settings.FailurePercentageThreshold > 0)
         {
             var (total, failures) = health.Window.Sum();
             if (total >= settings.FailurePercentageMinimumRequests && failures * 100 >= total * settings.FailurePercentageThreshold)
             {
-                Eject(table, endpoint, health, settings, "failure_percentage", fromProbe: false);
+                Eject(table, endpoint, health, settings, "failure_percentage", fromProbe: false, unreachable: false);
             }
         }
     }
@@ -138,7 +143,12 @@ internal sealed partial class OutlierDetector(
         }
     }
 
-    private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe)
+    /// <summary>
+    /// Ejects an endpoint. An outlier (failing answers) is ejected only within the max-ejection percentage, which
+    /// does not count unreachable endpoints; an unreachable one (connection refused) always is, for a short time
+    /// that grows with each ejection in a row (<see cref="ResilienceSettings.UnreachableEjectionTime"/>).
+    /// </summary>
+    private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe, bool unreachable)
     {
         TimeSpan duration;
         int times;
@@ -150,14 +160,14 @@ internal sealed partial class OutlierDetector(
                 return; // another thread already decided
             }
 
-            if (!fromProbe)
+            if (!fromProbe && !unreachable)
             {
                 var snapshot = table.Snapshot;
                 var total = snapshot?.All.Length ?? 0;
                 var ejected = 0;
                 foreach (var entry in snapshot?.All ?? [])
                 {
-                    ejected += entry.State.Status != EndpointStatus.Healthy ? 1 : 0;
+                    ejected += entry.State.Status != EndpointStatus.Healthy && !entry.State.Unreachable ? 1 : 0;
                 }
 
                 var allowed = settings.MaxEjectionPercent == 0 ? 0 : Math.Max(1, total * settings.MaxEjectionPercent / 100);
@@ -177,7 +187,10 @@ internal sealed partial class OutlierDetector(
             }
 
             times = ++health.TimesEjected;
-            duration = TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks));
+            duration = unreachable
+                ? TimeSpan.FromTicks(Math.Min(settings.UnreachableEjectionTime.Ticks * times, settings.BaseEjectionTime.Ticks))
+                : TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks));
+            state.Unreachable = unreachable;
             health.Window.Reset();
             lock (health)
             {
@@ -224,6 +237,7 @@ internal sealed partial class OutlierDetector(
             }
 
             health.LastReadmitted = time.GetTimestamp();
+            endpoint.State.Unreachable = false;
             table.SetStatus(endpoint.State, EndpointStatus.Healthy);
         }
 

@@ -21,6 +21,8 @@ internal sealed record ResilienceSettings
 
     public TimeSpan MaxEjectionTime { get; init; } = TimeSpan.FromSeconds(300);
 
+    public TimeSpan UnreachableEjectionTime { get; init; } = TimeSpan.FromSeconds(1);
+
     public int MaxEjectionPercent { get; init; } = 10;
 
     public int PanicThresholdPercent { get; init; } = 50;
@@ -54,6 +56,7 @@ internal sealed record ResilienceSettings
             FailurePercentageWindow = service?.FailurePercentageWindow ?? global?.FailurePercentageWindow ?? d.FailurePercentageWindow,
             BaseEjectionTime = service?.BaseEjectionTime ?? global?.BaseEjectionTime ?? d.BaseEjectionTime,
             MaxEjectionTime = service?.MaxEjectionTime ?? global?.MaxEjectionTime ?? d.MaxEjectionTime,
+            UnreachableEjectionTime = service?.UnreachableEjectionTime ?? global?.UnreachableEjectionTime ?? d.UnreachableEjectionTime,
             MaxEjectionPercent = service?.MaxEjectionPercent ?? global?.MaxEjectionPercent ?? d.MaxEjectionPercent,
             PanicThresholdPercent = service?.PanicThresholdPercent ?? global?.PanicThresholdPercent ?? d.PanicThresholdPercent,
             MaxRetries = service?.MaxRetries ?? global?.MaxRetries ?? d.MaxRetries,
@@ -94,6 +97,7 @@ internal sealed record ResilienceSettings
         Range(failures, prefix, nameof(options.FailurePercentageWindow), options.FailurePercentageWindow, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
         Range(failures, prefix, nameof(options.BaseEjectionTime), options.BaseEjectionTime, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
         Range(failures, prefix, nameof(options.MaxEjectionTime), options.MaxEjectionTime, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
+        Range(failures, prefix, nameof(options.UnreachableEjectionTime), options.UnreachableEjectionTime, TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1));
         Range(failures, prefix, nameof(options.RetryBaseDelay), options.RetryBaseDelay, TimeSpan.Zero, TimeSpan.FromMinutes(1));
         Range(failures, prefix, nameof(options.RetryMaxDelay), options.RetryMaxDelay, TimeSpan.Zero, TimeSpan.FromMinutes(5));
         Range(failures, prefix, nameof(options.RetryBudgetWindow), options.RetryBudgetWindow, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));

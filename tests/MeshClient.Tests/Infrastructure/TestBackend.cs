@@ -40,11 +40,12 @@ public sealed class TestBackend : IAsyncDisposable
 
     public void ResetCount() => Interlocked.Exchange(ref _count, 0);
 
-    public static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null)
+    /// <summary>Starts a backend on <paramref name="bindTo"/> (default 127.0.0.1), port chosen by the OS.</summary>
+    public static async Task<TestBackend> StartAsync(string name, Func<HttpContext, Task>? behavior = null, System.Net.IPAddress? bindTo = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseKestrel(k => k.Listen(System.Net.IPAddress.Loopback, 0));
+        builder.WebHost.UseKestrel(k => k.Listen(bindTo ?? System.Net.IPAddress.Loopback, 0));
         var app = builder.Build();
         var backend = new TestBackend(name, app) { Behavior = behavior };
         app.Run(async context =>

@@ -1,0 +1,162 @@
+using System.Net;
+using MeshClient.Balancing;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.Time.Testing;
+
+namespace MeshClient.Tests.Resilience;
+
+/// <summary>
+/// Endpoints that refuse connections are ejected at once and whatever the max-ejection percentage says, stay out
+/// even in panic mode, and are probed again after 1 s, 2 s, 3 s… (capped at the base ejection time). Found by the
+/// static-configuration chaos soak: with 4 of 5 backends down, 3.3% of GETs failed while only one of the dead ones
+/// could be ejected (10%) and panic mode sent traffic to all of them.
+/// </summary>
+public sealed class UnreachableEjectionTests
+{
+    private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(int endpoints)
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var (host, stub) = StubEndpoints.CreateHost(time, settings =>
+        {
+            foreach (var key in settings.Keys.Where(k => k.Contains(":Endpoints:", StringComparison.Ordinal)).ToList())
+            {
+                settings.Remove(key);
+            }
+
+            for (var i = 0; i < endpoints; i++)
+            {
+                settings[$"Mesh:Services:catalog:Endpoints:{i}:Address"] = $"http://10.0.0.{i + 1}:8080";
+            }
+
+            settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+        });
+        return (host, stub, time);
+    }
+
+    private static void Refuse(StubEndpoints stub, string authority) =>
+        stub.Behaviors[authority] = (_, _) => throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused (" + authority + ")");
+
+    private static EndpointState State(MeshHost host, int i) =>
+        host.Registry.GetTable("catalog").States.Single(s => s.Id.Contains($"10.0.0.{i}:", StringComparison.Ordinal));
+
+    private static async Task<int> SendAsync(MeshHost host, int count)
+    {
+        var client = host.CreateClient();
+        var ok = 0;
+        for (var i = 0; i < count; i++)
+        {
+            try
+            {
+                using var response = await client.GetAsync("http://catalog/");
+                ok += response.StatusCode == HttpStatusCode.OK ? 1 : 0;
+            }
+            catch (HttpRequestException)
+            {
+            }
+        }
+
+        return ok;
+    }
+
+    [Fact]
+    public async Task FourOfFiveRefusing_EveryGetSucceeds_AndEachDeadEndpointIsTriedOncePerEjection()
+    {
+        var (host, stub, time) = Create(5);
+        await using var _ = host;
+        for (var i = 2; i <= 5; i++)
+        {
+            Refuse(stub, $"10.0.0.{i}:8080");
+        }
+
+        // All four died at once: the first call may find three of them in a row (2 retries) and fail; no other call.
+        Assert.InRange(await SendAsync(host, 200), 199, 200);
+
+        // Each dead endpoint was tried once, then ejected (the max-ejection percentage allows one outlier of 5).
+        for (var i = 2; i <= 5; i++)
+        {
+            Assert.Equal(1, stub.Count($"10.0.0.{i}:8080"));
+            Assert.Equal(EndpointStatus.Ejected, State(host, i).Status);
+            Assert.True(State(host, i).Unreachable);
+        }
+
+        // Panic (1 of 5 healthy) does not bring them back. After 1 s each gets one probe, which fails: out for 2 s.
+        Assert.True(host.Registry.GetTable("catalog").Snapshot!.Panic);
+        stub.Reset();
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(200, await SendAsync(host, 200));
+        for (var i = 2; i <= 5; i++)
+        {
+            Assert.Equal(1, stub.Count($"10.0.0.{i}:8080"));
+        }
+
+        stub.Reset();
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(200, await SendAsync(host, 200));
+        Assert.Equal(200, stub.Count("10.0.0.1:8080"));
+
+        // One comes back: its next probe (at 2 s) readmits it, and it takes traffic again.
+        stub.Behaviors.TryRemove("10.0.0.3:8080", out var _);
+        time.Advance(TimeSpan.FromSeconds(1));
+        stub.Reset();
+        Assert.Equal(400, await SendAsync(host, 400));
+        Assert.Equal(EndpointStatus.Healthy, State(host, 3).Status);
+        Assert.False(State(host, 3).Unreachable);
+        Assert.InRange(stub.Count("10.0.0.3:8080"), 100, 300);
+    }
+
+    [Fact]
+    public async Task EveryEndpointRefusing_AttemptsGoOn_SoTheFirstOneBackIsFound()
+    {
+        var (host, stub, time) = Create(2);
+        await using var _ = host;
+        Refuse(stub, "10.0.0.1:8080");
+        Refuse(stub, "10.0.0.2:8080");
+        var client = host.CreateClient();
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
+
+        // Both unreachable: the snapshot keeps them (nothing else to send to) and a call still tries them.
+        Assert.All(host.Registry.GetTable("catalog").States, s => Assert.True(s.Unreachable));
+        stub.Behaviors.Clear();
+        await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        Assert.Equal(50, await SendAsync(host, 50));
+    }
+
+    [Fact]
+    public async Task EveryEndpointProbing_WithItsProbeInFlight_AFurtherCallIsStillSent()
+    {
+        var (host, stub, time) = Create(2);
+        await using var _ = host;
+        Refuse(stub, "10.0.0.1:8080");
+        Refuse(stub, "10.0.0.2:8080");
+        var client = host.CreateClient();
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
+
+        // Both come back, slowly: each probe is held until released.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var authority in new[] { "10.0.0.1:8080", "10.0.0.2:8080" })
+        {
+            stub.Behaviors[authority] = async (_, _) =>
+            {
+                await release.Task;
+                return new HttpResponseMessage(HttpStatusCode.OK);
+            };
+        }
+
+        await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        var before = stub.Total;
+        var probes = new[] { client.GetAsync("http://catalog/"), client.GetAsync("http://catalog/") };
+        await Poll.UntilAsync(() => stub.Total == before + 2);
+
+        // Both probes are in flight: a third call has nowhere else to go, so it goes to a probing endpoint.
+        var third = client.GetAsync("http://catalog/");
+        await Poll.UntilAsync(() => stub.Total == before + 3);
+        release.SetResult();
+        foreach (var call in probes.Append(third))
+        {
+            using var response = await call;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.All(host.Registry.GetTable("catalog").States, s => Assert.Equal(EndpointStatus.Healthy, s.Status));
+    }
+}
