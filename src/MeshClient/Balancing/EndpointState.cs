@@ -16,6 +16,7 @@ internal sealed class EndpointState
     private int _consecutiveFailures;
     private int _failureLimit;
     private int _unreachable;
+    private int _removed;
 
     public EndpointState(string id)
     {
@@ -28,6 +29,15 @@ internal sealed class EndpointState
 
     /// <summary>Gets whether the endpoint takes traffic (set by outlier detection).</summary>
     public EndpointStatus Status => (EndpointStatus)Volatile.Read(ref _status);
+
+    /// <summary>
+    /// Gets a value indicating whether the endpoint has left its table. Attempts still in flight to it end normally,
+    /// but their outcomes must not create anything that would outlive it (an ejection timer).
+    /// </summary>
+    public bool IsRemoved => Volatile.Read(ref _removed) != 0;
+
+    /// <summary>Marks the endpoint as removed from its table (before its removal is announced to outlier detection).</summary>
+    public void MarkRemoved() => Volatile.Write(ref _removed, 1);
 
     /// <summary>Gets or sets the per-endpoint data of outlier detection (owned by the Resilience feature).</summary>
     public object? HealthData { get; set; }

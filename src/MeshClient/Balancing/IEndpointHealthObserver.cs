@@ -1,7 +1,7 @@
 namespace MeshClient.Balancing;
 
 /// <summary>
-/// Told how every attempt ended, and when an endpoint leaves discovery. Implemented by outlier detection
+/// Told how every attempt ended, when an endpoint leaves discovery, and when a service's table is evicted. Implemented by outlier detection
 /// (Resilience), which ejects and readmits endpoints through <see cref="ServiceTable.SetStatus"/>; the balancer
 /// never knows the rules.
 /// </summary>
@@ -10,4 +10,7 @@ internal interface IEndpointHealthObserver
     void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe);
 
     void OnRemoved(EndpointState state);
+
+    /// <summary>The table of <paramref name="serviceName"/> was evicted (not called for the idle timeout): drop what is kept for it.</summary>
+    void OnServiceRemoved(string serviceName);
 }

@@ -45,6 +45,12 @@ internal sealed class MeshRequestContext
         return false;
     }
 
+    /// <summary>
+    /// Gets or sets the retry budget (of the Resilience feature) charged for a retry that has been decided but not
+    /// sent yet, during its backoff; it is refunded if the call ends before the retry is sent.
+    /// </summary>
+    public object? PendingRetry { get; set; }
+
     /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
     public object? Resilience { get; set; }
 

@@ -60,6 +60,9 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
 
+    /// <summary>Gets the number of change-token registrations the table holds (0 or 1; diagnostics and tests).</summary>
+    internal int ChangeRegistrations => Volatile.Read(ref _tokenRegistration) is null ? 0 : 1;
+
     public Task WaitForFirstResolutionAsync(CancellationToken cancellationToken) => _firstResolution.WaitAsync(cancellationToken);
 
     /// <summary>Notes that the service is in use (keeps its discovery warm). Writes only on the first use per tick.</summary>
@@ -154,8 +157,9 @@ internal sealed partial class ServiceTable : IDisposable
                 Log.DiscoveryRecovered(_registry.Logger, ServiceName);
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception) when (cancellationToken.IsCancellationRequested)
         {
+            // Disposed (evicted, or the host is shutting down and the resolver may be gone): not a discovery failure.
         }
         catch (InvalidOperationException ex) when (ex.Message.StartsWith("No provider", StringComparison.Ordinal))
         {
@@ -181,6 +185,11 @@ internal sealed partial class ServiceTable : IDisposable
         finally
         {
             _refreshLock.Release();
+            if (cancellationToken.IsCancellationRequested)
+            {
+                // A refresh that ended after Dispose may have registered a callback or added endpoints: let go of them.
+                Release();
+            }
         }
     }
 
@@ -485,7 +494,13 @@ internal sealed partial class ServiceTable : IDisposable
     {
         _disposed.Cancel();
         _timer.Dispose();
-        _tokenRegistration?.Dispose();
+        Release();
+    }
+
+    /// <summary>Lets go of the change-token registration and of every endpoint's health data (idempotent).</summary>
+    private void Release()
+    {
+        Interlocked.Exchange(ref _tokenRegistration, null)?.Dispose();
         foreach (var state in _states.Values)
         {
             _registry.HealthObserver?.OnRemoved(state);

@@ -126,6 +126,7 @@ internal sealed class ServiceTableRegistry : IDisposable
         if (((ICollection<KeyValuePair<string, ServiceTable>>)_tables).Remove(new(table.ServiceName, table)))
         {
             table.Dispose();
+            HealthObserver?.OnServiceRemoved(table.ServiceName);
         }
     }
 

@@ -12,18 +12,26 @@ internal sealed class MeshConfigurationEndpointProviderFactory(MeshOptionsChange
 {
     public const string ProviderName = "Mesh configuration (Mesh:Services)";
 
+    private readonly ScopedChangeTokens.Counter _links = new();
+
+    /// <summary>Gets the registrations that this factory's providers hold on the options token (diagnostics and tests).</summary>
+    internal int OptionsTokenLinks => _links.Value;
+
     public bool TryCreateProvider(ServiceEndpointQuery query, [NotNullWhen(true)] out IServiceEndpointProvider? provider)
     {
-        provider = new Provider(query.ServiceName, options);
+        provider = new Provider(query.ServiceName, options, _links);
         return true;
     }
 
-    private sealed class Provider(string serviceName, MeshOptionsChangeNotifier options) : IServiceEndpointProvider
+    private sealed class Provider(string serviceName, MeshOptionsChangeNotifier options, ScopedChangeTokens.Counter links) : IServiceEndpointProvider
     {
+        private readonly ScopedChangeTokens _tokens = new(links);
+
         public ValueTask PopulateAsync(IServiceEndpointBuilder endpoints, CancellationToken cancellationToken)
         {
-            // Take the token before reading, so that a change between the two is never missed.
-            endpoints.AddChangeToken(options.GetChangeToken());
+            // Take the token before reading, so that a change between the two is never missed. Added for every
+            // service (a reload may add it later), so linked through a token of this provider's own.
+            _tokens.AddChangeToken(endpoints, options.GetChangeToken());
             if (endpoints.Endpoints.Count != 0
                 || !options.Current.Services.TryGetValue(serviceName, out var service)
                 || service.Endpoints.Count == 0)
@@ -49,7 +57,11 @@ internal sealed class MeshConfigurationEndpointProviderFactory(MeshOptionsChange
             return default;
         }
 
-        public ValueTask DisposeAsync() => default;
+        public ValueTask DisposeAsync()
+        {
+            _tokens.Dispose();
+            return default;
+        }
 
         public override string ToString() => ProviderName;
     }

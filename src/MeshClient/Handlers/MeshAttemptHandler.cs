@@ -11,6 +11,6 @@ internal sealed class MeshAttemptHandler : PollyPipelineHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
         request.Options.TryGetValue(MeshRequestContext.Key, out var mesh) && mesh.Resilience is ServiceResilience resilience
-            ? SendThroughAsync(resilience.Attempt, request, cancellationToken)
+            ? SendThroughAsync(resilience.Attempt, request, call: null, cancellationToken)
             : base.SendAsync(request, cancellationToken);
 }

@@ -19,6 +19,6 @@ internal sealed class MeshResilienceHandler(ResilienceRegistry registry) : Polly
         var resilience = registry.Get(mesh.ServiceName);
         mesh.Resilience = resilience;
         resilience.Budget.OnRequest();
-        return SendThroughAsync(resilience.Call, request, cancellationToken);
+        return SendThroughAsync(resilience.Call, request, mesh, cancellationToken);
     }
 }

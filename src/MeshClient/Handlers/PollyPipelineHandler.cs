@@ -1,3 +1,4 @@
+using MeshClient.Balancing;
 using MeshClient.Resilience;
 using Polly;
 
@@ -6,7 +7,11 @@ namespace MeshClient.Handlers;
 /// <summary>A handler that sends the request on through a Polly pipeline, with a pooled resilience context.</summary>
 internal abstract class PollyPipelineHandler : DelegatingHandler
 {
-    protected async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the pipeline; each execution of its callback sends the request on. With <paramref name="call"/>, a retry
+    /// charged to the budget and not sent when the pipeline ends (cancelled in its backoff) is refunded.
+    /// </summary>
+    protected async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, MeshRequestContext? call, CancellationToken cancellationToken)
     {
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         context.Properties.Set(ResilienceRegistry.RequestKey, request);
@@ -14,12 +19,26 @@ internal abstract class PollyPipelineHandler : DelegatingHandler
         {
             // Polly turns exceptions into outcomes itself; the callback hands it the inner task as it is.
             return await pipeline.ExecuteAsync(
-                static (ctx, state) => new ValueTask<HttpResponseMessage>(state.Handler.SendInnerAsync(state.Request, ctx.CancellationToken)),
+                static (ctx, state) =>
+                {
+                    if (state.Call is { PendingRetry: not null } call)
+                    {
+                        call.PendingRetry = null; // the retry the budget was charged for is being sent
+                    }
+
+                    return new ValueTask<HttpResponseMessage>(state.Handler.SendInnerAsync(state.Request, ctx.CancellationToken));
+                },
                 context,
-                (Handler: this, Request: request)).ConfigureAwait(false);
+                (Handler: this, Request: request, Call: call)).ConfigureAwait(false);
         }
         finally
         {
+            if (call?.PendingRetry is RetryBudget budget)
+            {
+                call.PendingRetry = null;
+                budget.Refund();
+            }
+
             ResilienceContextPool.Shared.Return(context);
         }
     }

@@ -23,14 +23,19 @@ internal sealed partial class OutlierDetector(
     MeshInstrumentation telemetry,
     ILogger<OutlierDetector> logger) : IEndpointHealthObserver
 {
+    private int _ejectionTimers;
+
+    /// <summary>Gets the number of ejection timers created and not yet disposed (diagnostics and tests).</summary>
+    internal int EjectionTimers => Volatile.Read(ref _ejectionTimers);
+
     public void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
     {
         var state = endpoint.State;
-        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded)
+        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded || state.IsRemoved)
         {
             if (wasProbe)
             {
-                state.ReleaseProbe(); // no verdict: the next request probes again
+                state.ReleaseProbe(); // no verdict (or the endpoint is gone): the next request probes again
             }
 
             return;
@@ -86,13 +91,29 @@ internal sealed partial class OutlierDetector(
 
     public void OnRemoved(EndpointState state)
     {
+        // Marked first: an ejection decided after this point sees the mark under the same lock as the timer, so a
+        // failure of an attempt that was in flight when its endpoint left never starts a timer nobody disposes.
+        state.MarkRemoved();
         if (state.HealthData is EndpointHealth health)
         {
             lock (health)
             {
-                health.Timer?.Dispose();
-                health.Timer = null;
+                DisposeTimer(health);
             }
+        }
+    }
+
+    /// <summary>The service's table was evicted: its pipelines and retry budget go too (they would otherwise stay until 4,096 services).</summary>
+    public void OnServiceRemoved(string serviceName) => resilience.Remove(serviceName);
+
+    /// <summary>Disposes the ejection timer of an endpoint, if any; call under the lock of <paramref name="health"/>.</summary>
+    private void DisposeTimer(EndpointHealth health)
+    {
+        if (health.Timer is { } timer)
+        {
+            health.Timer = null;
+            timer.Dispose();
+            Interlocked.Decrement(ref _ejectionTimers);
         }
     }
 
@@ -173,8 +194,14 @@ internal sealed partial class OutlierDetector(
             health.Window.Reset();
             lock (health)
             {
-                health.Timer?.Dispose();
+                if (state.IsRemoved)
+                {
+                    return; // the endpoint has left its table: nothing to eject
+                }
+
+                DisposeTimer(health);
                 health.Timer = time.CreateTimer(static s => ((EjectionTimerState)s!).Expire(), new EjectionTimerState(this, table, endpoint), duration, Timeout.InfiniteTimeSpan);
+                Interlocked.Increment(ref _ejectionTimers);
             }
 
             table.SetStatus(state, EndpointStatus.Ejected);
@@ -189,7 +216,7 @@ internal sealed partial class OutlierDetector(
     {
         lock (table.HealthLock)
         {
-            if (endpoint.State.Status != EndpointStatus.Ejected)
+            if (endpoint.State.Status != EndpointStatus.Ejected || endpoint.State.IsRemoved)
             {
                 return;
             }

@@ -25,6 +25,7 @@ internal sealed class ResilienceRegistry : IDisposable
     private readonly TimeProvider _time;
     private readonly MeshInstrumentation _telemetry;
     private readonly IDisposable _optionsSubscription;
+    private bool _disposed;
 
     public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry)
     {
@@ -33,6 +34,9 @@ internal sealed class ResilienceRegistry : IDisposable
         _telemetry = telemetry;
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
+
+    /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
+    internal int Count => _services.Count;
 
     public ServiceResilience Get(string serviceName)
     {
@@ -49,6 +53,9 @@ internal sealed class ResilienceRegistry : IDisposable
 
         return _services.GetOrAdd(serviceName, Create);
     }
+
+    /// <summary>Drops the pipelines and budget of a service that is no longer called; a later call builds them again.</summary>
+    public void Remove(string serviceName) => _services.TryRemove(serviceName, out _);
 
     private ServiceResilience Create(string serviceName)
     {
@@ -87,8 +94,9 @@ internal sealed class ResilienceRegistry : IDisposable
 
     private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
     {
-        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested)
+        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested || Volatile.Read(ref _disposed))
         {
+            // Disposed: the host is gone; a call that was in flight ends with its last outcome, not a new attempt.
             return false;
         }
 
@@ -110,6 +118,12 @@ internal sealed class ResilienceRegistry : IDisposable
             _telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName));
             MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, serviceName);
             return false;
+        }
+
+        // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent.
+        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call))
+        {
+            call.PendingRetry = budget;
         }
 
         return true;
@@ -158,5 +172,9 @@ internal sealed class ResilienceRegistry : IDisposable
         method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options
         || method == HttpMethod.Put || method == HttpMethod.Delete || method == HttpMethod.Trace;
 
-    public void Dispose() => _optionsSubscription.Dispose();
+    public void Dispose()
+    {
+        Volatile.Write(ref _disposed, true);
+        _optionsSubscription.Dispose();
+    }
 }

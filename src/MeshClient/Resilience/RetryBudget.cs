@@ -26,4 +26,10 @@ internal sealed class RetryBudget(TimeProvider time, int percent, int minPerSeco
         _counter.Add(marked: true);
         return true;
     }
+
+    /// <summary>Gives back a retry taken with <see cref="TryWithdraw"/> that was never sent (the call was cancelled during its backoff).</summary>
+    public void Refund() => _counter.Remove(marked: true);
+
+    /// <summary>Gets the retries taken in the current window (tests).</summary>
+    internal int Retries => _counter.Sum().Marked;
 }

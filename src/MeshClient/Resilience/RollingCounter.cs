@@ -44,6 +44,31 @@ internal sealed class RollingCounter
         }
     }
 
+    /// <summary>
+    /// Takes back one count added earlier in the window (from the newest bucket that has one), for an event that
+    /// was counted in advance and did not happen.
+    /// </summary>
+    public void Remove(bool marked)
+    {
+        var epoch = _time.GetTimestamp() / _bucketTicks;
+        for (var age = 0; age < BucketCount; age++)
+        {
+            var i = (int)((epoch - age) % BucketCount);
+            if (i < 0 || Volatile.Read(ref _epochs[i]) != epoch - age || Volatile.Read(ref (marked ? ref _marked[i] : ref _totals[i])) <= 0)
+            {
+                continue;
+            }
+
+            Interlocked.Decrement(ref _totals[i]);
+            if (marked)
+            {
+                Interlocked.Decrement(ref _marked[i]);
+            }
+
+            return;
+        }
+    }
+
     /// <summary>Sums the buckets of the current window.</summary>
     public (int Total, int Marked) Sum()
     {
