@@ -18,7 +18,7 @@ internal readonly record struct ConsulQueryResult<T>(T Value, ulong Index);
 /// <see cref="HttpClientName"/>, which never passes through the mesh handlers. Reads the options on every call,
 /// so a reloaded token, datacenter or address applies to the next request.
 /// </summary>
-internal sealed partial class ConsulClient : IDisposable
+internal sealed partial class ConsulClient
 {
     public const string HttpClientName = "MeshClient.Consul";
 
@@ -26,35 +26,25 @@ internal sealed partial class ConsulClient : IDisposable
     private const int MaxErrorBodyChars = 256;
 
     private readonly IHttpClientFactory _factory;
-    private readonly IDisposable? _subscription;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly string _tokenKey;
     private readonly Lock _statusLock = new();
     private ConsulFailureKind? _status;
-    private volatile ConsulOptions _current;
+    private readonly ConsulOptionsHolder _options;
 
-    public ConsulClient(IHttpClientFactory factory, IOptionsMonitor<ConsulOptions> options, TimeProvider timeProvider, ConsulConfigurationPath path, ILogger<ConsulClient> logger)
+    public ConsulClient(IHttpClientFactory factory, ConsulOptionsHolder options, TimeProvider timeProvider, ConsulConfigurationPath path, ILogger<ConsulClient> logger)
     {
         _tokenKey = path.Path + ":Token";
         _factory = factory;
         _timeProvider = timeProvider;
         _logger = logger;
 
-        // The last valid options: after an invalid reload IOptionsMonitor.CurrentValue throws on every read, while
-        // OnChange is only raised for valid ones.
-        _current = options.CurrentValue;
-        _subscription = options.OnChange((value, name) =>
-        {
-            if (name == Microsoft.Extensions.Options.Options.DefaultName)
-            {
-                _current = value;
-            }
-        });
+        _options = options;
     }
 
     /// <summary>Gets the last valid options.</summary>
-    public ConsulOptions Options => _current;
+    public ConsulOptions Options => _options.Current;
 
     public TimeProvider TimeProvider => _timeProvider;
 
@@ -408,8 +398,6 @@ internal sealed partial class ConsulClient : IDisposable
     /// <summary>Masks the token wherever a message could echo it (an error body from a proxy, for example).</summary>
     internal static string Mask(string text, ConsulOptions options) =>
         string.IsNullOrEmpty(options.Token) ? text : text.Replace(options.Token, "[token]", StringComparison.Ordinal);
-
-    public void Dispose() => _subscription?.Dispose();
 
     private static partial class Log
     {

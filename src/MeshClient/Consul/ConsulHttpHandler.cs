@@ -12,7 +12,7 @@ namespace MeshClient.Consul;
 /// <c>AddConsul()</c>: a default resilience handler (30 s total timeout) would cut blocking queries, and a default
 /// <c>AddServiceDiscovery()</c> would send the Consul client through discovery (Steeltoe's recursion pitfall).
 /// </summary>
-internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<ConsulOptions> options) : IHttpMessageHandlerBuilderFilter
+internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder options) : IHttpMessageHandlerBuilderFilter
 {
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
     {
@@ -23,7 +23,7 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(IOptionsMonitor<Cons
         }
 
         builder.AdditionalHandlers.Clear();
-        builder.PrimaryHandler = new ConsulTokenHandler(CreatePrimaryHandler(options.CurrentValue));
+        builder.PrimaryHandler = new ConsulTokenHandler(CreatePrimaryHandler(options.Current));
     };
 
     internal static SocketsHttpHandler CreatePrimaryHandler(ConsulOptions options)

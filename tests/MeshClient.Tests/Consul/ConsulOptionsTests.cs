@@ -108,6 +108,24 @@ public sealed class ConsulOptionsTests
     }
 
     [Fact]
+    public async Task TheConsulClientsHandler_FirstBuiltAfterAnInvalidReload_UsesTheLastValidOptions()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var consul = await ConsulTestServer.StartAsync();
+        consul.Register(Services.On(a, "web"));
+        Dictionary<string, string?>? settings = null;
+        await using var mesh = ConsulTestHost.Create(consul, s => settings = s);
+
+        // Started (a host constructs the client with its hosted registration service), nothing discovered yet.
+        _ = mesh.Services.GetRequiredService<ConsulClient>();
+        settings!["Mesh:Consul:Wait"] = "00:30:00";
+        Assert.ThrowsAny<Exception>(() => mesh.Host.Configuration.Replace(settings));
+
+        // The first discovery builds the Consul client's handler now: from the last valid options, not a throw.
+        Assert.Single(await mesh.EndpointsAsync("web"));
+    }
+
+    [Fact]
     public async Task AnInvalidToken_IsReported_WithoutEchoingIt()
     {
         await using var host = MeshHost.Create(new Dictionary<string, string?> { ["Mesh:Consul:Token"] = "sec\u0007ret-value" }, services => services.AddMesh().AddConsul());
