@@ -309,11 +309,13 @@ internal sealed partial class ServiceTable : IDisposable
             var all = _entries;
             var healthy = 0;
             var admitted = 0;
+            var unreachable = 0;
             foreach (var entry in all)
             {
                 var status = entry.State.Status;
                 healthy += status == EndpointStatus.Healthy ? 1 : 0;
                 admitted += status != EndpointStatus.Ejected ? 1 : 0;
+                unreachable += status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
             }
 
             // Panic (Envoy): with too few healthy endpoints, balance over all of them rather than overload the
@@ -322,12 +324,6 @@ internal sealed partial class ServiceTable : IDisposable
             var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
             // Panic never brings back an endpoint that refused connections (sending to it only costs a retry),
             // unless every endpoint did: then attempts go on, and find the first one back.
-            var unreachable = 0;
-            foreach (var entry in all)
-            {
-                unreachable += entry.State.Status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
-            }
-
             EndpointEntry[] active;
             if ((panic && (unreachable == 0 || unreachable == all.Length)) || admitted == all.Length)
             {

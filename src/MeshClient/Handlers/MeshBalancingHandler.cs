@@ -114,7 +114,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         // Rare: the picks kept landing on endpoints that refused (a probe in flight, a failing endpoint at its
         // limit). Take the endpoint with the fewest consecutive failures that is not probing, preferring one this
         // call has not tried (not the first in order: with several endpoints failing, that would often be one).
-        var fallback = LeastFailing(snapshot, context) ?? LeastFailing(snapshot, null);
+        var fallback = LeastFailing(snapshot, context, includeProbing: false);
         if (fallback is not null)
         {
             isProbe = false;
@@ -133,24 +133,36 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
         // … and with every probe in flight, the call goes to a probing endpoint anyway (as an ordinary attempt, which
         // does not decide the endpoint's fate): there is nowhere else to send it, and failing it would be certain.
-        fallback = LeastFailing(snapshot, context, includeProbing: true) ?? LeastFailing(snapshot, null, includeProbing: true)
+        fallback = LeastFailing(snapshot, context, includeProbing: true)
             ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
         isProbe = false;
         fallback.State.OnAttemptStarted();
         return fallback;
     }
 
-    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool includeProbing = false)
+    /// <summary>
+    /// The endpoint with the fewest consecutive failures, one the call has not tried before any it has (one pass),
+    /// probing endpoints only when <paramref name="includeProbing"/>.
+    /// </summary>
+    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool includeProbing)
     {
         EndpointEntry? best = null;
+        var bestTried = false;
         foreach (var candidate in snapshot.Active)
         {
             var state = candidate.State;
-            if ((includeProbing || state.Status != EndpointStatus.Probing)
-                && (context is null || !context.HasTried(state))
-                && (best is null || state.ConsecutiveFailures < best.State.ConsecutiveFailures))
+            if (!includeProbing && state.Status == EndpointStatus.Probing)
+            {
+                continue;
+            }
+
+            var tried = context is not null && context.HasTried(state);
+            if (best is null
+                || (bestTried && !tried)
+                || (bestTried == tried && state.ConsecutiveFailures < best.State.ConsecutiveFailures))
             {
                 best = candidate;
+                bestTried = tried;
             }
         }
 

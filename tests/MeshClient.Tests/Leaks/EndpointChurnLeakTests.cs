@@ -83,18 +83,7 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
         await CallAsync(client, "churn", 1);
         var before = LeakFigures.Measure(host, counting);
         churn = new ChurnCounts();
-        var started = TimeProvider.System.GetTimestamp();
-        var middle = 0L;
-        for (var round = 1; round <= rounds; round++)
-        {
-            await RoundAsync(round);
-            if (round == rounds / 2)
-            {
-                middle = LeakFigures.CollectAndMeasure();
-            }
-        }
-
-        var elapsed = TimeProvider.System.GetElapsedTime(started);
+        var (elapsed, middle) = await ChurnAsync(rounds, RoundAsync);
         await CallAsync(client, "steady", 1);
         await CallAsync(client, "churn", 1);
         var after = LeakFigures.Measure(host, counting);
@@ -184,18 +173,7 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
         var before = LeakFigures.Measure(host, counting);
         var queriesBefore = consul.CountRequests("/v1/health/service/churn");
         churn = new ChurnCounts();
-        var started = TimeProvider.System.GetTimestamp();
-        var middle = 0L;
-        for (var round = 1; round <= rounds; round++)
-        {
-            await RoundAsync(round);
-            if (round == rounds / 2)
-            {
-                middle = LeakFigures.CollectAndMeasure();
-            }
-        }
-
-        var elapsed = TimeProvider.System.GetElapsedTime(started);
+        var (elapsed, middle) = await ChurnAsync(rounds, RoundAsync);
         await CallAsync(client, "churn", 1);
         await PumpUntilAsync(() => consul.WaitingQueries == 1);
         var after = LeakFigures.Measure(host, counting);
@@ -407,6 +385,23 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
         }
 
         return settings;
+    }
+
+    /// <summary>Runs the rounds, measuring managed memory half-way; returns how long they took and that figure.</summary>
+    private static async Task<(TimeSpan Elapsed, long Middle)> ChurnAsync(int rounds, Func<int, Task> round)
+    {
+        var started = TimeProvider.System.GetTimestamp();
+        var middle = 0L;
+        for (var i = 1; i <= rounds; i++)
+        {
+            await round(i);
+            if (i == rounds / 2)
+            {
+                middle = LeakFigures.CollectAndMeasure();
+            }
+        }
+
+        return (TimeProvider.System.GetElapsedTime(started), middle);
     }
 
     private static async Task<Calls> CallAsync(HttpClient client, string service, int count)

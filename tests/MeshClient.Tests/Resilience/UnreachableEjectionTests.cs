@@ -39,6 +39,20 @@ public sealed class UnreachableEjectionTests
     private static EndpointState State(MeshHost host, int i) =>
         host.Registry.GetTable("catalog").States.Single(s => s.Id.Contains($"10.0.0.{i}:", StringComparison.Ordinal));
 
+    /// <summary>Two endpoints, both refusing: the first call fails on both and leaves both unreachable.</summary>
+    private static async Task<(MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time, HttpClient Client)> BothRefusingAsync()
+    {
+        var (host, stub, time) = Create(2);
+        Refuse(stub, "10.0.0.1:8080");
+        Refuse(stub, "10.0.0.2:8080");
+        var client = host.CreateClient();
+        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
+        return (host, stub, time, client);
+    }
+
+    private static Task AllProbingAsync(MeshHost host, FakeTimeProvider time) =>
+        FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+
     private static async Task<int> SendAsync(MeshHost host, int count)
     {
         var client = host.CreateClient();
@@ -107,29 +121,21 @@ public sealed class UnreachableEjectionTests
     [Fact]
     public async Task EveryEndpointRefusing_AttemptsGoOn_SoTheFirstOneBackIsFound()
     {
-        var (host, stub, time) = Create(2);
+        var (host, stub, time, client) = await BothRefusingAsync();
         await using var _ = host;
-        Refuse(stub, "10.0.0.1:8080");
-        Refuse(stub, "10.0.0.2:8080");
-        var client = host.CreateClient();
-        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
 
         // Both unreachable: the snapshot keeps them (nothing else to send to) and a call still tries them.
         Assert.All(host.Registry.GetTable("catalog").States, s => Assert.True(s.Unreachable));
         stub.Behaviors.Clear();
-        await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        await AllProbingAsync(host, time);
         Assert.Equal(50, await SendAsync(host, 50));
     }
 
     [Fact]
     public async Task EveryEndpointProbing_WithItsProbeInFlight_AFurtherCallIsStillSent()
     {
-        var (host, stub, time) = Create(2);
+        var (host, stub, time, client) = await BothRefusingAsync();
         await using var _ = host;
-        Refuse(stub, "10.0.0.1:8080");
-        Refuse(stub, "10.0.0.2:8080");
-        var client = host.CreateClient();
-        await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
 
         // Both come back, slowly: each probe is held until released.
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -142,7 +148,7 @@ public sealed class UnreachableEjectionTests
             };
         }
 
-        await FakeTime.AdvanceUntilAsync(time, () => host.Registry.GetTable("catalog").States.All(s => s.Status == EndpointStatus.Probing), TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
+        await AllProbingAsync(host, time);
         var before = stub.Total;
         var probes = new[] { client.GetAsync("http://catalog/"), client.GetAsync("http://catalog/") };
         await Poll.UntilAsync(() => stub.Total == before + 2);
