@@ -46,10 +46,11 @@ internal sealed class MeshRequestContext
     }
 
     /// <summary>
-    /// Gets or sets the retry budget (of the Resilience feature) charged for a retry that has been decided but not
-    /// sent yet, during its backoff; it is refunded if the call ends before the retry is sent.
+    /// Gets or sets the reason of a retry that has been decided (and charged to the service's retry budget) but not
+    /// sent yet, during its backoff. When it is sent it is counted; if the call ends first, it is refunded and not
+    /// counted.
     /// </summary>
-    public object? PendingRetry { get; set; }
+    public string? PendingRetry { get; set; }
 
     /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
     public object? Resilience { get; set; }

@@ -9,7 +9,8 @@ internal abstract class PollyPipelineHandler : DelegatingHandler
 {
     /// <summary>
     /// Runs the pipeline; each execution of its callback sends the request on. With <paramref name="call"/>, a retry
-    /// charged to the budget and not sent when the pipeline ends (cancelled in its backoff) is refunded.
+    /// is counted when it is sent, and one charged to the budget but not sent when the pipeline ends (cancelled in
+    /// its backoff) is refunded.
     /// </summary>
     protected async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, MeshRequestContext? call, CancellationToken cancellationToken)
     {
@@ -21,9 +22,10 @@ internal abstract class PollyPipelineHandler : DelegatingHandler
             return await pipeline.ExecuteAsync(
                 static (ctx, state) =>
                 {
-                    if (state.Call is { PendingRetry: not null } call)
+                    if (state.Call is { PendingRetry: { } reason, Resilience: ServiceResilience resilience } call)
                     {
                         call.PendingRetry = null; // the retry the budget was charged for is being sent
+                        resilience.OnRetrySent(reason);
                     }
 
                     return new ValueTask<HttpResponseMessage>(state.Handler.SendInnerAsync(state.Request, ctx.CancellationToken));
@@ -33,10 +35,10 @@ internal abstract class PollyPipelineHandler : DelegatingHandler
         }
         finally
         {
-            if (call?.PendingRetry is RetryBudget budget)
+            if (call is { PendingRetry: not null, Resilience: ServiceResilience resilience })
             {
                 call.PendingRetry = null;
-                budget.Refund();
+                resilience.Budget.Refund();
             }
 
             ResilienceContextPool.Shared.Return(context);

@@ -78,18 +78,13 @@ internal sealed class ResilienceRegistry : IDisposable
                 UseJitter = true,
                 ShouldRetryAfterHeader = true,
                 ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
-                OnRetry = args =>
-                {
-                    OnRetry(args, serviceName);
-                    return default;
-                },
             });
         }
 
         var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = _time }
             .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
             .Build();
-        return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget);
+        return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
     }
 
     private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
@@ -120,20 +115,14 @@ internal sealed class ResilienceRegistry : IDisposable
             return false;
         }
 
-        // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent.
+        // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent, and
+        // counted only when it is sent (PollyPipelineHandler).
         if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call))
         {
-            call.PendingRetry = budget;
+            call.PendingRetry = reason;
         }
 
         return true;
-    }
-
-    private void OnRetry(OnRetryArguments<HttpResponseMessage> args, string serviceName)
-    {
-        var reason = Classify(args.Outcome, out _) ?? "error";
-        _telemetry.Retries.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName), new KeyValuePair<string, object?>(MeshTags.RetryReason, reason));
-        MeshInstrumentation.AddEvent("mesh.retry", MeshTags.RetryReason, reason);
     }
 
     /// <summary>

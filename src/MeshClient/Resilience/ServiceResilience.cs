@@ -1,3 +1,4 @@
+using MeshClient.Telemetry;
 using Polly;
 
 namespace MeshClient.Resilience;
@@ -8,7 +9,8 @@ internal sealed class ServiceResilience(
     ResilienceSettings settings,
     ResiliencePipeline<HttpResponseMessage> call,
     ResiliencePipeline<HttpResponseMessage> attempt,
-    RetryBudget budget)
+    RetryBudget budget,
+    MeshInstrumentation telemetry)
 {
     public string ServiceName { get; } = serviceName;
 
@@ -21,4 +23,14 @@ internal sealed class ServiceResilience(
     public ResiliencePipeline<HttpResponseMessage> Attempt { get; } = attempt;
 
     public RetryBudget Budget { get; } = budget;
+
+    /// <summary>
+    /// Counts a retry when it is sent, after its backoff (<c>mesh.client.retries</c> and a <c>mesh.retry</c> event on
+    /// the call's span): a retry decided but cancelled in its backoff never went out and is not counted.
+    /// </summary>
+    public void OnRetrySent(string reason)
+    {
+        telemetry.Retries.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, ServiceName), new KeyValuePair<string, object?>(MeshTags.RetryReason, reason));
+        MeshInstrumentation.AddEvent("mesh.retry", MeshTags.RetryReason, reason);
+    }
 }
