@@ -39,6 +39,12 @@ public sealed class MeshOptions
     public PeakEwmaOptions PeakEwma { get; } = new();
 
     /// <summary>
+    /// Gets the slow start of every service (<c>Mesh:SlowStart</c>): a new or readmitted endpoint's weight ramps up
+    /// over a window. Default: off.
+    /// </summary>
+    public SlowStartOptions SlowStart { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to mesh endpoints (<c>Mesh:Tls</c>): the CA bundle trusted for them, the client
     /// certificate presented to them (mTLS) and the server name expected; a service overrides any of them with
     /// <c>Mesh:Services:{name}:Tls</c>. Default: none (the platform's TLS).

@@ -26,6 +26,12 @@ public sealed class MeshServiceOptions
     public MeshResilienceOptions Resilience { get; } = new();
 
     /// <summary>
+    /// Gets the slow start of this service (<c>Mesh:Services:{name}:SlowStart</c>); unset values take the global
+    /// <see cref="MeshOptions.SlowStart"/> ones.
+    /// </summary>
+    public Balancing.SlowStartOptions SlowStart { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
     /// global <see cref="MeshOptions.Tls"/> ones.
     /// </summary>

@@ -8,23 +8,43 @@ internal sealed class EndpointSnapshot
 {
     private int _roundRobinCursor;
 
-    public EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart)
+    /// <param name="serviceName">The service.</param>
+    /// <param name="all">Every discovered endpoint.</param>
+    /// <param name="active">The endpoints that take traffic.</param>
+    /// <param name="policy">The load-balancing policy.</param>
+    /// <param name="panic">Whether the service is in panic mode.</param>
+    /// <param name="roundRobinStart">Where the round-robin order starts.</param>
+    /// <param name="weights">
+    /// The weights the balancer uses for <paramref name="active"/>, when they differ from the discovered ones (slow
+    /// start scales them all); <see langword="null"/> for the discovered weights.
+    /// </param>
+    public EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights = null)
     {
         ServiceName = serviceName;
         All = all;
         Active = active;
         Policy = policy;
         Panic = panic;
+        if (weights is null)
+        {
+            weights = new long[active.Length];
+            for (var i = 0; i < active.Length; i++)
+            {
+                weights[i] = active[i].Weight;
+            }
+        }
+
+        Weights = weights;
         CumulativeWeights = new long[active.Length];
         long total = 0;
         for (var i = 0; i < active.Length; i++)
         {
-            total += active[i].Weight;
+            total += weights[i];
             CumulativeWeights[i] = total;
         }
 
         TotalWeight = total;
-        RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(active) : [];
+        RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
         _roundRobinCursor = roundRobinStart;
     }
 
@@ -42,7 +62,10 @@ internal sealed class EndpointSnapshot
     /// <summary>Gets the endpoints that take traffic: the healthy ones, or all of them in panic mode.</summary>
     public EndpointEntry[] Active { get; }
 
-    /// <summary>Gets the prefix sums of the weights of <see cref="Active"/>.</summary>
+    /// <summary>Gets the weights the balancer uses for <see cref="Active"/> (the discovered ones, scaled by slow start).</summary>
+    public long[] Weights { get; }
+
+    /// <summary>Gets the prefix sums of <see cref="Weights"/>.</summary>
     public long[] CumulativeWeights { get; }
 
     public long TotalWeight { get; }

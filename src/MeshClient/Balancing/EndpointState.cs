@@ -17,6 +17,7 @@ internal sealed class EndpointState
     private int _failureLimit;
     private int _unreachable;
     private int _removed;
+    private long _slowStartSince;
 
     public EndpointState(string id)
     {
@@ -38,6 +39,16 @@ internal sealed class EndpointState
 
     /// <summary>Marks the endpoint as removed from its table (before its removal is announced to outlier detection).</summary>
     public void MarkRemoved() => Volatile.Write(ref _removed, 1);
+
+    /// <summary>
+    /// Gets or sets when the endpoint entered slow start (a <see cref="TimeProvider"/> timestamp), or 0 when it is not
+    /// in slow start: it joined a service already in use, or was readmitted after an ejection.
+    /// </summary>
+    public long SlowStartSince
+    {
+        get => Volatile.Read(ref _slowStartSince);
+        set => Volatile.Write(ref _slowStartSince, value);
+    }
 
     /// <summary>Gets or sets the per-endpoint data of outlier detection (owned by the Resilience feature).</summary>
     public object? HealthData { get; set; }

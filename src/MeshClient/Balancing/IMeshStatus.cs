@@ -28,4 +28,11 @@ public sealed record MeshServiceStatus(string Name, string LoadBalancer, bool Pa
 /// <param name="InFlight">The attempts in flight now.</param>
 /// <param name="Attempts">The attempts sent since the endpoint was discovered.</param>
 /// <param name="LatencyEstimate">The peak-EWMA latency estimate, or <see langword="null"/> before the first answer.</param>
-public sealed record MeshEndpointStatus(string Id, string Address, int Weight, string? Zone, string State, int InFlight, long Attempts, TimeSpan? LatencyEstimate);
+public sealed record MeshEndpointStatus(string Id, string Address, int Weight, string? Zone, string State, int InFlight, long Attempts, TimeSpan? LatencyEstimate)
+{
+    /// <summary>
+    /// Gets the percentage of its weight the endpoint gets while in slow start (<see cref="SlowStartOptions"/>), or
+    /// <see langword="null"/> when it is not in slow start.
+    /// </summary>
+    public int? SlowStartPercent { get; init; }
+}

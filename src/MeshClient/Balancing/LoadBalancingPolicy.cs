@@ -39,12 +39,13 @@ internal abstract class LoadBalancingPolicy
     private static EndpointEntry? PickUntried(EndpointSnapshot snapshot, Randomizer random, MeshRequestContext context)
     {
         var active = snapshot.Active;
+        var weights = snapshot.Weights;
         long total = 0;
-        foreach (var endpoint in active)
+        for (var i = 0; i < active.Length; i++)
         {
-            if (!context.HasTried(endpoint.State))
+            if (!context.HasTried(active[i].State))
             {
-                total += endpoint.Weight;
+                total += weights[i];
             }
         }
 
@@ -54,17 +55,17 @@ internal abstract class LoadBalancingPolicy
         }
 
         var ticket = random.NextInt64(total);
-        foreach (var endpoint in active)
+        for (var i = 0; i < active.Length; i++)
         {
-            if (context.HasTried(endpoint.State))
+            if (context.HasTried(active[i].State))
             {
                 continue;
             }
 
-            ticket -= endpoint.Weight;
+            ticket -= weights[i];
             if (ticket < 0)
             {
-                return endpoint;
+                return active[i];
             }
         }
 
@@ -143,7 +144,7 @@ internal abstract class PowerOfTwoChoicesPolicy : LoadBalancingPolicy
         }
 
         // A weighted draw among the others: skip the first endpoint's slice of the prefix sums.
-        var firstWeight = first.Weight;
+        var firstWeight = snapshot.Weights[firstIndex];
         if (total == firstWeight)
         {
             return first;

@@ -32,6 +32,8 @@ internal sealed partial class ServiceTable : IDisposable
     private long _lastUsed;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private int _refreshGeneration;
+    private ITimer? _slowStartTimer;
+    private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
     {
@@ -102,11 +104,19 @@ internal sealed partial class ServiceTable : IDisposable
         }
     }
 
-    /// <summary>Changes whether an endpoint takes traffic, and publishes the new snapshot at once.</summary>
+    /// <summary>
+    /// Changes whether an endpoint takes traffic, and publishes the new snapshot at once. An endpoint readmitted
+    /// after an ejection enters slow start (when configured): it was down, and may be a process that just restarted.
+    /// </summary>
     public void SetStatus(EndpointState state, EndpointStatus status)
     {
         lock (_rebuildLock)
         {
+            if (status == EndpointStatus.Healthy && state.Status != EndpointStatus.Healthy)
+            {
+                state.SlowStartSince = _registry.TimeProvider.GetTimestamp();
+            }
+
             state.SetStatus(status);
             RebuildSnapshot();
         }
@@ -221,6 +231,8 @@ internal sealed partial class ServiceTable : IDisposable
             return;
         }
 
+        // Endpoints that join a service already in use enter slow start; those of a first resolution start together.
+        _newEndpointsSlowStartSince = _resolution == ServiceResolution.Known ? _registry.TimeProvider.GetTimestamp() : 0;
         var entries = new List<EndpointEntry>(endpoints.Count);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var allowed = _registry.GetAddressFilter();
@@ -345,7 +357,8 @@ internal sealed partial class ServiceTable : IDisposable
 
             var previousPanic = _snapshot?.Panic ?? false;
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
-            _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start)
+            var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
+            _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start, SlowStartWeights(active, slowStart))
             {
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
                 FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
@@ -362,6 +375,54 @@ internal sealed partial class ServiceTable : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The weights of <paramref name="active"/> while any of them is in slow start (each scaled by its ramp, all by
+    /// 1000 to keep the ramp's resolution in integers), or <see langword="null"/> for the discovered weights. While an
+    /// endpoint ramps, a one-shot timer rebuilds the snapshot every <see cref="SlowStart.Step"/>: the picks stay
+    /// lock- and allocation-free and never read the clock for it.
+    /// </summary>
+    private long[]? SlowStartWeights(EndpointEntry[] active, SlowStart slowStart)
+    {
+        const int Scale = 1000;
+        var time = _registry.TimeProvider;
+        long[]? weights = null;
+        var now = time.GetTimestamp();
+        for (var i = 0; i < active.Length; i++)
+        {
+            var since = active[i].State.SlowStartSince;
+            if (since == 0)
+            {
+                continue;
+            }
+
+            var factor = slowStart.Factor(time.GetElapsedTime(since, now));
+            if (factor >= 1.0)
+            {
+                active[i].State.SlowStartSince = 0; // ramped (or slow start is off)
+                continue;
+            }
+
+            if (weights is null)
+            {
+                weights = new long[active.Length];
+                for (var j = 0; j < active.Length; j++)
+                {
+                    weights[j] = (long)active[j].Weight * Scale;
+                }
+            }
+
+            weights[i] = Math.Max(1, (long)Math.Round(active[i].Weight * Scale * factor));
+        }
+
+        if (weights is not null && !_disposed.IsCancellationRequested)
+        {
+            _slowStartTimer ??= time.CreateTimer(static s => ((ServiceTable)s!).RebuildSnapshot(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _slowStartTimer.Change(slowStart.Step, Timeout.InfiniteTimeSpan);
+        }
+
+        return weights;
     }
 
     /// <summary>
@@ -432,7 +493,17 @@ internal sealed partial class ServiceTable : IDisposable
         }
     }
 
-    private EndpointState GetOrAddState(string id) => _states.GetOrAdd(id, static id => new EndpointState(id));
+    private EndpointState GetOrAddState(string id)
+    {
+        if (_states.TryGetValue(id, out var state))
+        {
+            return state;
+        }
+
+        // Only Apply adds states, under the refresh lock.
+        state = new EndpointState(id) { SlowStartSince = _newEndpointsSlowStartSince };
+        return _states.GetOrAdd(id, state);
+    }
 
     private void SetUnknown()
     {
@@ -490,6 +561,11 @@ internal sealed partial class ServiceTable : IDisposable
     {
         _disposed.Cancel();
         _timer.Dispose();
+        lock (_rebuildLock)
+        {
+            _slowStartTimer?.Dispose();
+        }
+
         Release();
     }
 

@@ -10,19 +10,19 @@ internal static class WeightedSchedule
     /// <summary>The longest schedule kept; larger weight sums are scaled down to it (an error below 1/65536 per endpoint).</summary>
     internal const int MaxLength = 1 << 16;
 
-    public static ushort[] Build(EndpointEntry[] endpoints)
+    public static ushort[] Build(long[] endpointWeights)
     {
-        if (endpoints.Length is 0 or > ushort.MaxValue)
+        if (endpointWeights.Length is 0 or > ushort.MaxValue)
         {
             // Empty: the round-robin policy then draws by weight instead.
             return [];
         }
 
-        var weights = new long[endpoints.Length];
+        var weights = new long[endpointWeights.Length];
         long gcd = 0, total = 0;
-        for (var i = 0; i < endpoints.Length; i++)
+        for (var i = 0; i < endpointWeights.Length; i++)
         {
-            weights[i] = endpoints[i].Weight;
+            weights[i] = endpointWeights[i];
             gcd = Gcd(gcd, weights[i]);
         }
 

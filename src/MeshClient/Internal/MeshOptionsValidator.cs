@@ -27,6 +27,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
         ValidateRange(failures, $"{root}:PeakEwma:FailurePenalty", options.PeakEwma.FailurePenalty, TimeSpan.Zero, TimeSpan.FromMinutes(1));
 
         ResilienceSettings.Validate(failures, $"{root}:Resilience", options.Resilience);
+        SlowStart.Validate(failures, $"{root}:SlowStart", options.SlowStart);
         foreach (var (serviceName, service) in options.Services)
         {
             var prefix = $"{root}:Services:{serviceName}";
@@ -42,6 +43,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
 
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
             ResilienceSettings.Validate(failures, $"{prefix}:Resilience", service.Resilience);
+            SlowStart.Validate(failures, $"{prefix}:SlowStart", service.SlowStart);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {

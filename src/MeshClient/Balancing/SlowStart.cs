@@ -1,0 +1,50 @@
+using System.Globalization;
+
+namespace MeshClient.Balancing;
+
+/// <summary>The effective slow start of one service (<see cref="SlowStartOptions"/> resolved), and its ramp.</summary>
+internal readonly record struct SlowStart(TimeSpan Window, double Aggression, int MinWeightPercent)
+{
+    public bool Enabled => Window > TimeSpan.Zero;
+
+    public static SlowStart Resolve(SlowStartOptions global, SlowStartOptions? service) => new(
+        service?.Window ?? global.Window ?? TimeSpan.Zero,
+        service?.Aggression ?? global.Aggression ?? SlowStartOptions.DefaultAggression,
+        service?.MinWeightPercent ?? global.MinWeightPercent ?? SlowStartOptions.DefaultMinWeightPercent);
+
+    /// <summary>
+    /// The fraction of its weight an endpoint gets after <paramref name="elapsed"/> in slow start, or 1 once the
+    /// window has passed (Envoy's formula).
+    /// </summary>
+    public double Factor(TimeSpan elapsed)
+    {
+        if (!Enabled || elapsed >= Window)
+        {
+            return 1.0;
+        }
+
+        var time = Math.Max(elapsed.TotalSeconds, 1.0) / Window.TotalSeconds;
+        return Math.Clamp(Math.Pow(time, 1.0 / Aggression), MinWeightPercent / 100.0, 1.0);
+    }
+
+    /// <summary>How often snapshots are rebuilt while an endpoint ramps: 20 steps per window, 100 ms to 5 s apart.</summary>
+    public TimeSpan Step => TimeSpan.FromTicks(Math.Clamp(Window.Ticks / 20, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerSecond * 5));
+
+    public static void Validate(List<string> failures, string key, SlowStartOptions options)
+    {
+        if (options.Window is { } window && window != TimeSpan.Zero && (window < TimeSpan.FromSeconds(1) || window > TimeSpan.FromHours(1)))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Window must be 0 (off) or between 00:00:01 and 01:00:00, was {window}."));
+        }
+
+        if (options.Aggression is { } aggression && !(aggression is >= 0.1 and <= 10))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Aggression must be between 0.1 and 10, was {aggression}."));
+        }
+
+        if (options.MinWeightPercent is { } percent && percent is < 1 or > 100)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:MinWeightPercent must be between 1 and 100, was {percent}."));
+        }
+    }
+}
