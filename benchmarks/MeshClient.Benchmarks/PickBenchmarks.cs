@@ -20,6 +20,10 @@ public class PickBenchmarks
     [Params(4, 64)]
     public int Endpoints { get; set; }
 
+    /// <summary>Whether one endpoint is in slow start (the snapshot then carries scaled weights).</summary>
+    [Params(false, true)]
+    public bool SlowStart { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
@@ -30,7 +34,9 @@ public class PickBenchmarks
             features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, 1 + (i % 3), null));
             return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.0.{i / 250}.{i % 250}:8080")), features), id => new EndpointState(id))!;
         }).ToArray();
-        _snapshot = new EndpointSnapshot("svc", entries, entries, _policy, panic: false, roundRobinStart: 0);
+        // In slow start the table scales every weight by 1000 and the ramping endpoint's by its factor (here 10%).
+        var weights = SlowStart ? entries.Select((e, i) => e.Weight * (i == 0 ? 100L : 1000L)).ToArray() : null;
+        _snapshot = new EndpointSnapshot("svc", entries, entries, _policy, panic: false, roundRobinStart: 0, weights);
     }
 
     [Benchmark]
