@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Text;
 using MeshClient.Balancing;
 using MeshClient.ConsulServer;
@@ -92,6 +93,9 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
                 // Likewise a backend ejected during the chaos returns after its ejection: at most 10 s here.
                 ["Mesh:Resilience:BaseEjectionTime"] = "00:00:05",
                 ["Mesh:Resilience:MaxEjectionTime"] = "00:00:10",
+
+                // Restarted and readmitted backends ramp up: slow start's timers churn with the chaos.
+                ["Mesh:SlowStart:Window"] = "00:00:03",
             };
             if (consul is not null)
             {
@@ -122,6 +126,9 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
                 {
                     services.AddMesh().AddConsul();
                 }
+
+                // Every attempt of every call, so that a failed call's report says where each attempt went.
+                services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => new AttemptRecorder(new SocketsHttpHandler(), clock));
             });
             var client = mesh.CreateClient();
             var status = mesh.Services.GetRequiredService<IMeshStatus>();
@@ -239,7 +246,7 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
             catch (Exception ex)
             {
                 var error = ex is HttpRequestException { HttpRequestError: var kind } ? $" ({kind})" : string.Empty;
-                results.Enqueue(new CallResult(request.Method.Method, id, started, clock.Elapsed, false, $"{ex.GetType().Name}{error}: {ex.Message} {ex.InnerException?.Message}"));
+                results.Enqueue(new CallResult(request.Method.Method, id, started, clock.Elapsed, false, $"{ex.GetType().Name}{error}: {ex.Message} {ex.InnerException?.Message}; attempts: {AttemptRecorder.Describe(request)}"));
             }
 
             next += interval;
@@ -384,6 +391,32 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
                 {
                 }
             }
+        }
+    }
+}
+
+/// <summary>A primary handler that notes every attempt of a request (when, to which port, how it ended).</summary>
+internal sealed class AttemptRecorder(HttpMessageHandler inner, Stopwatch clock) : DelegatingHandler(inner)
+{
+    private static readonly ConditionalWeakTable<HttpRequestMessage, ConcurrentQueue<string>> Attempts = new();
+
+    public static string Describe(HttpRequestMessage request) =>
+        Attempts.TryGetValue(request, out var attempts) ? string.Join(", ", attempts) : "none";
+
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var started = clock.Elapsed;
+        var attempts = Attempts.GetOrCreateValue(request);
+        try
+        {
+            var response = await base.SendAsync(request, cancellationToken);
+            attempts.Enqueue($"{started.TotalSeconds:F2}s :{request.RequestUri?.Port} {(int)response.StatusCode}");
+            return response;
+        }
+        catch (Exception ex)
+        {
+            attempts.Enqueue($"{started.TotalSeconds:F2}s :{request.RequestUri?.Port} {(ex is HttpRequestException { HttpRequestError: var kind } ? kind.ToString() : ex.GetType().Name)}");
+            throw;
         }
     }
 }
