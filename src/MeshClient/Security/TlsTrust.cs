@@ -101,11 +101,16 @@ internal sealed class TlsTrust
         return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), password: null);
     }
 
-    /// <summary>Every PEM block that begins ends, and the text ends with one (a truncated write does not); text with no PEM at all is left to the parser's message.</summary>
+    /// <summary>
+    /// Every PEM block that begins ends, the last end marker included (a truncated write leaves one open or cut);
+    /// text around the blocks is allowed, and text with no PEM at all is left to the parser's message.
+    /// </summary>
     private static void EnsureComplete(string pem, string file)
     {
+        const string End = "-----END ";
         var begins = Count(pem, "-----BEGIN ");
-        if (begins > 0 && (begins != Count(pem, "-----END ") || !pem.AsSpan().TrimEnd().EndsWith("-----", StringComparison.Ordinal)))
+        var last = pem.LastIndexOf(End, StringComparison.Ordinal);
+        if (begins > 0 && (begins != Count(pem, End) || pem.IndexOf("-----", last + End.Length, StringComparison.Ordinal) < 0))
         {
             throw new CryptographicException($"The file '{file}' is not complete PEM (cut short, or being written).");
         }

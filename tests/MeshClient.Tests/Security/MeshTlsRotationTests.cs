@@ -106,8 +106,9 @@ public sealed class MeshTlsRotationTests : IDisposable
         var refused = await Assert.ThrowsAsync<HttpRequestException>(() => CallAsync(http));
         Assert.IsType<AuthenticationException>(refused.InnerException);
 
-        // The bundle during a CA rotation: the old root and the new one.
-        _files.WriteCa(_pki.Authority, _next.Authority);
+        // The bundle during a CA rotation: the old root and the new one (text around the blocks, as some tools
+        // write, is not taken for a truncation).
+        File.WriteAllText(_files.CaFile, $"# mesh trust bundle\n{_pki.Authority.ExportCertificatePem()}\n{_next.Authority.ExportCertificatePem()}\n# end\n");
         _time.Advance(Interval - TimeSpan.FromSeconds(1));
         await Assert.ThrowsAsync<HttpRequestException>(() => CallAsync(http));
 
