@@ -237,6 +237,26 @@ public sealed class MeshTlsRotationTests : IDisposable
     }
 
     [Fact]
+    public async Task ConfigurationReload_ReadsTheFilesAtOnce_WithoutWaitingForTheInterval()
+    {
+        var a = _pki.Client("CN=frontend-a");
+        var b = _pki.Client("CN=frontend-b");
+        _files.Write(a, _pki.Authority);
+        await using var backend = await StartAsync(_pki.Server());
+        var settings = Settings(backend);
+        await using var mesh = Mesh(settings, "SocketsHttpHandler");
+        var http = mesh.CreateClient();
+        Assert.Equal(a.Thumbprint, await CallAsync(http));
+
+        // Same TLS keys, another setting changed: the watcher of these files is kept and reads them now.
+        _files.Write(b, _pki.Authority);
+        settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00.1";
+        mesh.Configuration.Replace(settings);
+        await Poll.UntilAsync(async () => await CallAsync(http) == b.Thumbprint);
+        Assert.Single(_logs.GetSnapshot(), r => r.Id.Id == Reloaded);
+    }
+
+    [Fact]
     public async Task ServicesSharingTheGlobalFiles_RotateTogether_WithOneReadAndOneLog()
     {
         var a = _pki.Client("CN=frontend-a");
