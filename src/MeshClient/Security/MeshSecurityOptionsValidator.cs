@@ -7,7 +7,7 @@ namespace MeshClient.Security;
 
 /// <summary>
 /// Validates the security settings of <see cref="MeshOptions"/> (<c>Mesh:Tls</c>, <c>Mesh:Services:{name}:Tls</c>,
-/// <c>Mesh:AllowedNetworks</c>, <c>Mesh:AllowedHostNames</c>) at start-up and on every reload; every message names
+/// <c>Mesh:Tls:ReloadInterval</c>, <c>Mesh:AllowedNetworks</c>, <c>Mesh:AllowedHostNames</c>) at start-up and on every reload; every message names
 /// the key. The certificate files are read here, so a file that is not PEM fails at start-up rather than at the
 /// first call.
 /// </summary>
@@ -49,11 +49,22 @@ internal sealed class MeshSecurityOptionsValidator(MeshConfigurationPath path) :
         }
 
         ValidateTls(failures, $"{root}:Tls", options.Tls);
+        if (options.Tls.ReloadInterval is { } interval)
+        {
+            MeshOptionsValidator.ValidateRange(failures, $"{root}:Tls:ReloadInterval", interval, MeshTlsOptions.MinReloadInterval, MeshTlsOptions.MaxReloadInterval);
+        }
+
         foreach (var (serviceName, service) in options.Services)
         {
             if (service is not null)
             {
                 ValidateTls(failures, $"{root}:Services:{serviceName}:Tls", service.Tls);
+
+                // One timer polls the files of every service; a per-service value would be silently ignored.
+                if (service.Tls.ReloadInterval is not null)
+                {
+                    failures.Add($"{root}:Services:{serviceName}:Tls:ReloadInterval cannot be set per service: set {root}:Tls:ReloadInterval, which applies to the files of every service.");
+                }
             }
         }
 

@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
+using MeshClient.Internal;
 using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Security;
@@ -16,10 +17,21 @@ namespace MeshClient.Security;
 /// primary handler is configured, never replaced; callbacks the application set stay in charge of the other
 /// connections. Nothing here runs per request: the lookups happen once per connection.
 /// </summary>
-internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger<MeshTls> logger)
+/// <remarks>
+/// Rotation: while some TLS file is configured, one timer of the injected <see cref="TimeProvider"/> reads the files
+/// again every <see cref="MeshTlsOptions.ReloadInterval"/> (<see cref="TlsFiles"/>); a connection takes the trust
+/// current when it is opened, so new connections use rotated certificates and open ones keep theirs. Polling rather
+/// than FileSystemWatcher: it sees Kubernetes' atomic <c>..data</c> symlink swaps and writes in container mounts,
+/// which inotify can miss, and it runs on fake time in tests. The timer is disposed with the service provider.
+/// </remarks>
+internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimeProvider time, MeshConfigurationPath path, ILogger<MeshTls> logger) : IDisposable
 {
     private readonly Lock _lock = new();
     private volatile State? _state;
+    private ITimer? _timer;
+    private TimeSpan _interval;
+    private int _polling;
+    private bool _disposed;
 
     /// <summary>Gets a value indicating whether any TLS setting is configured (otherwise handlers are left alone).</summary>
     public bool IsConfigured => GetState().Configured;
@@ -28,7 +40,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
     public TlsTrust? ForService(string service)
     {
         var state = GetState();
-        return state.Services.TryGetValue(service, out var trust) ? trust : state.Global;
+        return state.Services.TryGetValue(service, out var binding) ? binding.Current : state.Global?.Current;
     }
 
     /// <summary>
@@ -124,7 +136,9 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
                 : validate?.Invoke(request, certificate, chain, errors) ?? errors == SslPolicyErrors.None;
 
         // It has no per-connection choice of client certificate: the global one is offered to any server that asks.
-        if (GetState().Global?.ClientCertificate is { } certificate)
+        // Its collection is read during handshakes and cannot be swapped safely, so a rotated client certificate
+        // reaches this handler's successor (the factory's HandlerLifetime); the trust above rotates at once.
+        if (GetState().Global?.Current.ClientCertificate is { } certificate)
         {
             handler.ClientCertificateOptions = ClientCertificateOption.Manual;
             handler.ClientCertificates.Add(certificate);
@@ -151,6 +165,17 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
     [UnsafeAccessor(UnsafeAccessorKind.Method, Name = "get_InnerStream")]
     private static extern Stream GetInnerStream(AuthenticatedStream stream);
 
+    /// <summary>Stops polling the files (the service provider is being disposed).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _timer?.Dispose();
+            _timer = null;
+        }
+    }
+
     private State GetState()
     {
         var current = options.Current;
@@ -165,7 +190,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
             state = _state;
             if (state is null || !ReferenceEquals(state.Options, current))
             {
-                state = Build(current);
+                state = Build(current, state);
                 _state = state;
             }
 
@@ -173,57 +198,157 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, ILogger
         }
     }
 
-    private State Build(MeshOptions current)
+    /// <summary>One timer tick: reads the files of every TLS setting in use (never more than one tick at a time).</summary>
+    private void Poll()
+    {
+        if (Interlocked.Exchange(ref _polling, 1) == 1)
+        {
+            return;
+        }
+
+        try
+        {
+            if (!Volatile.Read(ref _disposed))
+            {
+                foreach (var files in GetState().Files.Values)
+                {
+                    files.Refresh();
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _polling, 0);
+        }
+    }
+
+    private State Build(MeshOptions current, State? previous)
     {
         var global = current.Tls;
+        var files = new Dictionary<TlsFileSet, TlsFiles>();
         var configured = !IsEmpty(global);
-        var globalTrust = configured ? Load("Tls", global, global) : null;
-        var services = new Dictionary<string, TlsTrust>(StringComparer.OrdinalIgnoreCase);
+        var globalBinding = configured ? Bind($"{path.Path}:Tls", global, global, files, previous) : null;
+        var services = new Dictionary<string, TlsBinding>(StringComparer.OrdinalIgnoreCase);
         foreach (var (name, service) in current.Services)
         {
             if (service is not null && !IsEmpty(service.Tls))
             {
                 configured = true;
-                services[name] = Load($"Services:{name}:Tls", service.Tls, global);
+                services[name] = Bind($"{path.Path}:Services:{name}:Tls", service.Tls, global, files, previous);
             }
         }
 
-        return new State(current, configured, globalTrust, services);
+        Schedule(files.Keys.Any(f => f.CaCertificateFile is not null || f.ClientCertificateFile is not null), global.ReloadInterval ?? MeshTlsOptions.DefaultReloadInterval);
+        return new State(current, configured, globalBinding, services, files);
     }
 
-    private TlsTrust Load(string key, MeshTlsOptions tls, MeshTlsOptions global)
+    /// <summary>
+    /// The binding of one key. Keys naming the same files share one <see cref="TlsFiles"/> (one read, one log per
+    /// rotation). Files already watched before a configuration reload keep their watcher, read again now: a reload
+    /// never drops good certificates for files caught half-written.
+    /// </summary>
+    private TlsBinding Bind(string key, MeshTlsOptions tls, MeshTlsOptions global, Dictionary<TlsFileSet, TlsFiles> files, State? previous)
     {
         var certificateFile = tls.ClientCertificateFile ?? global.ClientCertificateFile;
         var keyFile = tls.ClientCertificateFile is not null ? tls.ClientKeyFile : global.ClientKeyFile;
-        try
+        var set = new TlsFileSet(
+            NullIfEmpty(tls.CaCertificateFile ?? global.CaCertificateFile),
+            NullIfEmpty(certificateFile),
+            NullIfEmpty(certificateFile) is null ? null : NullIfEmpty(keyFile));
+        if (!files.TryGetValue(set, out var watched))
         {
-            return TlsTrust.Load(
-                tls.CaCertificateFile ?? global.CaCertificateFile,
-                tls.TrustSystemCertificates ?? global.TrustSystemCertificates ?? false,
-                tls.ServerName ?? global.ServerName,
-                certificateFile,
-                keyFile);
+            if (previous is not null && previous.Files.TryGetValue(set, out watched))
+            {
+                watched.Refresh();
+            }
+            else
+            {
+                watched = new TlsFiles(set, key, logger);
+            }
+
+            files[set] = watched;
         }
-        catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException)
-        {
-            // Validated at start-up; a file that became unreadable since fails closed.
-            Log.TlsFilesUnreadable(logger, key, ex);
-            return TlsTrust.RejectAll;
-        }
+
+        return new TlsBinding(watched, tls.TrustSystemCertificates ?? global.TrustSystemCertificates ?? false, NullIfEmpty(tls.ServerName ?? global.ServerName));
     }
+
+    /// <summary>Starts, retimes or stops the polling timer (under the lock).</summary>
+    private void Schedule(bool poll, TimeSpan interval)
+    {
+        if (!poll || _disposed)
+        {
+            _timer?.Dispose();
+            _timer = null;
+            return;
+        }
+
+        if (_timer is null)
+        {
+            // The timer must not capture the execution context of the request that happened to build the state.
+            var suppressed = ExecutionContext.IsFlowSuppressed();
+            if (!suppressed)
+            {
+                ExecutionContext.SuppressFlow();
+            }
+
+            try
+            {
+                _timer = time.CreateTimer(static s => ((MeshTls)s!).Poll(), this, interval, interval);
+            }
+            finally
+            {
+                if (!suppressed)
+                {
+                    ExecutionContext.RestoreFlow();
+                }
+            }
+        }
+        else if (interval != _interval)
+        {
+            _timer.Change(interval, interval);
+        }
+
+        _interval = interval;
+    }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
     private static bool IsEmpty(MeshTlsOptions tls) =>
         string.IsNullOrEmpty(tls.CaCertificateFile) && string.IsNullOrEmpty(tls.ClientCertificateFile)
         && string.IsNullOrEmpty(tls.ServerName) && tls.TrustSystemCertificates is null;
 
-    private sealed record State(MeshOptions Options, bool Configured, TlsTrust? Global, Dictionary<string, TlsTrust> Services);
+    private sealed record State(MeshOptions Options, bool Configured, TlsBinding? Global, Dictionary<string, TlsBinding> Services, Dictionary<TlsFileSet, TlsFiles> Files);
+
+    /// <summary>
+    /// One key's TLS: its files' current certificates with the key's own trust settings. The trust is rebuilt (a few
+    /// fields, once per rotation) when the files switched, so each connection sees one consistent snapshot.
+    /// </summary>
+    private sealed class TlsBinding(TlsFiles files, bool trustSystem, string? serverName)
+    {
+        private volatile TlsTrust? _trust;
+
+        public TlsTrust Current
+        {
+            get
+            {
+                var material = files.Current;
+                var trust = _trust;
+                if (trust is null || !ReferenceEquals(trust.Material, material))
+                {
+                    trust = ReferenceEquals(material, TlsMaterial.Unreadable)
+                        ? TlsTrust.RejectAll
+                        : new TlsTrust(material.Authorities, trustSystem, serverName, material.ClientCertificate) { Material = material };
+                    _trust = trust;
+                }
+
+                return trust;
+            }
+        }
+    }
 
     private static partial class Log
     {
         [LoggerMessage(20, LogLevel.Warning, "HttpClient '{Client}': its primary handler {Handler} is neither a SocketsHttpHandler nor an HttpClientHandler (or was already used), so Mesh:Tls cannot be applied to it; its mesh calls use that handler's own TLS settings.", EventName = "TlsNotApplied")]
         public static partial void TlsNotApplied(ILogger logger, string client, string handler);
-
-        [LoggerMessage(21, LogLevel.Error, "Mesh {Key}: the certificate files cannot be read; connections to the endpoints concerned are refused until they can.", EventName = "TlsFilesUnreadable")]
-        public static partial void TlsFilesUnreadable(ILogger logger, string key, Exception exception);
     }
 }

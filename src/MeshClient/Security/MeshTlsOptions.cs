@@ -7,7 +7,12 @@ namespace MeshClient.Security;
 /// mesh keep the platform's validation and never present the client certificate. Invalid values (a missing file,
 /// a key without a certificate) fail at start-up with an
 /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> naming the key. The files are read when
-/// the options are loaded or reloaded; a connection already open keeps the certificates it was opened with.
+/// the options are loaded or reloaded, and again every <see cref="ReloadInterval"/>: when their contents changed
+/// (a rotation by cert-manager, Vault agent, a Kubernetes secret volume's <c>..data</c> swap), connections opened
+/// from then on use the new certificates and trust bundle, with no restart and no configuration reload; a
+/// connection already open keeps the certificates it was opened with. A rotation caught half-written (a certificate
+/// without its key, a truncated file) is not applied: the previous certificates keep serving, a warning is logged,
+/// and the files are read again at the next interval.
 /// </summary>
 public sealed class MeshTlsOptions
 {
@@ -42,4 +47,22 @@ public sealed class MeshTlsOptions
     /// Default: none (the endpoint's host name, or its <c>HostName</c>, must match the certificate).
     /// </summary>
     public string? ServerName { get; set; }
+
+    /// <summary>
+    /// Gets or sets how often the certificate files of every service (<see cref="CaCertificateFile"/>,
+    /// <see cref="ClientCertificateFile"/>, <see cref="ClientKeyFile"/>) are read again to pick up a rotation, from
+    /// 1 second to 1 day. Global only (<c>Mesh:Tls:ReloadInterval</c>): one timer polls the files of every service,
+    /// and setting it under <c>Mesh:Services:{name}:Tls</c> is a validation error. The files are polled only while
+    /// some TLS file is configured. Default: 1 minute when unset.
+    /// </summary>
+    public TimeSpan? ReloadInterval { get; set; }
+
+    /// <summary>Gets the polling interval used when <see cref="ReloadInterval"/> is unset: 1 minute.</summary>
+    public static TimeSpan DefaultReloadInterval { get; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Gets the shortest <see cref="ReloadInterval"/> accepted: 1 second.</summary>
+    public static TimeSpan MinReloadInterval { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Gets the longest <see cref="ReloadInterval"/> accepted: 1 day.</summary>
+    public static TimeSpan MaxReloadInterval { get; } = TimeSpan.FromDays(1);
 }

@@ -7,14 +7,16 @@ namespace MeshClient.Security;
 /// <summary>
 /// What one TLS client trusts and presents: the CA certificates a server certificate must chain to (or the system
 /// store), the name it must carry, and the client certificate. Shared by the Consul client and the mesh's
-/// service-to-service TLS. Immutable; loaded off the hot path (at start-up, on a reload), used once per connection.
+/// service-to-service TLS. Immutable; loaded off the hot path (at start-up, on a reload, when the mesh's files
+/// change on disk), used once per connection.
 /// </summary>
 internal sealed class TlsTrust
 {
     // id-kp-serverAuth: a certificate issued only for client authentication must not be accepted from a server.
     private static readonly Oid ServerAuthentication = new("1.3.6.1.5.5.7.3.1", "Server Authentication");
 
-    private TlsTrust(X509Certificate2Collection? authorities, bool trustSystem, string? serverName, X509Certificate2? clientCertificate)
+    /// <summary>Creates a trust from certificates already loaded (see <see cref="ParseAuthorities"/> and <see cref="ParseClientCertificate"/>).</summary>
+    public TlsTrust(X509Certificate2Collection? authorities, bool trustSystem, string? serverName, X509Certificate2? clientCertificate)
     {
         Authorities = authorities;
         TrustSystem = trustSystem || authorities is null;
@@ -24,6 +26,9 @@ internal sealed class TlsTrust
 
     /// <summary>Gets a trust that refuses every server (a configuration whose files could not be read fails closed).</summary>
     public static TlsTrust RejectAll { get; } = new([], trustSystem: false, serverName: null, clientCertificate: null);
+
+    /// <summary>Gets the files' contents this trust was made from, when it was made from watched files (see <see cref="TlsFiles"/>).</summary>
+    public TlsMaterial? Material { get; init; }
 
     /// <summary>Gets the CA certificates trusted as roots, or <see langword="null"/> for the system store only.</summary>
     public X509Certificate2Collection? Authorities { get; }
@@ -40,36 +45,86 @@ internal sealed class TlsTrust
     /// <summary>Reads the PEM files; throws <see cref="CryptographicException"/> or <see cref="IOException"/> when one cannot be read.</summary>
     public static TlsTrust Load(string? caCertificateFile, bool trustSystem, string? serverName, string? clientCertificateFile, string? clientKeyFile)
     {
-        X509Certificate2Collection? authorities = null;
-        if (!string.IsNullOrEmpty(caCertificateFile))
-        {
-            authorities = [];
-            authorities.ImportFromPemFile(caCertificateFile);
-            if (authorities.Count == 0)
-            {
-                throw new CryptographicException($"The file '{caCertificateFile}' holds no PEM certificate.");
-            }
-        }
-
+        var authorities = string.IsNullOrEmpty(caCertificateFile) ? null : ParseAuthorities(File.ReadAllText(caCertificateFile), caCertificateFile);
         return new TlsTrust(authorities, trustSystem, string.IsNullOrEmpty(serverName) ? null : serverName, LoadClientCertificate(clientCertificateFile, clientKeyFile));
     }
 
     /// <summary>Loads a PEM certificate and its key (from <paramref name="keyFile"/>, or from the certificate file when null).</summary>
-    public static X509Certificate2? LoadClientCertificate(string? certificateFile, string? keyFile)
+    public static X509Certificate2? LoadClientCertificate(string? certificateFile, string? keyFile) =>
+        string.IsNullOrEmpty(certificateFile)
+            ? null
+            : ParseClientCertificate(File.ReadAllText(certificateFile), string.IsNullOrEmpty(keyFile) ? null : File.ReadAllText(keyFile), certificateFile);
+
+    /// <summary>
+    /// Parses a PEM CA bundle; throws <see cref="CryptographicException"/> when it holds no certificate or is cut
+    /// short (a file caught half-written must not silently trust only its first certificates).
+    /// </summary>
+    public static X509Certificate2Collection ParseAuthorities(string pem, string file)
     {
-        if (string.IsNullOrEmpty(certificateFile))
+        EnsureComplete(pem, file);
+        X509Certificate2Collection authorities = [];
+        authorities.ImportFromPem(pem);
+        if (authorities.Count == 0)
         {
-            return null;
+            throw new CryptographicException($"The file '{file}' holds no PEM certificate.");
         }
 
-        using var pem = X509Certificate2.CreateFromPemFile(certificateFile, string.IsNullOrEmpty(keyFile) ? null : keyFile);
+        if (authorities.Count != Count(pem, "-----BEGIN CERTIFICATE-----"))
+        {
+            throw new CryptographicException($"The file '{file}' holds a PEM certificate that cannot be read.");
+        }
+
+        return authorities;
+    }
+
+    /// <summary>
+    /// Parses a PEM certificate and its private key (from <paramref name="keyPem"/>, or from the certificate's text
+    /// when null); throws <see cref="CryptographicException"/> (or <see cref="ArgumentException"/>) when either is
+    /// unreadable or cut short, or when the key is not the certificate's.
+    /// </summary>
+    public static X509Certificate2 ParseClientCertificate(string certificatePem, string? keyPem, string file)
+    {
+        EnsureComplete(certificatePem, file);
+        if (keyPem is not null)
+        {
+            EnsureComplete(keyPem, file);
+        }
+
+        // CreateFromPem refuses a key whose public half is not the certificate's.
+        using var pem = X509Certificate2.CreateFromPem(certificatePem, keyPem ?? certificatePem);
         if (!pem.HasPrivateKey)
         {
-            throw new CryptographicException($"The certificate in '{certificateFile}' has no private key.");
+            throw new CryptographicException($"The certificate in '{file}' has no private key.");
         }
 
         // A PEM-loaded key is ephemeral; SslStream on Windows needs a persisted one, so round-trip through PKCS#12.
         return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), password: null);
+    }
+
+    /// <summary>
+    /// Every PEM block that begins ends, the last end marker included (a truncated write leaves one open or cut);
+    /// text around the blocks is allowed, and text with no PEM at all is left to the parser's message.
+    /// </summary>
+    private static void EnsureComplete(string pem, string file)
+    {
+        const string End = "-----END ";
+        var begins = Count(pem, "-----BEGIN ");
+        var last = pem.LastIndexOf(End, StringComparison.Ordinal);
+        if (begins > 0 && (begins != Count(pem, End) || pem.IndexOf("-----", last + End.Length, StringComparison.Ordinal) < 0))
+        {
+            throw new CryptographicException($"The file '{file}' is not complete PEM (cut short, or being written).");
+        }
+    }
+
+    private static int Count(string text, string value)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(value, StringComparison.Ordinal); i >= 0; i = text.IndexOf(value, i + value.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
     }
 
     /// <summary>
