@@ -21,6 +21,15 @@ internal sealed class MeshRequestContext
 
     public int TriedCount { get; private set; }
 
+    /// <summary>
+    /// Gets or sets how many retries of this call were requeues: a connection refused (nothing was sent) retried at
+    /// once on another endpoint, outside <c>MaxRetries</c> (Finagle's requeues).
+    /// </summary>
+    public int Requeues { get; set; }
+
+    /// <summary>Gets or sets a value indicating whether the retry being prepared is a requeue (sent without backoff).</summary>
+    public bool RequeuePending { get; set; }
+
     public EndpointEntry? LastEndpoint { get; private set; }
 
     public string? Policy { get; set; }

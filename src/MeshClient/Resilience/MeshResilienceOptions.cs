@@ -60,7 +60,9 @@ public sealed class MeshResilienceOptions
 
     /// <summary>
     /// Gets or sets how many times a failed request is retried, each time on an endpoint it has not tried yet.
-    /// Default: 2 (Istio). 0 disables retries. Valid: 0 to 10.
+    /// A refused connection (nothing was sent) is retried at once on another endpoint without counting here, up to 4
+    /// times per call (Finagle's requeues); every retry takes from the retry budget. Default: 2 (Istio). 0 disables
+    /// retries and requeues. Valid: 0 to 10.
     /// </summary>
     public int? MaxRetries { get; set; }
 

@@ -20,6 +20,14 @@ internal sealed class ResilienceRegistry : IDisposable
     internal static readonly ResiliencePropertyKey<HttpRequestMessage> RequestKey = new("MeshClient.Request");
 
     private const int MaxCachedServices = 4096;
+
+    /// <summary>
+    /// The most connection refusals of one call retried at once, outside <c>MaxRetries</c>: enough to walk a service
+    /// whose endpoints are mostly down (the chaos soak: 4 of 5 refusing, and all 5 marked unreachable while the one
+    /// that came back was still serving its ejection) without turning a dead service into a retry storm (each one
+    /// also takes from the retry budget).
+    /// </summary>
+    internal const int MaxRequeues = 4;
     private readonly ConcurrentDictionary<string, ServiceResilience> _services = new(StringComparer.OrdinalIgnoreCase);
     private readonly MeshOptionsChangeNotifier _options;
     private readonly TimeProvider _time;
@@ -71,13 +79,14 @@ internal sealed class ResilienceRegistry : IDisposable
             call.AddRetry(new HttpRetryStrategyOptions
             {
                 Name = "retry",
-                MaxRetryAttempts = settings.MaxRetries,
+                MaxRetryAttempts = settings.MaxRetries + MaxRequeues,
                 Delay = settings.RetryBaseDelay,
                 MaxDelay = settings.RetryMaxDelay,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
                 ShouldRetryAfterHeader = true,
                 ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
+                DelayGenerator = static args => new ValueTask<TimeSpan?>(IsRequeue(args.Context) ? TimeSpan.Zero : null),
             });
         }
 
@@ -87,9 +96,14 @@ internal sealed class ResilienceRegistry : IDisposable
         return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
     }
 
+    private static bool IsRequeue(ResilienceContext context) =>
+        context.Properties.GetValue(RequestKey, null!) is { } request
+        && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+        && call.RequeuePending;
+
     private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
     {
-        if (args.AttemptNumber >= settings.MaxRetries || args.Context.CancellationToken.IsCancellationRequested || Volatile.Read(ref _disposed))
+        if (args.Context.CancellationToken.IsCancellationRequested || Volatile.Read(ref _disposed))
         {
             // Disposed: the host is gone; a call that was in flight ends with its last outcome, not a new attempt.
             return false;
@@ -102,6 +116,19 @@ internal sealed class ResilienceRegistry : IDisposable
         }
 
         var request = args.Context.Properties.GetValue(RequestKey, null!);
+        MeshRequestContext? mesh = null;
+        request?.Options.TryGetValue(MeshRequestContext.Key, out mesh);
+
+        // A refused connection sent nothing and cost a millisecond: it is retried at once on another endpoint without
+        // using up MaxRetries (a requeue, as Finagle does), up to MaxRequeues per call.
+        var requeue = mesh is not null && args.Outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
+            && mesh.Requeues < MaxRequeues;
+        var retries = args.AttemptNumber - (mesh?.Requeues ?? 0);
+        if (!requeue && retries >= settings.MaxRetries)
+        {
+            return false;
+        }
+
         if (sent && !settings.RetryNonIdempotent && request is not null && !IsIdempotent(request.Method))
         {
             // The server may have acted on it: a POST is never sent twice unless the user opts in.
@@ -117,9 +144,11 @@ internal sealed class ResilienceRegistry : IDisposable
 
         // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent, and
         // counted only when it is sent (PollyPipelineHandler).
-        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call))
+        if (mesh is not null)
         {
-            call.PendingRetry = reason;
+            mesh.PendingRetry = reason;
+            mesh.RequeuePending = requeue;
+            mesh.Requeues += requeue ? 1 : 0;
         }
 
         return true;
