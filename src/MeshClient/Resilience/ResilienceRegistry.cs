@@ -76,7 +76,7 @@ internal sealed class ResilienceRegistry : IDisposable
             .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
         if (settings.MaxRetries > 0)
         {
-            call.AddRetry(new HttpRetryStrategyOptions
+            var retry = new HttpRetryStrategyOptions
             {
                 Name = "retry",
                 MaxRetryAttempts = settings.MaxRetries + MaxRequeues,
@@ -86,8 +86,14 @@ internal sealed class ResilienceRegistry : IDisposable
                 UseJitter = true,
                 ShouldRetryAfterHeader = true,
                 ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
-                DelayGenerator = static args => new ValueTask<TimeSpan?>(IsRequeue(args.Context) ? TimeSpan.Zero : null),
-            });
+            };
+
+            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff).
+            var retryAfter = retry.DelayGenerator;
+            retry.DelayGenerator = args => IsRequeue(args.Context)
+                ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
+                : retryAfter?.Invoke(args) ?? new ValueTask<TimeSpan?>((TimeSpan?)null);
+            call.AddRetry(retry);
         }
 
         var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = _time }
