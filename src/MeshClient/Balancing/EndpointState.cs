@@ -116,7 +116,15 @@ internal sealed class EndpointState
         // Panic ignores health, but not a refused connection: an unreachable endpoint is probed one attempt at a time.
         if (!panic || Volatile.Read(ref _unreachable) != 0)
         {
-            if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing)
+            var status = Volatile.Read(ref _status);
+            if (status == (int)EndpointStatus.Ejected && !panic)
+            {
+                // Picked from a snapshot published before its ejection (which reset its failure count, so the limit
+                // below would let it through): it takes nothing more.
+                return false;
+            }
+
+            if (status == (int)EndpointStatus.Probing)
             {
                 if (Interlocked.CompareExchange(ref _probeInFlight, 1, 0) != 0)
                 {

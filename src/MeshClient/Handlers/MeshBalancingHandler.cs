@@ -82,8 +82,10 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         }
         finally
         {
-            state.OnAttemptEnded();
+            // The outcome first: between the two, the attempt counts as in flight or as a failure, never as neither,
+            // so the admission limit of a failing endpoint (failures + in flight) has no gap to let one more through.
             table.RecordOutcome(snapshot, endpoint, start, outcome, isProbe);
+            state.OnAttemptEnded();
             request.RequestUri = original;
             if (setHost)
             {
@@ -151,9 +153,9 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         foreach (var candidate in snapshot.Active)
         {
             var state = candidate.State;
-            if (!includeProbing && state.Status == EndpointStatus.Probing)
+            if ((!includeProbing && state.Status == EndpointStatus.Probing) || (state.Status == EndpointStatus.Ejected && !snapshot.Panic))
             {
-                continue;
+                continue; // an ejected endpoint can still be in a snapshot published before its ejection
             }
 
             var tried = context is not null && context.HasTried(state);
