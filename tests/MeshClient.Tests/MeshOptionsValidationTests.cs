@@ -17,6 +17,11 @@ public sealed class MeshOptionsValidationTests
     [InlineData("Mesh:Services:catalog:LoadBalancer", "Fastest", "Mesh:Services:catalog:LoadBalancer: 'Fastest' is not a load balancer; use one of PeakEwma, LeastRequest, RoundRobin, Random.")]
     [InlineData("Mesh:LoadBalancer", "RoundRobbin", "Mesh:LoadBalancer: 'RoundRobbin' is not a load balancer")]
     [InlineData("Mesh:PeakEwma:DecayTime", "00:00:00", "Mesh:PeakEwma:DecayTime must be between")]
+    [InlineData("Mesh:SlowStart:Window", "00:00:00.500", "Mesh:SlowStart:Window must be 0 (off) or between 00:00:01 and 01:00:00, was 00:00:00.5000000.")]
+    [InlineData("Mesh:SlowStart:Window", "02:00:00", "Mesh:SlowStart:Window must be 0 (off) or between 00:00:01 and 01:00:00, was 02:00:00.")]
+    [InlineData("Mesh:SlowStart:Aggression", "0", "Mesh:SlowStart:Aggression must be between 0.1 and 10, was 0.")]
+    [InlineData("Mesh:SlowStart:MinWeightPercent", "0", "Mesh:SlowStart:MinWeightPercent must be between 1 and 100, was 0.")]
+    [InlineData("Mesh:Services:catalog:SlowStart:MinWeightPercent", "101", "Mesh:Services:catalog:SlowStart:MinWeightPercent must be between 1 and 100, was 101.")]
     public async Task InvalidConfiguration_FailsAtStartUp_NamingTheKey(string key, string value, string expected)
     {
         var settings = new Dictionary<string, string?>

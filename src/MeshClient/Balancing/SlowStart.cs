@@ -42,9 +42,9 @@ internal readonly record struct SlowStart(TimeSpan Window, double Aggression, in
             failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Aggression must be between 0.1 and 10, was {aggression}."));
         }
 
-        if (options.MinWeightPercent is { } percent && percent is < 1 or > 100)
+        if (options.MinWeightPercent is { } percent)
         {
-            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:MinWeightPercent must be between 1 and 100, was {percent}."));
+            Internal.MeshOptionsValidator.ValidateRange(failures, $"{key}:MinWeightPercent", percent, 1, 100);
         }
     }
 }

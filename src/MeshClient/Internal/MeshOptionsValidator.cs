@@ -56,11 +56,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
                 }
 
                 ValidateAddress(failures, key, endpoint.Address, ids, i);
-                if (endpoint.Weight is < MeshEndpointOptions.MinWeight or > MeshEndpointOptions.MaxWeight)
-                {
-                    failures.Add(string.Create(CultureInfo.InvariantCulture,
-                        $"{key}:Weight must be between {MeshEndpointOptions.MinWeight} and {MeshEndpointOptions.MaxWeight}, was {endpoint.Weight}."));
-                }
+                ValidateRange(failures, $"{key}:Weight", endpoint.Weight, MeshEndpointOptions.MinWeight, MeshEndpointOptions.MaxWeight);
 
                 if (endpoint.HostName is { Length: > 0 } hostName
                     && (!Uri.TryCreate("http://" + hostName + "/", UriKind.Absolute, out var host)
@@ -132,6 +128,14 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
         if (LoadBalancerNames.Normalize(value) is null)
         {
             failures.Add($"{key}: '{value}' is not a load balancer; use one of {string.Join(", ", LoadBalancerNames.All)}.");
+        }
+    }
+
+    internal static void ValidateRange(List<string> failures, string key, int value, int min, int max)
+    {
+        if (value < min || value > max)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key} must be between {min} and {max}, was {value}."));
         }
     }
 

@@ -118,9 +118,9 @@ internal sealed record ResilienceSettings
 
     private static void Range(List<string> failures, string prefix, string name, int? value, int min, int max)
     {
-        if (value is { } v && (v < min || v > max))
+        if (value is { } v)
         {
-            failures.Add(FormattableString.Invariant($"{prefix}:{name} must be between {min} and {max}, was {v}."));
+            MeshOptionsValidator.ValidateRange(failures, $"{prefix}:{name}", v, min, max);
         }
     }
 

@@ -30,7 +30,6 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
     private volatile State? _state;
     private ITimer? _timer;
     private TimeSpan _interval;
-    private int _polling;
     private bool _disposed;
 
     /// <summary>Gets a value indicating whether any TLS setting is configured (otherwise handlers are left alone).</summary>
@@ -198,27 +197,15 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
         }
     }
 
-    /// <summary>One timer tick: reads the files of every TLS setting in use (never more than one tick at a time).</summary>
+    /// <summary>One timer tick: reads the files of every TLS setting in use (each file set refreshes under its own lock).</summary>
     private void Poll()
     {
-        if (Interlocked.Exchange(ref _polling, 1) == 1)
+        if (!Volatile.Read(ref _disposed))
         {
-            return;
-        }
-
-        try
-        {
-            if (!Volatile.Read(ref _disposed))
+            foreach (var files in GetState().Files.Values)
             {
-                foreach (var files in GetState().Files.Values)
-                {
-                    files.Refresh();
-                }
+                files.Refresh();
             }
-        }
-        finally
-        {
-            Volatile.Write(ref _polling, 0);
         }
     }
 
@@ -325,25 +312,28 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
     /// </summary>
     private sealed class TlsBinding(TlsFiles files, bool trustSystem, string? serverName)
     {
-        private volatile TlsTrust? _trust;
+        private volatile Built? _built;
 
         public TlsTrust Current
         {
             get
             {
                 var material = files.Current;
-                var trust = _trust;
-                if (trust is null || !ReferenceEquals(trust.Material, material))
+                var built = _built;
+                if (built is null || !ReferenceEquals(built.Material, material))
                 {
-                    trust = ReferenceEquals(material, TlsMaterial.Unreadable)
+                    built = new Built(material, ReferenceEquals(material, TlsMaterial.Unreadable)
                         ? TlsTrust.RejectAll
-                        : new TlsTrust(material.Authorities, trustSystem, serverName, material.ClientCertificate) { Material = material };
-                    _trust = trust;
+                        : new TlsTrust(material.Authorities, trustSystem, serverName, material.ClientCertificate));
+                    _built = built;
                 }
 
-                return trust;
+                return built.Trust;
             }
         }
+
+        /// <summary>The trust built from one version of the files.</summary>
+        private sealed record Built(TlsMaterial Material, TlsTrust Trust);
     }
 
     private static partial class Log

@@ -83,12 +83,12 @@ internal sealed partial class TlsFiles
     {
         lock (_gate)
         {
-            string?[]? contents = null;
+            string? digest = null;
             TlsMaterial material;
             try
             {
-                contents = Read();
-                var digest = Digest(contents);
+                var contents = Read();
+                digest = Digest(contents);
                 if (digest == _accepted)
                 {
                     _rejected = null;
@@ -115,19 +115,19 @@ internal sealed partial class TlsFiles
                         throw;
                     }
 
-                    contents = again;
+                    digest = settled;
                     if (settled == _accepted)
                     {
                         _rejected = null;
                         return;
                     }
 
-                    material = Parse(contents);
+                    material = Parse(again);
                 }
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                var signature = Signature(contents, ex);
+                var signature = digest ?? Signature(null, ex);
                 if (!string.Equals(signature, _rejected, StringComparison.Ordinal))
                 {
                     _rejected = signature;
@@ -137,7 +137,7 @@ internal sealed partial class TlsFiles
                 return;
             }
 
-            _accepted = Digest(contents);
+            _accepted = digest;
             _rejected = null;
             _current = material;
             var certificate = material.ClientCertificate;

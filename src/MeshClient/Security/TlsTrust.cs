@@ -27,9 +27,6 @@ internal sealed class TlsTrust
     /// <summary>Gets a trust that refuses every server (a configuration whose files could not be read fails closed).</summary>
     public static TlsTrust RejectAll { get; } = new([], trustSystem: false, serverName: null, clientCertificate: null);
 
-    /// <summary>Gets the files' contents this trust was made from, when it was made from watched files (see <see cref="TlsFiles"/>).</summary>
-    public TlsMaterial? Material { get; init; }
-
     /// <summary>Gets the CA certificates trusted as roots, or <see langword="null"/> for the system store only.</summary>
     public X509Certificate2Collection? Authorities { get; }
 

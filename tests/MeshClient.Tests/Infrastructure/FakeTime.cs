@@ -4,6 +4,10 @@ namespace MeshClient.Tests.Infrastructure;
 
 public static class FakeTime
 {
+    /// <summary>A fake clock at a fixed, readable start (2026-11-24 00:00 UTC), for every timing rule.</summary>
+    public static FakeTimeProvider Create() =>
+        new(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+
     /// <summary>
     /// Advances fake time step by step, letting the code under test run between steps, until the condition holds.
     /// Returns how much fake time that took. Robust to timers that are registered a little after an event.

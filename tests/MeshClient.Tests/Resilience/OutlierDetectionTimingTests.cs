@@ -13,7 +13,7 @@ public sealed class OutlierDetectionTimingTests
 
     private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(Action<Dictionary<string, string?>>? tune = null)
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, settings =>
         {
             settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";

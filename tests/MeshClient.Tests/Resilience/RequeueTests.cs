@@ -12,8 +12,6 @@ namespace MeshClient.Tests.Resilience;
 /// </summary>
 public sealed class RequeueTests
 {
-    private static FakeTimeProvider NewTime() =>
-        new(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
 
     private static Task<HttpResponseMessage> Refuse(HttpRequestMessage request, CancellationToken _) =>
         Task.FromException<HttpResponseMessage>(new HttpRequestException(HttpRequestError.ConnectionError, $"Connection refused ({request.RequestUri!.Authority})"));
@@ -21,7 +19,7 @@ public sealed class RequeueTests
     /// <summary>Five endpoints, all marked unreachable except that the live one is still serving its ejection.</summary>
     private static async Task<(MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time)> AllMarkedUnreachableAsync(int maxRetries, string live)
     {
-        var time = NewTime();
+        var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, s =>
         {
             s["Mesh:Resilience:MaxRetries"] = maxRetries.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -90,7 +88,7 @@ public sealed class RequeueTests
     [Fact]
     public async Task Requeues_AreBounded_AndDoNotUseUpMaxRetries()
     {
-        var time = NewTime();
+        var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, s =>
         {
             s["Mesh:Resilience:MaxRetries"] = "1";
@@ -130,7 +128,7 @@ public sealed class RequeueTests
     [Fact]
     public async Task WithMaxRetriesZero_NothingIsRequeued()
     {
-        var time = NewTime();
+        var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, s =>
         {
             s["Mesh:Resilience:MaxRetries"] = "0";

@@ -15,7 +15,7 @@ public sealed class UnreachableEjectionTests
 {
     private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(int endpoints)
     {
-        var time = new FakeTimeProvider(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+        var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, settings =>
         {
             foreach (var key in settings.Keys.Where(k => k.Contains(":Endpoints:", StringComparison.Ordinal)).ToList())

@@ -28,7 +28,7 @@ public sealed class MeshTlsRotationTests : IDisposable
     private readonly TestPki _pki = TestPki.Create("Mesh CA");
     private readonly TestPki _next = TestPki.Create("Next Mesh CA");
     private readonly WorkloadFiles _files = new();
-    private readonly FakeTimeProvider _time = new(DateTimeOffset.Parse("2026-11-24T00:00:00Z", System.Globalization.CultureInfo.InvariantCulture));
+    private readonly FakeTimeProvider _time = FakeTime.Create();
     private readonly FakeLogCollector _logs = new();
     private readonly ConcurrentQueue<(string ConnectionId, string? ClientThumbprint)> _seen = new();
 
