@@ -70,8 +70,8 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         {
             switch (primary)
             {
-                case SocketsHttpHandler { AllowAutoRedirect: true } sockets when !StaysOnRedirect(sockets.Credentials, useDefaultCredentials: false):
-                case HttpClientHandler { AllowAutoRedirect: true } handler when !StaysOnRedirect(handler.Credentials, handler.UseDefaultCredentials):
+                case SocketsHttpHandler { AllowAutoRedirect: true } sockets when StaysOnRedirect(sockets.Credentials, useDefaultCredentials: false):
+                case HttpClientHandler { AllowAutoRedirect: true } handler when StaysOnRedirect(handler.Credentials, handler.UseDefaultCredentials):
                     // Every hop the mesh sends reaches the primary's authentication stage again, and .NET's has no
                     // per-request opt-out (a second primary without credentials cannot be cloned faithfully: TLS
                     // options, callbacks, cookies, proxy), so such a client keeps .NET's own redirect following.
