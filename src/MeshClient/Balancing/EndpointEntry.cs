@@ -26,6 +26,7 @@ internal sealed class EndpointEntry
         HostHeader = hostHeader;
         _authorityAndPathBase = authority + pathBase;
         _fixedPrefix = scheme is null ? null : scheme + "://" + _authorityAndPathBase;
+        ServesHttps = scheme is null || scheme == Uri.UriSchemeHttps;
         Address = (scheme ?? "*") + "://" + _authorityAndPathBase;
     }
 
@@ -40,10 +41,20 @@ internal sealed class EndpointEntry
     /// <summary>Gets the value for the <c>Host</c> header (and so TLS SNI), when the endpoint names one.</summary>
     public string? HostHeader { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether an https request may go to this endpoint: an https address, or a host:port
+    /// endpoint (which keeps the request's scheme). An http address never takes one (see <see cref="EndpointSnapshot.Https"/>).
+    /// </summary>
+    public bool ServesHttps { get; }
+
     /// <summary>Gets the address for logs and diagnostics.</summary>
     public string Address { get; }
 
-    /// <summary>Builds the URI of <paramref name="original"/> sent to this endpoint (reference/dotnet-platform.md §1.6).</summary>
+    /// <summary>
+    /// Builds the URI of <paramref name="original"/> sent to this endpoint (reference/dotnet-platform.md §1.6). An
+    /// endpoint with an address sends with the address's scheme: the balancer gives an https request only endpoints
+    /// that <see cref="ServesHttps"/>, so that scheme is never a downgrade.
+    /// </summary>
     public Uri Rewrite(Uri original)
     {
         string target;

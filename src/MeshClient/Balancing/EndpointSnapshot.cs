@@ -6,6 +6,9 @@ namespace MeshClient.Balancing;
 /// </summary>
 internal sealed class EndpointSnapshot
 {
+    private readonly EndpointSnapshot? _parent;
+    private readonly double _decay = 1;
+    private readonly double _failurePenalty;
     private int _roundRobinCursor;
 
     /// <param name="serviceName">The service.</param>
@@ -19,7 +22,13 @@ internal sealed class EndpointSnapshot
     /// start scales them all); <see langword="null"/> for the discovered weights.
     /// </param>
     public EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights = null)
+        : this(serviceName, all, active, policy, panic, roundRobinStart, weights, parent: null)
     {
+    }
+
+    private EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights, EndpointSnapshot? parent)
+    {
+        _parent = parent;
         ServiceName = serviceName;
         All = all;
         Active = active;
@@ -46,15 +55,16 @@ internal sealed class EndpointSnapshot
         TotalWeight = total;
         RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
         _roundRobinCursor = roundRobinStart;
+        Https = parent is null ? CreateHttpsView(all, active, weights, roundRobinStart) : this;
     }
 
     public string ServiceName { get; }
 
     /// <summary>Gets the peak-EWMA decay time in timestamp units.</summary>
-    public double Decay { get; init; } = 1;
+    public double Decay { get => _parent?.Decay ?? _decay; init => _decay = value; }
 
     /// <summary>Gets the latency recorded for a failed attempt, in timestamp units.</summary>
-    public double FailurePenalty { get; init; }
+    public double FailurePenalty { get => _parent?.FailurePenalty ?? _failurePenalty; init => _failurePenalty = value; }
 
     /// <summary>Gets every discovered endpoint.</summary>
     public EndpointEntry[] All { get; }
@@ -77,6 +87,14 @@ internal sealed class EndpointSnapshot
 
     /// <summary>Gets the smooth weighted round-robin order of <see cref="Active"/> (indices), for the round-robin policy.</summary>
     public ushort[] RoundRobinSequence { get; }
+
+    /// <summary>
+    /// Gets the view of this snapshot for an https request: only the endpoints that <see cref="EndpointEntry.ServesHttps"/>
+    /// (same panic state, weights and policy), so that an https request is never sent in cleartext. It is this snapshot
+    /// when every endpoint serves https, and <see langword="null"/> when none does. Built with the snapshot (off the
+    /// hot path); the pick only reads the reference.
+    /// </summary>
+    public EndpointSnapshot? Https { get; }
 
     public int NextRoundRobin() => Interlocked.Increment(ref _roundRobinCursor);
 
@@ -113,5 +131,44 @@ internal sealed class EndpointSnapshot
         }
 
         return lo;
+    }
+
+    private EndpointSnapshot? CreateHttpsView(EndpointEntry[] all, EndpointEntry[] active, long[] weights, int roundRobinStart)
+    {
+        var secure = 0;
+        foreach (var entry in all)
+        {
+            secure += entry.ServesHttps ? 1 : 0;
+        }
+
+        if (secure == all.Length)
+        {
+            return this;
+        }
+
+        if (secure == 0)
+        {
+            return null;
+        }
+
+        var secureAll = Array.FindAll(all, static e => e.ServesHttps);
+        var count = 0;
+        foreach (var entry in active)
+        {
+            count += entry.ServesHttps ? 1 : 0;
+        }
+
+        var secureActive = new EndpointEntry[count];
+        var secureWeights = new long[count];
+        for (int i = 0, j = 0; i < active.Length; i++)
+        {
+            if (active[i].ServesHttps)
+            {
+                secureActive[j] = active[i];
+                secureWeights[j++] = weights[i];
+            }
+        }
+
+        return new EndpointSnapshot(ServiceName, secureAll, secureActive, Policy, Panic, roundRobinStart, secureWeights, this);
     }
 }

@@ -64,6 +64,13 @@ internal sealed class MeshRequestContext
     /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
     public object? Resilience { get; set; }
 
+    /// <summary>
+    /// Takes the context of a finished call off its request: a redirect hop (or a second send of the same message)
+    /// to a pass-through host must not find the first service's retries, budget and timeouts there.
+    /// </summary>
+    public static void Remove(HttpRequestMessage request) =>
+        ((IDictionary<string, object?>)request.Options).Remove(Key.Key);
+
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
         Attempts++;

@@ -82,7 +82,7 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
     public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
     {
-        if (outcome != AttemptOutcome.Cancelled)
+        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
             var now = _registry.TimeProvider.GetTimestamp();
             double rtt = now - startTimestamp;
@@ -103,6 +103,13 @@ internal sealed partial class ServiceTable : IDisposable
             endpoint.State.ReleaseProbe();
         }
     }
+
+    /// <summary>
+    /// Tells outlier detection that an endpoint answered with <c>Retry-After</c>: it asked not to be called for
+    /// <paramref name="retryAfter"/>.
+    /// </summary>
+    public void RecordRetryAfter(EndpointEntry endpoint, TimeSpan retryAfter) =>
+        _registry.HealthObserver?.OnRetryAfter(this, endpoint, retryAfter);
 
     /// <summary>
     /// Changes whether an endpoint takes traffic, and publishes the new snapshot at once. An endpoint readmitted

@@ -47,6 +47,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
     private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
     {
+        snapshot = ForScheme(table, snapshot, original.Scheme);
         request.Options.TryGetValue(MeshRequestContext.Key, out var context);
         var endpoint = Pick(table, snapshot, context, out var isProbe);
         context?.OnAttempt(endpoint, snapshot.Policy.Name);
@@ -64,10 +65,16 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
         var start = registry.TimeProvider.GetTimestamp();
         var outcome = AttemptOutcome.Failure;
+        var retryAfter = TimeSpan.Zero;
         try
         {
             var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             outcome = Classify(response.StatusCode);
+            if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
+            {
+                retryAfter = RetryAfter(response);
+            }
+
             return response;
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -80,11 +87,21 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             outcome = AttemptOutcome.Unreachable;
             throw;
         }
+        catch (HttpRequestException ex) when (LocalFailure.Is(ex))
+        {
+            outcome = AttemptOutcome.Local; // our own failure (a body that cannot be read again): not the endpoint's
+            throw;
+        }
         finally
         {
             // The outcome first: between the two, the attempt counts as in flight or as a failure, never as neither,
             // so the admission limit of a failing endpoint (failures + in flight) has no gap to let one more through.
             table.RecordOutcome(snapshot, endpoint, start, outcome, isProbe);
+            if (retryAfter > TimeSpan.Zero)
+            {
+                table.RecordRetryAfter(endpoint, retryAfter);
+            }
+
             state.OnAttemptEnded();
             request.RequestUri = original;
             if (setHost)
@@ -92,6 +109,28 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
                 request.Headers.Host = null;
             }
         }
+    }
+
+    /// <summary>
+    /// The endpoints a request may go to by its scheme: an https request only to endpoints that serve https (never a
+    /// downgrade; a service with none fails with <see cref="NoHttpsEndpointException"/>); Aspire's <c>https+http</c>
+    /// to the https ones when the service has any, else to all; <c>http</c> and <c>http+https</c> to all.
+    /// </summary>
+    private static EndpointSnapshot ForScheme(ServiceTable table, EndpointSnapshot snapshot, string scheme)
+    {
+        if (!scheme.StartsWith(Uri.UriSchemeHttps, StringComparison.Ordinal))
+        {
+            return snapshot;
+        }
+
+        if (snapshot.Https is { } https)
+        {
+            return https;
+        }
+
+        return scheme.Length > Uri.UriSchemeHttps.Length && scheme[Uri.UriSchemeHttps.Length] == '+'
+            ? snapshot
+            : throw new NoHttpsEndpointException(table.ServiceName);
     }
 
     /// <summary>
@@ -170,6 +209,14 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
         return best;
     }
+
+    /// <summary>How long the endpoint asked not to be called again (<c>Retry-After</c>, a delay or a date), or zero.</summary>
+    private TimeSpan RetryAfter(HttpResponseMessage response) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => delta,
+        { Date: { } date } => date - registry.TimeProvider.GetUtcNow(),
+        _ => TimeSpan.Zero,
+    };
 
     internal static AttemptOutcome Classify(HttpStatusCode status) => (int)status switch
     {

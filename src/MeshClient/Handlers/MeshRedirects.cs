@@ -11,7 +11,10 @@ namespace MeshClient.Handlers;
 /// through the mesh again, a relative one goes back to the service that answered (not to its endpoint's address),
 /// and the rules are those of .NET's own redirect handling: <c>Authorization</c> is dropped on every redirect, an
 /// https to http downgrade is not followed, 303 (and 301/302 after a POST) become a GET without a body, and at most
-/// <c>MaxAutomaticRedirections</c> hops are followed. Nothing here runs unless a response is a redirect.
+/// <c>MaxAutomaticRedirections</c> hops are followed. Nothing here runs unless a response is a redirect. A hop to a
+/// pass-through host gets no mesh work: the first call's context is gone from the request by then. A client whose
+/// primary handler has credentials .NET would not send across a redirect keeps the primary's own following (see
+/// <c>MeshHttpMessageHandlerBuilderFilter</c>): the hops the mesh sends would each pass its authentication stage.
 /// </summary>
 internal static class MeshRedirects
 {

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Handlers;
 using MeshClient.Resilience;
@@ -21,6 +23,9 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
     ILogger<MeshHttpMessageHandlerBuilderFilter> logger) : IHttpMessageHandlerBuilderFilter
 {
     private const string ServiceDiscoveryHandlerType = "Microsoft.Extensions.ServiceDiscovery.Http.ResolvingHttpDelegatingHandler";
+
+    // The clients already told that their primary handler keeps following redirects (handlers are rebuilt every 2 minutes).
+    private readonly ConcurrentDictionary<string, byte> _keptRedirects = new(StringComparer.Ordinal);
 
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
     {
@@ -47,7 +52,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
         // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler)));
+        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
@@ -56,14 +61,26 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
     /// <summary>
     /// Turns off the redirect following of the primary handler (the mesh follows redirects above its handlers, see
-    /// <see cref="MeshRedirects"/>) and returns how many it followed, or 0 when it did not or cannot be changed.
+    /// <see cref="MeshRedirects"/>) and returns how many it followed, or 0 when it did not or cannot be changed, or
+    /// when the primary carries credentials that .NET does not send across a redirect.
     /// </summary>
-    private static int TakeOverRedirects(HttpMessageHandler primary)
+    private int TakeOverRedirects(HttpMessageHandler primary, string client)
     {
         try
         {
             switch (primary)
             {
+                case SocketsHttpHandler { AllowAutoRedirect: true } sockets when StaysOnRedirect(sockets.Credentials, useDefaultCredentials: false):
+                case HttpClientHandler { AllowAutoRedirect: true } handler when StaysOnRedirect(handler.Credentials, handler.UseDefaultCredentials):
+                    // Every hop the mesh sends reaches the primary's authentication stage again, and .NET's has no
+                    // per-request opt-out (a second primary without credentials cannot be cloned faithfully: TLS
+                    // options, callbacks, cookies, proxy), so such a client keeps .NET's own redirect following.
+                    if (_keptRedirects.TryAdd(client, 0))
+                    {
+                        Log.RedirectsLeftToPrimaryHandler(logger, client);
+                    }
+
+                    return 0;
                 case SocketsHttpHandler { AllowAutoRedirect: true } sockets:
                     sockets.AllowAutoRedirect = false;
                     return sockets.MaxAutomaticRedirections;
@@ -81,8 +98,19 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         }
     }
 
+    /// <summary>
+    /// Whether credentials of the primary handler go with a request to another host that .NET would send them to
+    /// only without a redirect: a <see cref="NetworkCredential"/> or the default credentials. SocketsHttpHandler
+    /// authenticates its redirect hops only with a <see cref="CredentialCache"/> (which names the hosts it is for).
+    /// </summary>
+    private static bool StaysOnRedirect(ICredentials? credentials, bool useDefaultCredentials) =>
+        useDefaultCredentials || credentials is not (null or CredentialCache);
+
     private static partial class Log
     {
+        [LoggerMessage(13, LogLevel.Warning, "HttpClient '{Client}': its primary handler has credentials that .NET does not send across a redirect; it follows this client's redirects itself, so redirect hops get no mesh work.", EventName = "RedirectsLeftToPrimaryHandler")]
+        public static partial void RedirectsLeftToPrimaryHandler(ILogger logger, string client);
+
         [LoggerMessage(10, LogLevel.Warning, "HttpClient '{Client}': removed the handler of AddServiceDiscovery(); the mesh discovers and balances this client itself.", EventName = "RemovedServiceDiscoveryHandler")]
         public static partial void RemovedServiceDiscoveryHandler(ILogger logger, string client);
     }

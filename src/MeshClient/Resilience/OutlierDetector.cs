@@ -31,7 +31,7 @@ internal sealed partial class OutlierDetector(
     public void OnOutcome(ServiceTable table, EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
     {
         var state = endpoint.State;
-        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded || state.IsRemoved)
+        if (outcome is AttemptOutcome.Cancelled or AttemptOutcome.Overloaded or AttemptOutcome.Local || state.IsRemoved)
         {
             if (wasProbe)
             {
@@ -87,6 +87,26 @@ internal sealed partial class OutlierDetector(
                 Eject(table, endpoint, health, settings, "failure_percentage", fromProbe: false, unreachable: false);
             }
         }
+    }
+
+    /// <summary>
+    /// Keeps an endpoint that answered <c>Retry-After</c> out of the picks for that long, capped at
+    /// <c>MaxEjectionTime</c>, then probes it once as after any ejection. It is the endpoint's own word, not a guess,
+    /// so like a refused connection it is not limited by the max-ejection percentage (panic mode still balances over
+    /// every endpoint when too few are left) and does not lengthen the endpoint's next ejections. The call itself
+    /// never waits that long: its next attempt goes to another endpoint after at most <c>RetryMaxDelay</c>.
+    /// </summary>
+    public void OnRetryAfter(ServiceTable table, EndpointEntry endpoint, TimeSpan retryAfter)
+    {
+        var state = endpoint.State;
+        if (state.IsRemoved || state.Status != EndpointStatus.Healthy)
+        {
+            return; // a probe that answered so was ejected again by its outcome; an ejected endpoint stays out
+        }
+
+        var settings = resilience.Get(table.ServiceName).Settings;
+        var duration = retryAfter < settings.MaxEjectionTime ? retryAfter : settings.MaxEjectionTime;
+        Eject(table, endpoint, GetHealth(state, settings), settings, "retry_after", fromProbe: false, unreachable: false, duration);
     }
 
     public void OnRemoved(EndpointState state)
@@ -148,7 +168,7 @@ internal sealed partial class OutlierDetector(
     /// does not count unreachable endpoints; an unreachable one (connection refused) always is, for a short time
     /// that grows with each ejection in a row (<see cref="ResilienceSettings.UnreachableEjectionTime"/>).
     /// </summary>
-    private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe, bool unreachable)
+    private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe, bool unreachable, TimeSpan? asked = null)
     {
         TimeSpan duration;
         int times;
@@ -160,7 +180,7 @@ internal sealed partial class OutlierDetector(
                 return; // another thread already decided
             }
 
-            if (!fromProbe && !unreachable)
+            if (!fromProbe && !unreachable && asked is null)
             {
                 var snapshot = table.Snapshot;
                 var total = snapshot?.All.Length ?? 0;
@@ -186,10 +206,10 @@ internal sealed partial class OutlierDetector(
                 health.TimesEjected = 0; // healthy for a long spell: start the backoff over
             }
 
-            times = ++health.TimesEjected;
-            duration = unreachable
+            times = asked is null ? ++health.TimesEjected : health.TimesEjected;
+            duration = asked ?? (unreachable
                 ? TimeSpan.FromTicks(Math.Min(settings.UnreachableEjectionTime.Ticks * times, settings.BaseEjectionTime.Ticks))
-                : TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks));
+                : TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks)));
             state.Unreachable = unreachable;
             health.Window.Reset();
             lock (health)

@@ -88,11 +88,14 @@ internal sealed class ResilienceRegistry : IDisposable
                 ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
             };
 
-            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff).
+            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff),
+            // never above RetryMaxDelay: a long Retry-After keeps its endpoint out of the picks (OutlierDetector), and
+            // the next attempt goes elsewhere instead of sleeping the call into its total timeout.
             var retryAfter = retry.DelayGenerator;
+            var maxDelay = settings.RetryMaxDelay;
             retry.DelayGenerator = args => IsRequeue(args.Context)
                 ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
-                : retryAfter?.Invoke(args) ?? new ValueTask<TimeSpan?>((TimeSpan?)null);
+                : retryAfter is null ? new ValueTask<TimeSpan?>((TimeSpan?)null) : Cap(retryAfter(args), maxDelay);
             call.AddRetry(retry);
         }
 
@@ -100,6 +103,15 @@ internal sealed class ResilienceRegistry : IDisposable
             .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
             .Build();
         return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
+    }
+
+    private static ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
+    {
+        return delay.IsCompletedSuccessfully ? new ValueTask<TimeSpan?>(Min(delay.Result, max)) : AwaitAsync(delay, max);
+
+        static async ValueTask<TimeSpan?> AwaitAsync(ValueTask<TimeSpan?> delay, TimeSpan max) => Min(await delay.ConfigureAwait(false), max);
+
+        static TimeSpan? Min(TimeSpan? value, TimeSpan max) => value > max ? max : value;
     }
 
     private static bool IsRequeue(ResilienceContext context) =>
@@ -138,6 +150,12 @@ internal sealed class ResilienceRegistry : IDisposable
         if (sent && !settings.RetryNonIdempotent && request is not null && !IsIdempotent(request.Method))
         {
             // The server may have acted on it: a POST is never sent twice unless the user opts in.
+            return false;
+        }
+
+        if (sent && !ResendableContent.CanResend(request?.Content))
+        {
+            // The body may have been read and cannot be read again: the caller gets this answer, not a local error.
             return false;
         }
 
@@ -185,6 +203,8 @@ internal sealed class ResilienceRegistry : IDisposable
                 return "connect_failure";
             case TimeoutRejectedException:
                 return "timeout";
+            case HttpRequestException local when LocalFailure.Is(local):
+                return null; // the request itself cannot be sent (its body was consumed): another attempt would fail too
             case HttpRequestException:
                 return "error";
             default:

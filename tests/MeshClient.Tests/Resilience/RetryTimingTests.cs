@@ -50,28 +50,102 @@ public sealed class RetryTimingTests
         Assert.Equal(4, stub.Total);
     }
 
-    [Fact]
-    public async Task RetryAfter_IsHonoured()
+    [Theory]
+    [InlineData(0.1, 0.1)] // honoured when it is under the cap
+    [InlineData(5, 0.25)] // capped at RetryMaxDelay (250 ms)
+    [InlineData(120, 0.25)]
+    public async Task RetryAfter_IsHonoured_UpToRetryMaxDelay(double retryAfterSeconds, double expectedSeconds)
     {
         var (host, stub, time) = Create(s => s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00");
         await using var _ = host;
         for (var i = 1; i <= 4; i++)
         {
-            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) =>
-            {
-                var response = new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
-                response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(5));
-                return Task.FromResult(response);
-            };
+            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(retryAfterSeconds)));
         }
 
         var call = host.CreateClient().GetAsync("http://catalog/");
         await Poll.UntilAsync(() => stub.Total == 1);
-        var waited = await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 2, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20));
-        Assert.InRange(waited, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5.5)); // Retry-After: 5 s, not the 250 ms cap
-        await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 3, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(20));
+        var waited = await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 2, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(20));
+        Assert.InRange(waited, TimeSpan.FromSeconds(expectedSeconds), TimeSpan.FromSeconds(expectedSeconds + 0.05));
+        await FakeTime.AdvanceUntilAsync(time, () => stub.Total == 3, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(20));
         using var response = await call;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Equal(3, stub.Total);
+    }
+
+    [Fact]
+    public async Task ALongRetryAfter_OnEveryEndpoint_ReturnsTheServersAnswer_NotATimeout()
+    {
+        // Two endpoints answer 503 with Retry-After: 120, the defaults otherwise (TotalTimeout 30 s). The call must
+        // end with the server's 503 after at most 2 × RetryMaxDelay, not sleep into its total timeout.
+        var time = FakeTime.Create();
+        var stub = new StubEndpoints();
+        await using var host = MeshHost.Create(StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 2), services =>
+        {
+            services.AddSingleton<TimeProvider>(time);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        for (var i = 1; i <= 2; i++)
+        {
+            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(120)));
+        }
+
+        var call = host.CreateClient().GetAsync("http://catalog/");
+        var waited = await FakeTime.AdvanceUntilAsync(time, () => call.IsCompleted, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(40));
+        Assert.InRange(waited, TimeSpan.Zero, TimeSpan.FromSeconds(1)); // two backoffs of at most RetryMaxDelay (250 ms)
+        using var response = await call;
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(120), response.Headers.RetryAfter?.Delta);
+        Assert.Equal(3, stub.Total);
+    }
+
+    [Theory]
+    [InlineData(60, null, 60)] // out for as long as it asked
+    [InlineData(3600, "00:00:40", 40)] // capped at MaxEjectionTime
+    public async Task RetryAfter_KeepsItsEndpointOutOfThePicks_ForThatLong(int retryAfterSeconds, string? maxEjectionTime, int outForSeconds)
+    {
+        var (host, stub, time) = Create(s =>
+        {
+            s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            s["Mesh:Resilience:RetryMaxDelay"] = "00:00:00"; // the retry of the call that met the 503 goes at once
+            if (maxEjectionTime is not null)
+            {
+                s["Mesh:Resilience:BaseEjectionTime"] = "00:00:10";
+                s["Mesh:Resilience:MaxEjectionTime"] = maxEjectionTime;
+            }
+        });
+        await using var _ = host;
+        stub.Behaviors["10.0.0.1:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(retryAfterSeconds)));
+        var client = host.CreateClient();
+
+        // Round robin: without the rule the endpoint would take one call in four (and each such call a retry).
+        for (var i = 0; i < 40; i++)
+        {
+            using var response = await client.GetAsync("http://catalog/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        Assert.Equal(1, stub.Count("10.0.0.1:8080"));
+        time.Advance(TimeSpan.FromSeconds(outForSeconds - 1));
+        for (var i = 0; i < 8; i++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+        }
+
+        Assert.Equal(1, stub.Count("10.0.0.1:8080"));
+        time.Advance(TimeSpan.FromSeconds(2)); // the ejection ends: one probe
+        await Poll.UntilAsync(async () =>
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+            return stub.Count("10.0.0.1:8080") == 2;
+        });
+    }
+
+    private static HttpResponseMessage ServiceUnavailable(TimeSpan retryAfter)
+    {
+        var response = new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
+        response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(retryAfter);
+        return response;
     }
 
     [Fact]
