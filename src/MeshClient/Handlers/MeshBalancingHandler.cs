@@ -14,7 +14,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri))
+        if (MeshHosts.IsPassThrough(uri) || registry.IsExternal(uri.IdnHost))
         {
             return base.SendAsync(request, cancellationToken);
         }
