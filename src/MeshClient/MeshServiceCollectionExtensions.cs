@@ -123,6 +123,7 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton<MeshOptionsChangeNotifier>();
         services.TryAddSingleton<ServiceTableRegistry>();
         services.TryAddSingleton<MeshClient.Security.MeshTls>();
+        services.TryAddSingleton<MeshClient.Resilience.MeshConnectTimeout>();
         services.TryAddSingleton<IMeshStatus, MeshStatus>();
         services.AddMetrics();
         services.TryAddSingleton<MeshInstrumentation>();

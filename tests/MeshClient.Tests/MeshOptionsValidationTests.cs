@@ -22,6 +22,8 @@ public sealed class MeshOptionsValidationTests
     [InlineData("Mesh:SlowStart:Aggression", "0", "Mesh:SlowStart:Aggression must be between 0.1 and 10, was 0.")]
     [InlineData("Mesh:SlowStart:MinWeightPercent", "0", "Mesh:SlowStart:MinWeightPercent must be between 1 and 100, was 0.")]
     [InlineData("Mesh:Services:catalog:SlowStart:MinWeightPercent", "101", "Mesh:Services:catalog:SlowStart:MinWeightPercent must be between 1 and 100, was 101.")]
+    [InlineData("Mesh:Resilience:ConnectTimeout", "00:00:00", "Mesh:Resilience:ConnectTimeout must be between")]
+    [InlineData("Mesh:Services:catalog:Resilience:ConnectTimeout", "00:20:00", "Mesh:Services:catalog:Resilience:ConnectTimeout must be between")]
     public async Task InvalidConfiguration_FailsAtStartUp_NamingTheKey(string key, string value, string expected)
     {
         var settings = new Dictionary<string, string?>

@@ -59,6 +59,12 @@ internal sealed partial class ServiceTable : IDisposable
 
     public Exception? LastError => _lastError;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether the registry let go of this table (a dotted name nobody knows) before
+    /// it was ever added; only the request that created it still uses it, to pass through.
+    /// </summary>
+    internal bool IsDiscarded { get; set; }
+
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
 
@@ -207,6 +213,11 @@ internal sealed partial class ServiceTable : IDisposable
                 // A refresh that ended after Dispose may have registered a callback or added endpoints: let go of them.
                 Release();
             }
+        }
+
+        if (!cancellationToken.IsCancellationRequested)
+        {
+            _registry.OnResolved(this);
         }
     }
 

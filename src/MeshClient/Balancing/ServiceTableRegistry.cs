@@ -17,7 +17,15 @@ internal sealed class ServiceTableRegistry : IDisposable
     internal static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(5);
     internal static readonly TimeSpan IdleTimeout = TimeSpan.FromMinutes(10);
 
+    /// <summary>The most dotted host names remembered as unknown to every provider (hosts outside the mesh).</summary>
+    internal const int MaxExternalHosts = 1024;
+
     private readonly ConcurrentDictionary<string, ServiceTable> _tables = new(StringComparer.OrdinalIgnoreCase);
+
+    // Dotted names that no provider knows, with the timestamp of the last lookup that said so: a bounded negative
+    // cache instead of a table (and its timer) per host, so that a client calling thousands of outside hosts holds
+    // nothing per host beyond this entry.
+    private readonly ConcurrentDictionary<string, long> _external = new(StringComparer.OrdinalIgnoreCase);
     private readonly Lock _createLock = new();
     private bool _disposed;
     private volatile Security.EndpointAddressFilter? _addressFilter;
@@ -55,6 +63,8 @@ internal sealed class ServiceTableRegistry : IDisposable
 
     private void OnOptionsChanged()
     {
+        // A reload may make a dotted name known (Mesh:Services:{name}): look them up again at their next call.
+        _external.Clear();
         var key = AllowedKey(Options.Current);
         if (Interlocked.Exchange(ref _allowedKey, key) == key)
         {
@@ -103,8 +113,40 @@ internal sealed class ServiceTableRegistry : IDisposable
 
     public ICollection<ServiceTable> Tables => _tables.Values;
 
+    /// <summary>Gets the number of dotted host names remembered as outside the mesh (diagnostics and tests).</summary>
+    internal int ExternalHostCount => _external.Count;
+
     public ServiceTable GetTable(string host) =>
         _tables.TryGetValue(host, out var table) ? table : CreateTable(host);
+
+    /// <summary>
+    /// Says whether <paramref name="host"/> is a dotted name that discovery recently found nobody knows, so that the
+    /// request passes through without a table. The hot path of such a host is one dictionary read. An entry older
+    /// than <see cref="RefreshInterval"/> still answers, and starts one lookup in the background (a table that
+    /// lives until discovery answers): a name that a provider has come to know is balanced within seconds.
+    /// </summary>
+    public bool IsExternal(string host)
+    {
+        if (!_external.TryGetValue(host, out var since))
+        {
+            return false;
+        }
+
+        var now = TimeProvider.GetTimestamp();
+        if (TimeProvider.GetElapsedTime(since, now) >= RefreshInterval && _external.TryUpdate(host, now, since) && !_tables.ContainsKey(host))
+        {
+            try
+            {
+                _ = CreateTable(host);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The host is shutting down: the request passes through as before.
+            }
+        }
+
+        return true;
+    }
 
     private ServiceTable CreateTable(string host)
     {
@@ -114,11 +156,64 @@ internal sealed class ServiceTableRegistry : IDisposable
             if (!_tables.TryGetValue(host, out var table))
             {
                 table = new ServiceTable(this, host);
-                _tables[host] = table;
+
+                // The first lookup may have ended inside the constructor (a synchronous resolver) and found that nobody
+                // knows the name: the table is then not kept (see OnResolved).
+                if (table.IsDiscarded)
+                {
+                    table.Dispose();
+                }
+                else
+                {
+                    _tables[host] = table;
+                }
             }
 
             return table;
         }
+    }
+
+    /// <summary>
+    /// Called after each lookup of a table. A dotted name that nobody knows is a host outside the mesh: it is
+    /// remembered in the negative cache and its table (and timer) let go at once; one that became known leaves it.
+    /// </summary>
+    internal void OnResolved(ServiceTable table)
+    {
+        if (table.IsSingleLabel)
+        {
+            return;
+        }
+
+        if (table.Resolution != ServiceResolution.Unknown)
+        {
+            _external.TryRemove(table.ServiceName, out _);
+            return;
+        }
+
+        lock (_createLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            if (_external.Count >= MaxExternalHosts && !_external.ContainsKey(table.ServiceName))
+            {
+                // Bounded: the least cost of a full cache is one more lookup per host, not memory without end.
+                _external.Clear();
+            }
+
+            _external[table.ServiceName] = TimeProvider.GetTimestamp();
+            if (!((ICollection<KeyValuePair<string, ServiceTable>>)_tables).Remove(new(table.ServiceName, table)))
+            {
+                // Not added yet: the lookup ended inside the constructor, and CreateTable disposes it.
+                table.IsDiscarded = true;
+                return;
+            }
+        }
+
+        // Not HealthObserver.OnServiceRemoved: the calls to the host keep their resilience (budget, pipelines).
+        table.Dispose();
     }
 
     internal void Evict(ServiceTable table)

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Security;
 using MeshClient.Security;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;
@@ -12,8 +13,24 @@ namespace MeshClient.Consul;
 /// <c>AddConsul()</c>: a default resilience handler (30 s total timeout) would cut blocking queries, and a default
 /// <c>AddServiceDiscovery()</c> would send the Consul client through discovery (Steeltoe's recursion pitfall).
 /// </summary>
-internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder options) : IHttpMessageHandlerBuilderFilter
+internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder options, ConsulTls tls) : IHttpMessageHandlerBuilderFilter, IDisposable
 {
+    private readonly Lock _lock = new();
+    private readonly List<HttpMessageHandler> _handlers = [];
+    private bool _disposed;
+
+    /// <summary>Gets the handlers built and not yet disposed (tests).</summary>
+    internal IReadOnlyList<HttpMessageHandler> Handlers
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _handlers];
+            }
+        }
+    }
+
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
     {
         next(builder);
@@ -23,10 +40,38 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder 
         }
 
         builder.AdditionalHandlers.Clear();
-        builder.PrimaryHandler = new ConsulTokenHandler(CreatePrimaryHandler(options.Current));
+        var handler = new ConsulTokenHandler(CreatePrimaryHandler(options.Current, tls));
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _handlers.Add(handler);
+        }
+
+        builder.PrimaryHandler = handler;
     };
 
-    internal static SocketsHttpHandler CreatePrimaryHandler(ConsulOptions options)
+    /// <summary>
+    /// Disposes the handlers this filter built, and so their connections, with the service provider. The factory
+    /// never disposes a handler whose lifetime is infinite (this client's: see <c>AddConsul()</c>), so without this
+    /// the connections to the agent stayed open after the host was gone, until Consul or the OS closed them.
+    /// </summary>
+    public void Dispose()
+    {
+        HttpMessageHandler[] handlers;
+        lock (_lock)
+        {
+            _disposed = true;
+            handlers = [.. _handlers];
+            _handlers.Clear();
+        }
+
+        foreach (var handler in handlers)
+        {
+            handler.Dispose();
+        }
+    }
+
+    internal static SocketsHttpHandler CreatePrimaryHandler(ConsulOptions options, ConsulTls tls)
     {
         var handler = new SocketsHttpHandler
         {
@@ -43,22 +88,14 @@ internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder 
             EnableMultipleHttp2Connections = true,
         };
 
-        if (!string.IsNullOrEmpty(options.CaCertificateFile) || !string.IsNullOrEmpty(options.ClientCertificateFile))
-        {
-            // Only the CA file is trusted (never the system store as well, never a blind accept); the host name,
-            // the dates and the server-authentication usage are checked too.
-            var trust = TlsTrust.Load(options.CaCertificateFile, trustSystem: false, serverName: null, options.ClientCertificateFile, options.ClientKeyFile);
-            if (trust.Authorities is not null)
-            {
-                handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, chain, errors) => trust.ValidateServer(certificate, chain, errors);
-            }
-
-            if (trust.ClientCertificate is { } certificate)
-            {
-                handler.SslOptions.ClientCertificates = [certificate];
-            }
-        }
-
+        // The trust is read once per connection, when its handshake runs: the files rotate under the handler (which
+        // the factory never replaces). With a CA file, only the CA file is trusted (never the system store as well,
+        // never a blind accept); the host name, the dates and the server-authentication usage are checked too.
+        // Without any TLS file, the platform's validation applies and no client certificate is offered.
+        var ssl = handler.SslOptions;
+        ssl.RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+            tls.Current is { } trust ? trust.ValidateServer(certificate, chain, errors) : errors == SslPolicyErrors.None;
+        ssl.LocalCertificateSelectionCallback = (_, _, _, _, _) => tls.Current?.ClientCertificate!;
         return handler;
     }
 }

@@ -86,6 +86,7 @@ public static class ConsulMeshBuilderExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(Randomizer.Shared);
         services.TryAddSingleton<ConsulOptionsHolder>();
+        services.TryAddSingleton<ConsulTls>();
         services.TryAddSingleton<ConsulClient>();
         services.TryAddSingleton<ConsulCatalogCache>();
         services.AddHostedService<ConsulRegistrationService>();

@@ -99,7 +99,8 @@ public sealed class ConsulOptions
 
     /// <summary>
     /// Gets or sets a PEM file holding the CA certificate(s) that Consul's HTTPS certificate must chain to. When
-    /// set, only this CA is trusted for Consul. Default: the system trust store.
+    /// set, only this CA is trusted for Consul. Default: the system trust store. Read again every
+    /// <c>Mesh:Tls:ReloadInterval</c> with the client certificate files: new connections use rotated files.
     /// </summary>
     public string? CaCertificateFile { get; set; }
 

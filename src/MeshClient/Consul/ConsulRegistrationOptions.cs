@@ -17,8 +17,10 @@ public sealed class ConsulRegistrationOptions
     public string? ServiceId { get; set; }
 
     /// <summary>
-    /// Gets or sets the address other services call. Default: the address the server listens on when it is a
-    /// specific IP, else none (Consul then uses the agent's node address).
+    /// Gets or sets the address other services call, which the HTTP check probes too. Default: the address the server
+    /// listens on when it is a specific IP; listening on a wildcard or a host name, the host's primary address (the
+    /// local address of its default route, else its first non-loopback interface address); none on a host with
+    /// nothing but loopback (Consul then uses the agent's node address, and the check probes 127.0.0.1).
     /// </summary>
     public string? Address { get; set; }
 

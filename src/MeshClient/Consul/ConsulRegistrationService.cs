@@ -258,6 +258,14 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
             address = host;
         }
 
+        if (string.IsNullOrEmpty(address))
+        {
+            // Listening on a wildcard (or a host name): register the host's primary address, and probe that same
+            // address. Left empty, Consul would send traffic to its node address while the HTTP check probed the
+            // machine name, which can resolve elsewhere (another interface, or not at all).
+            address = HostAddress.Primary()?.ToString();
+        }
+
         var hostName = Dns.GetHostName();
         var id = settings.ServiceId;
         if (string.IsNullOrWhiteSpace(id))
@@ -281,7 +289,8 @@ internal sealed partial class ConsulRegistrationService : IHostedService, IDispo
         string? ttlCheckId = null;
         if (!string.IsNullOrEmpty(settings.HealthCheckPath))
         {
-            var checkHost = string.IsNullOrEmpty(address) ? hostName : address;
+            // A host with no address but loopback: Consul's node address can only be local too.
+            var checkHost = string.IsNullOrEmpty(address) ? IPAddress.Loopback.ToString() : address;
             if (checkHost.Contains(':', StringComparison.Ordinal) && !checkHost.StartsWith('['))
             {
                 checkHost = "[" + checkHost + "]";

@@ -14,7 +14,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri))
+        if (MeshHosts.IsPassThrough(uri) || registry.IsExternal(uri.IdnHost))
         {
             return base.SendAsync(request, cancellationToken);
         }
@@ -91,6 +91,14 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         {
             outcome = AttemptOutcome.Local; // our own failure (a body that cannot be read again): not the endpoint's
             throw;
+        }
+        catch (OperationCanceledException ex) when (IsConnectTimeout(ex))
+        {
+            // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET
+            // reports it as a TaskCanceledException around a TimeoutException although nobody cancelled. Nothing was
+            // sent: the endpoint is unreachable and the call is requeued, as for a refused connection.
+            outcome = AttemptOutcome.Unreachable;
+            throw new HttpRequestException(HttpRequestError.ConnectionError, $"{ex.InnerException!.Message} ({request.RequestUri!.Authority})", ex);
         }
         finally
         {
@@ -217,6 +225,15 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         { Date: { } date } => date - registry.TimeProvider.GetUtcNow(),
         _ => TimeSpan.Zero,
     };
+
+    /// <summary>
+    /// Whether an exception is SocketsHttpHandler's connect timeout (<see cref="SocketsHttpHandler.ConnectTimeout"/>):
+    /// on .NET 10 a <see cref="TaskCanceledException"/> whose inner exception is a <see cref="TimeoutException"/>
+    /// ("A connection could not be established within the configured ConnectTimeout."), raised while the caller's
+    /// token is not cancelled (the caller's cancellation and <see cref="HttpClient.Timeout"/> are caught before this,
+    /// and the attempt timeout, a Polly strategy inside this handler, surfaces as a <c>TimeoutRejectedException</c>).
+    /// </summary>
+    internal static bool IsConnectTimeout(OperationCanceledException exception) => exception.InnerException is TimeoutException;
 
     internal static AttemptOutcome Classify(HttpStatusCode status) => (int)status switch
     {

@@ -56,6 +56,9 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptHandler());
+
+        // The connect timeout first: the TLS configuration wraps the connect callback it installs.
+        services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
         services.GetRequiredService<Security.MeshTls>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
     };
 

@@ -98,6 +98,18 @@ public sealed class MeshResilienceOptions
     public TimeSpan? AttemptTimeout { get; set; }
 
     /// <summary>
+    /// Gets or sets how long opening the TCP connection to a mesh endpoint may take (the TLS handshake and the request
+    /// are not included). A connection not established by then is treated like a refused one: nothing was sent, so
+    /// the call is requeued at once on another endpoint and the endpoint is ejected as unreachable. Applied by the
+    /// mesh client's <see cref="SocketsHttpHandler"/> primary handler to connections it opens to mesh endpoints
+    /// (hosts outside the mesh keep the handler's own setting); a <see cref="SocketsHttpHandler.ConnectTimeout"/>
+    /// the application set on its primary handler wins. Default: 1 s (Linkerd; a connect within a data centre takes
+    /// well under a millisecond, and Linux retransmits a lost SYN after 1 s, so waiting longer mostly waits on a node
+    /// that is gone). Valid: 10 ms to 10 min, not longer than the attempt timeout.
+    /// </summary>
+    public TimeSpan? ConnectTimeout { get; set; }
+
+    /// <summary>
     /// Gets or sets the timeout of a whole call, retries and backoff included. Default: 30 s. Valid: 10 ms to 1 h,
     /// at least the attempt timeout.
     /// </summary>

@@ -45,6 +45,8 @@ internal sealed record ResilienceSettings
 
     public TimeSpan TotalTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     public static ResilienceSettings Resolve(MeshResilienceOptions? global, MeshResilienceOptions? service)
     {
         var d = Defaults;
@@ -68,13 +70,16 @@ internal sealed record ResilienceSettings
             RetryNonIdempotent = service?.RetryNonIdempotent ?? global?.RetryNonIdempotent ?? d.RetryNonIdempotent,
             AttemptTimeout = service?.AttemptTimeout ?? global?.AttemptTimeout ?? d.AttemptTimeout,
             TotalTimeout = service?.TotalTimeout ?? global?.TotalTimeout ?? d.TotalTimeout,
+            ConnectTimeout = service?.ConnectTimeout ?? global?.ConnectTimeout ?? d.ConnectTimeout,
         };
 
-        // Like Envoy: the cap is at least the base, and an attempt never outlives its call.
+        // Like Envoy: the cap is at least the base, and an attempt never outlives its call (nor a connect its attempt).
+        var attemptTimeout = settings.AttemptTimeout > settings.TotalTimeout ? settings.TotalTimeout : settings.AttemptTimeout;
         return settings with
         {
+            ConnectTimeout = settings.ConnectTimeout > attemptTimeout ? attemptTimeout : settings.ConnectTimeout,
             MaxEjectionTime = settings.MaxEjectionTime < settings.BaseEjectionTime ? settings.BaseEjectionTime : settings.MaxEjectionTime,
-            AttemptTimeout = settings.AttemptTimeout > settings.TotalTimeout ? settings.TotalTimeout : settings.AttemptTimeout,
+            AttemptTimeout = attemptTimeout,
         };
     }
 
@@ -103,6 +108,7 @@ internal sealed record ResilienceSettings
         Range(failures, prefix, nameof(options.RetryBudgetWindow), options.RetryBudgetWindow, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
         Range(failures, prefix, nameof(options.AttemptTimeout), options.AttemptTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
         Range(failures, prefix, nameof(options.TotalTimeout), options.TotalTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1));
+        Range(failures, prefix, nameof(options.ConnectTimeout), options.ConnectTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
 
         // Only a contradiction written at one level is an error; an unset side adapts (see Resolve).
         if (options.MaxEjectionTime is { } max && options.BaseEjectionTime is { } baseTime && max < baseTime)
@@ -113,6 +119,11 @@ internal sealed record ResilienceSettings
         if (options.TotalTimeout is { } total && options.AttemptTimeout is { } attempt && total < attempt)
         {
             failures.Add($"{prefix}:TotalTimeout ({total}) must not be shorter than {prefix}:AttemptTimeout ({attempt}).");
+        }
+
+        if (options.ConnectTimeout is { } connect && options.AttemptTimeout is { } attemptTimeout && connect > attemptTimeout)
+        {
+            failures.Add($"{prefix}:ConnectTimeout ({connect}) must not be longer than {prefix}:AttemptTimeout ({attemptTimeout}).");
         }
     }
 

@@ -131,6 +131,43 @@ public sealed class ConsulRegistrationTests
         Assert.Equal(0, consul.CountRequests("/v1/agent/"));
     }
 
+    /// <summary>
+    /// Listening on 0.0.0.0, the service used to register no address (Consul then sends traffic to its node address)
+    /// while its HTTP check probed Dns.GetHostName(), which can be elsewhere. Now the host's primary address is
+    /// registered, and the check probes exactly that address.
+    /// </summary>
+    [Fact]
+    public async Task ListeningOnAWildcard_RegistersTheHostsPrimaryAddress_AndTheHttpCheckProbesThatSameAddress()
+    {
+        await using var consul = await ConsulTestServer.StartAsync(new ConsulServerOptions { HttpCheckInitialStagger = false });
+        await using var service = await ServiceApp.StartAsync(consul, new()
+        {
+            ["Mesh:Consul:Registration:HealthCheckPath"] = "/health",
+            ["Mesh:Consul:Registration:CheckInterval"] = "00:00:01",
+        }, bindTo: IPAddress.Any);
+        var primary = HostAddress.Primary()?.ToString();
+
+        var registered = await AgentServiceAsync(consul, service.Id);
+        var address = registered.GetProperty("Address").GetString();
+        var check = await PassingCheckAsync(consul, "orders");
+        var probed = new Uri(check.GetProperty("Output").GetString()!.Split(' ')[2].TrimEnd(':'));
+
+        if (primary is not null)
+        {
+            Assert.Equal(primary, address);
+            Assert.Equal(primary, probed.Host.Trim('[', ']'));
+        }
+        else
+        {
+            // A host with only loopback: nothing to register, and the agent (local too) probes 127.0.0.1.
+            Assert.True(string.IsNullOrEmpty(address));
+            Assert.Equal("127.0.0.1", probed.Host);
+        }
+
+        Assert.Equal(service.Port, probed.Port);
+        Assert.Contains(service.Events(310), r => r.Message.Contains($"{primary ?? "(agent address)"}:{service.Port}", StringComparison.Ordinal));
+    }
+
     private static async Task<JsonElement> PassingCheckAsync(ConsulTestServer consul, string service)
     {
         JsonElement entries = default;
@@ -178,12 +215,12 @@ public sealed class ConsulRegistrationTests
 
         public IReadOnlyList<FakeLogRecord> Events(int id) => [.. Logs.GetSnapshot().Where(r => r.Id.Id == id)];
 
-        public static async Task<ServiceApp> StartAsync(ConsulTestServer consul, Dictionary<string, string?> settings, Func<bool>? health = null, bool waitForRegistration = true)
+        public static async Task<ServiceApp> StartAsync(ConsulTestServer consul, Dictionary<string, string?> settings, Func<bool>? health = null, bool waitForRegistration = true, IPAddress? bindTo = null)
         {
             var builder = WebApplication.CreateSlimBuilder();
             var logs = new FakeLogCollector();
             builder.Logging.ClearProviders().SetMinimumLevel(LogLevel.Debug).AddProvider(new FakeLoggerProvider(logs));
-            builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+            builder.WebHost.UseKestrel(k => k.Listen(bindTo ?? IPAddress.Loopback, 0));
             var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase)
             {
                 ["Mesh:Consul:Address"] = consul.Address.ToString(),

@@ -1,6 +1,7 @@
 using System.Security.Cryptography.X509Certificates;
 using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace MeshClient.Tests.Consul;
 
@@ -122,5 +123,75 @@ public sealed class ConsulTlsTests
             await Assert.ThrowsAsync<UnknownServiceException>(() => mesh.CreateClient().GetAsync("http://web/"));
             Assert.Single(mesh.Events(300));
         }
+    }
+
+    /// <summary>
+    /// The Consul TLS files rotate as Mesh:Tls files do: rewritten on disk, they are read again every
+    /// Mesh:Tls:ReloadInterval (fake time here, so "before" and "after" are exact), and new connections use them.
+    /// Before, the Consul client kept the certificates it was built with until a restart.
+    /// </summary>
+    [Fact]
+    public async Task CaAndClientCertificateFiles_RewrittenOnDisk_AreUsedByNewConnections_AfterTheReloadInterval()
+    {
+        using var pki = TestPki.Create();
+        using var old = TestPki.Create("Retired CA");
+        var time = FakeTime.Create();
+        await using var a = await TestBackend.StartAsync("a");
+        await using var consul = await ConsulTestServer.StartAsync(new ConsulServerOptions
+        {
+            Certificate = TestPki.ForKestrel(pki.Server()),
+            ClientCertificateAuthority = pki.Authority,
+        });
+        consul.Register(Services.On(a, "web"));
+
+        // The files still hold the retired CA and a client certificate it issued: Consul's server is refused, and
+        // Consul would refuse that client certificate.
+        var caFile = old.WriteBundle(old.Authority);
+        var clientFile = old.WritePem(old.Client(), key: true, out var keyFile);
+        await using var mesh = ConsulTestHost.Create(consul, s =>
+        {
+            s["Mesh:Consul:CaCertificateFile"] = caFile;
+            s["Mesh:Consul:ClientCertificateFile"] = clientFile;
+            s["Mesh:Consul:ClientKeyFile"] = keyFile;
+            s["Mesh:Tls:ReloadInterval"] = "00:00:30";
+        }, services => services.AddSingleton<TimeProvider>(time));
+        var client = mesh.CreateClient();
+        await Assert.ThrowsAsync<UnknownServiceException>(() => client.GetAsync("http://web/"));
+        Assert.Empty(consul.Requests);
+
+        // The rotation lands on disk (the new CA, a certificate it issued, its key).
+        var next = pki.Client("CN=rotated");
+        File.WriteAllText(caFile, pki.Authority.ExportCertificatePem());
+        File.WriteAllText(clientFile, next.ExportCertificatePem());
+        using (var key = next.GetECDsaPrivateKey()!)
+        {
+            File.WriteAllText(keyFile!, key.ExportPkcs8PrivateKeyPem());
+        }
+
+        // Not before the interval: the watch retries (its backoff runs on the same clock) and is still refused.
+        for (var i = 0; i < 29; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(5);
+        }
+
+        Assert.Empty(consul.Requests);
+        Assert.Empty(mesh.Events(23));
+
+        // At the interval the files are read again; the next connection to Consul uses them.
+        time.Advance(TimeSpan.FromSeconds(1));
+        var reloaded = Assert.Single(mesh.Events(23));
+        Assert.Contains("Mesh:Consul", reloaded.Message, StringComparison.Ordinal);
+        Assert.Contains(next.Thumbprint, reloaded.Message, StringComparison.Ordinal);
+        await Eventually.TrueAsync(() =>
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            return consul.Requests.Count > 0;
+        }, TimeSpan.FromSeconds(10), "the watch reaches Consul with the rotated certificates");
+        await Eventually.TrueAsync(() =>
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            return client.GetAsync("http://web/").ContinueWith(t => t.IsCompletedSuccessfully && t.Result.IsSuccessStatusCode).Result;
+        }, TimeSpan.FromSeconds(10), "web is discovered through Consul");
     }
 }

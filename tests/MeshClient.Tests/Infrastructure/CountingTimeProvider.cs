@@ -10,6 +10,7 @@ namespace MeshClient.Tests.Infrastructure;
 public sealed class CountingTimeProvider(TimeProvider inner) : TimeProvider
 {
     private readonly ConcurrentDictionary<CountedTimer, string> _live = new();
+    private readonly ConcurrentDictionary<string, int> _createdByKind = new();
     private long _created;
 
     public TimeProvider Inner { get; } = inner;
@@ -26,6 +27,9 @@ public sealed class CountingTimeProvider(TimeProvider inner) : TimeProvider
 
     public int LiveOf(string kind) => _live.Values.Count(k => k == kind);
 
+    /// <summary>Gets the number of timers created so far whose callback state is of the given type.</summary>
+    public int CreatedOf(string kind) => _createdByKind.TryGetValue(kind, out var count) ? count : 0;
+
     public override long GetTimestamp() => Inner.GetTimestamp();
 
     public override long TimestampFrequency => Inner.TimestampFrequency;
@@ -37,7 +41,9 @@ public sealed class CountingTimeProvider(TimeProvider inner) : TimeProvider
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
         var timer = new CountedTimer(this);
-        _live[timer] = Describe(state);
+        var kind = Describe(state);
+        _live[timer] = kind;
+        _createdByKind.AddOrUpdate(kind, 1, static (_, count) => count + 1);
         Interlocked.Increment(ref _created);
         timer.Inner = Inner.CreateTimer(callback, state, dueTime, period);
         return timer;

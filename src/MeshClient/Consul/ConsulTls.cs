@@ -1,0 +1,206 @@
+using MeshClient.Discovery;
+using MeshClient.Security;
+using Microsoft.Extensions.Logging;
+
+namespace MeshClient.Consul;
+
+/// <summary>
+/// The TLS of the Consul client (<c>Mesh:Consul:CaCertificateFile</c>, <c>ClientCertificateFile</c>,
+/// <c>ClientKeyFile</c>), rotated as <c>Mesh:Tls</c> files are: while a file is configured, one timer of the injected
+/// <see cref="TimeProvider"/> reads the files again every <c>Mesh:Tls:ReloadInterval</c> (1 min by default) through
+/// <see cref="TlsFiles"/>, which switches to new contents only when they parse and keeps the previous ones (with one
+/// warning) when a rotation is caught half-written. A connection to Consul takes the trust current when it opens:
+/// new connections use rotated certificates, open ones keep theirs. A reload of the Consul options that names other
+/// files takes effect for the next connection.
+/// </summary>
+internal sealed class ConsulTls : IDisposable
+{
+    private readonly ConsulOptionsHolder _options;
+    private readonly MeshOptionsChangeNotifier _mesh;
+    private readonly TimeProvider _time;
+    private readonly string _key;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+    private volatile State? _state;
+    private ITimer? _timer;
+    private TimeSpan _interval;
+    private bool _disposed;
+
+    public ConsulTls(ConsulOptionsHolder options, MeshOptionsChangeNotifier mesh, TimeProvider time, ConsulConfigurationPath path, ILogger<ConsulTls> logger)
+    {
+        _options = options;
+        _mesh = mesh;
+        _time = time;
+        _key = path.Path;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// Gets the trust of a new connection to Consul: <see langword="null"/> when no TLS file is configured (the
+    /// platform's validation, no client certificate), <see cref="TlsTrust.RejectAll"/> while the files have never been
+    /// readable.
+    /// </summary>
+    public TlsTrust? Current
+    {
+        get
+        {
+            var state = GetState();
+            if (state.Files is not { } files)
+            {
+                return null;
+            }
+
+            var material = files.Current;
+            var built = state.Built;
+            if (built is null || !ReferenceEquals(built.Material, material))
+            {
+                built = new Built(material, ReferenceEquals(material, TlsMaterial.Unreadable)
+                    ? TlsTrust.RejectAll
+                    : new TlsTrust(material.Authorities, trustSystem: false, serverName: null, material.ClientCertificate));
+                state.Built = built;
+            }
+
+            return built.Trust;
+        }
+    }
+
+    /// <summary>Gets the polling interval in use, or <see langword="null"/> when nothing is polled (tests).</summary>
+    internal TimeSpan? PollingInterval
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _timer is null ? null : _interval;
+            }
+        }
+    }
+
+    private State GetState()
+    {
+        var current = _options.Current;
+        var interval = _mesh.Current.Tls.ReloadInterval ?? MeshTlsOptions.DefaultReloadInterval;
+        var state = _state;
+        if (state is not null && ReferenceEquals(state.Options, current) && state.Interval == interval)
+        {
+            return state;
+        }
+
+        lock (_lock)
+        {
+            state = _state;
+            if (state is null || !ReferenceEquals(state.Options, current) || state.Interval != interval)
+            {
+                state = Build(current, interval, state);
+                _state = state;
+            }
+
+            return state;
+        }
+    }
+
+    /// <summary>The files of new options (under the lock); the same files keep their watcher, read again now.</summary>
+    private State Build(ConsulOptions options, TimeSpan interval, State? previous)
+    {
+        var certificateFile = NullIfEmpty(options.ClientCertificateFile);
+        var set = new TlsFileSet(NullIfEmpty(options.CaCertificateFile), certificateFile, certificateFile is null ? null : NullIfEmpty(options.ClientKeyFile));
+        TlsFiles? files = null;
+        if (set.CaCertificateFile is not null || set.ClientCertificateFile is not null)
+        {
+            if (previous?.Files is { } watched && watched.Files == set)
+            {
+                watched.Refresh();
+                files = watched;
+            }
+            else
+            {
+                files = new TlsFiles(set, _key, _logger);
+            }
+        }
+
+        Schedule(files is not null, interval);
+        return new State(options, interval, files);
+    }
+
+    /// <summary>Starts, retimes or stops the polling timer (under the lock).</summary>
+    private void Schedule(bool poll, TimeSpan interval)
+    {
+        if (!poll || _disposed)
+        {
+            _timer?.Dispose();
+            _timer = null;
+            return;
+        }
+
+        if (_timer is null)
+        {
+            // The timer must not capture the execution context of the request that happened to build the state.
+            var suppressed = ExecutionContext.IsFlowSuppressed();
+            if (!suppressed)
+            {
+                ExecutionContext.SuppressFlow();
+            }
+
+            try
+            {
+                _timer = _time.CreateTimer(static s => ((ConsulTls)s!).Poll(), this, interval, interval);
+            }
+            finally
+            {
+                if (!suppressed)
+                {
+                    ExecutionContext.RestoreFlow();
+                }
+            }
+        }
+        else if (interval != _interval)
+        {
+            _timer.Change(interval, interval);
+        }
+
+        _interval = interval;
+    }
+
+    /// <summary>One timer tick: reads the files again (never throws).</summary>
+    private void Poll()
+    {
+        if (!Volatile.Read(ref _disposed))
+        {
+            GetState().Files?.Refresh();
+        }
+    }
+
+    /// <summary>Stops polling the files (the service provider is being disposed).</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _timer?.Dispose();
+            _timer = null;
+        }
+    }
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    private sealed class State(ConsulOptions options, TimeSpan interval, TlsFiles? files)
+    {
+        public ConsulOptions Options { get; } = options;
+
+        public TimeSpan Interval { get; } = interval;
+
+        public TlsFiles? Files { get; } = files;
+
+        private volatile Built? _built;
+
+        /// <summary>Gets or sets the trust built from one version of the files (rebuilt once per rotation).</summary>
+        public Built? Built
+        {
+            get => _built;
+            set => _built = value;
+        }
+    }
+
+    /// <summary>The trust built from one version of the files.</summary>
+    private sealed record Built(TlsMaterial Material, TlsTrust Trust);
+}
