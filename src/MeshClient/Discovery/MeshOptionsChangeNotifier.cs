@@ -84,9 +84,11 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
 
     private void NotifyChanged()
     {
+        // The replaced source is cancelled, never disposed: GetChangeToken may have read it just before the exchange,
+        // and reading Token of a disposed source throws ObjectDisposedException (a reload racing a token read). A
+        // source with no timer and no wait handle holds nothing that needs disposing; the collector takes it.
         var old = Interlocked.Exchange(ref _cts, new CancellationTokenSource());
         old.Cancel();
-        old.Dispose();
     }
 
     public void Dispose()
@@ -95,8 +97,6 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
         {
             subscription.Dispose();
         }
-
-        _cts.Dispose();
     }
 
     private static partial class Log
