@@ -45,8 +45,8 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
 
         Assert.Equal(Total("ejections") == 0, text.Contains("No endpoint was ejected in this run.", StringComparison.Ordinal));
 
-        // The flaky backend fails for at least 5 s of any run and receives a few attempts a second meanwhile (about 15
-        // in that window in the runs measured); 5 in a row eject it, so every run shows an ejection.
+        // The flaky backend fails for at least 5 s of any run and, with no failure penalty in the demo's settings,
+        // keeps its share (about 25 attempts a second) meanwhile: 5 in a row eject it within a fraction of a second.
         Assert.True(Total("ejections") >= 1, "the flaky backend was never ejected");
         Assert.Contains(lines, l => l.Endpoint == "delta" && l.Kind == "ejected");
     }
