@@ -51,8 +51,10 @@ internal sealed class Backend : IAsyncDisposable
         builder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
         var app = builder.Build();
 
+        // The failure window lasts at least MinFailure, so that a short run shows the ejection too: at the demo's
+        // rate the balancer still sends the failing endpoint a few attempts a second, and 5 in a row eject it.
         var failFrom = spec.FailFrom is { } from ? duration * from : TimeSpan.MaxValue;
-        var failUntil = spec.FailUntil is { } until ? duration * until : TimeSpan.MaxValue;
+        var failUntil = spec.FailUntil is { } until ? Max(duration * until, failFrom + MinFailure) : TimeSpan.MaxValue;
         app.MapGet("/health", () => "ok"); // for a Consul HTTP check (--consul): outlier detection, not Consul, judges /work
         app.MapGet("/work", async context =>
         {
@@ -73,6 +75,11 @@ internal sealed class Backend : IAsyncDisposable
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new Backend(spec, app, new Uri(address));
     }
+
+    /// <summary>The shortest failure window of a flaky backend.</summary>
+    public static readonly TimeSpan MinFailure = TimeSpan.FromSeconds(5);
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     public async ValueTask DisposeAsync()
     {

@@ -11,7 +11,7 @@ namespace MeshDemo;
 /// summary at the end. Endpoint state, weight, in-flight and attempt counts come from <see cref="IMeshStatus"/>;
 /// latency percentiles and errors from the demo's own per-attempt timing.
 /// </summary>
-internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> backends, DemoStats stats, IMeshStatus status, string serviceName)
+internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> backends, DemoStats stats, MeshEvents events, IMeshStatus status, string serviceName)
 {
     /// <summary>The live table's latency and share columns look at this much recent history.</summary>
     private static readonly TimeSpan Window = TimeSpan.FromSeconds(5);
@@ -22,13 +22,16 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
     public string Policy { get; private set; } = "?";
 
-    /// <summary>Reads the mesh's status and returns the state changes since the previous call.</summary>
+    /// <summary>
+    /// Reads the mesh's status (the state column) and returns the ejections, probes and readmissions the mesh logged
+    /// since the previous call: every one, where sampling the state a few times a second would miss a short probe.
+    /// </summary>
     public List<string> Sample(TimeSpan elapsed)
     {
         var changes = new List<string>();
-        while (stats.EjectionReasons.TryDequeue(out var ejection))
+        while (events.Pending.TryDequeue(out var meshEvent))
         {
-            var change = $"{Seconds(ejection.At),6} ejection ({ejection.Reason})";
+            var change = Describe(meshEvent);
             changes.Add(change);
             _events.Add(change);
         }
@@ -42,19 +45,17 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         Policy = service.LoadBalancer;
         foreach (var backend in backends)
         {
-            var state = StateOf(service, backend)?.State ?? "unknown";
-            if (_states.TryGetValue(backend.Port, out var previous) && previous != state)
-            {
-                var change = $"{Seconds(elapsed),6} {backend.Name}: {previous} -> {state}";
-                changes.Add(change);
-                _events.Add(change);
-            }
-
-            _states[backend.Port] = state;
+            _states[backend.Port] = StateOf(service, backend)?.State ?? "unknown";
         }
 
         return changes;
     }
+
+    private string Describe(MeshEvent meshEvent) =>
+        $"{Seconds(meshEvent.At),6} {NameOf(meshEvent.Endpoint)} {meshEvent.Kind}" + (meshEvent.Reason is { } reason ? $" ({reason})" : string.Empty);
+
+    private string NameOf(string endpoint) =>
+        backends.FirstOrDefault(b => endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal))?.Name ?? endpoint;
 
     /// <summary>The live view: header, endpoint table, recent state changes.</summary>
     public IRenderable Render(TimeSpan elapsed)
@@ -96,7 +97,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]");
 
         var events = _events.Count == 0
-            ? new Markup("[grey]No ejections or state changes yet.[/]")
+            ? new Markup("[grey]No ejections, probes or readmissions yet.[/]")
             : new Markup("[grey]" + Markup.Escape(string.Join(Environment.NewLine, _events.TakeLast(4))) + "[/]");
         return new Rows(table, events);
     }
@@ -119,8 +120,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         return line.ToString();
     }
 
-    /// <summary>The end-of-run summary: every attempt of the run, per endpoint, and what to notice.</summary>
-    public IRenderable Summary(TimeSpan elapsed)
+    /// <summary>
+    /// The end-of-run summary: every attempt of the run, per endpoint, and what happened, every sentence built from
+    /// the counts (plain text, so that a log or a test reads it unwrapped).
+    /// </summary>
+    public (IRenderable Table, string Notes) Summary(TimeSpan elapsed)
     {
         var service = Service();
         var all = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(TimeSpan.Zero));
@@ -151,20 +155,61 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         }
 
         var successRate = stats.Requests == 0 ? 0 : 100.0 * stats.Succeeded / stats.Requests;
+        var ejections = events.Count(MeshEvents.Ejected);
+        var probes = events.Count(MeshEvents.Probing);
+        var readmissions = events.Count(MeshEvents.Readmitted);
         var notes = new StringBuilder();
-        notes.AppendLine(CultureInfo.InvariantCulture, $"{stats.Requests:N0} requests: {stats.Succeeded:N0} succeeded ({successRate:0.##}%), {stats.Failed:N0} failed; {stats.Retries:N0} retries, {stats.Ejections:N0} ejections.");
-        notes.AppendLine("Equally fast endpoints share traffic by weight; PeakEwma and LeastRequest send less to the slow one.");
-        notes.AppendLine("The flaky one is ejected, probed, and readmitted once it recovers; retries hide its 503s.");
+        notes.AppendLine(CultureInfo.InvariantCulture, $"{stats.Requests:N0} requests: {stats.Succeeded:N0} succeeded ({successRate:0.##}%), {stats.Failed:N0} failed; {stats.Retries:N0} retries.");
+        notes.AppendLine(CultureInfo.InvariantCulture, $"Outlier detection: {Count(ejections, "ejection")}, {Count(probes, "probe")}, {Count(readmissions, "readmission")} (the mesh's log events 200-202; the MeshClient meter counted {Count(stats.Ejections, "ejection")}).");
+
+        // What happened, from the counts above and the table: nothing here is a fixed claim.
+        var attempts = all.Values.Sum(w => w.Count);
+        var shares = string.Join(", ", backends.Select(b =>
+            $"{b.Name} {Percent(all[b.Port].Count, Math.Max(1, attempts))} of attempts for {Percent(b.Spec.Weight, _totalWeight)} of the weight"));
+        notes.AppendLine(CultureInfo.InvariantCulture, $"Shares: {shares}.");
+        foreach (var slow in backends.Where(b => b.Spec.Role == "slow"))
+        {
+            var share = (double)all[slow.Port].Count / Math.Max(1, attempts);
+            var weight = (double)slow.Spec.Weight / _totalWeight;
+            notes.AppendLine(share < weight
+                ? $"{slow.Name}, the slow one, got less than its weight ({Percent(all[slow.Port].Count, Math.Max(1, attempts))} against {Percent(slow.Spec.Weight, _totalWeight)}): {Policy} moved traffic away from it."
+                : $"{slow.Name}, the slow one, got no less than its weight ({Percent(all[slow.Port].Count, Math.Max(1, attempts))} against {Percent(slow.Spec.Weight, _totalWeight)}): {Policy} does not look at latency.");
+        }
+
+        foreach (var backend in backends)
+        {
+            var name = backend.Name;
+            var ejected = events.All.Count(e => e.Kind == MeshEvents.Ejected && NameOf(e.Endpoint) == name);
+            var probed = events.All.Count(e => e.Kind == MeshEvents.Probing && NameOf(e.Endpoint) == name);
+            var readmitted = events.All.Count(e => e.Kind == MeshEvents.Readmitted && NameOf(e.Endpoint) == name);
+            if (ejected + probed + readmitted > 0)
+            {
+                var end = service is null ? null : StateOf(service, backend)?.State;
+                notes.AppendLine(CultureInfo.InvariantCulture, $"{name} was ejected {Times(ejected)}, probed {Times(probed)} and readmitted {Times(readmitted)}; it is {end ?? "unknown"} at the end.");
+            }
+        }
+
+        if (ejections == 0)
+        {
+            notes.AppendLine("No endpoint was ejected in this run.");
+        }
+
+        var errors = backends.Sum(b => stats.ForPort(b.Port)!.Errors);
+        notes.AppendLine(errors == 0
+            ? "No attempt failed."
+            : stats.Failed == 0
+                ? $"Retries on other endpoints hid all {errors:N0} failed attempts from the caller."
+                : $"{errors:N0} attempts failed; retries hid some, and {stats.Failed:N0} calls failed.");
         if (_events.Count > 0)
         {
-            notes.AppendLine("Events (state changes read from IMeshStatus, ejections from the MeshClient meter):");
+            notes.AppendLine("Events (from the mesh's log events):");
             foreach (var change in _events)
             {
                 notes.AppendLine("  " + change);
             }
         }
 
-        return new Rows(table, new Text(notes.ToString().TrimEnd()));
+        return (table, notes.ToString().TrimEnd());
     }
 
     private MeshServiceStatus? Service() =>
@@ -188,6 +233,10 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         };
         return panic ? text + " [red](panic)[/]" : text;
     }
+
+    private static string Count(long count, string noun) => count == 1 ? $"1 {noun}" : $"{count} {noun}s";
+
+    private static string Times(int count) => count == 1 ? "once" : $"{count} times";
 
     private static string Percent(long part, long whole) =>
         (100.0 * part / Math.Max(1, whole)).ToString("0", CultureInfo.InvariantCulture) + "%";

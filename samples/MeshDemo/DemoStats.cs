@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MeshClient.Telemetry;
@@ -44,16 +43,6 @@ internal sealed class DemoStats : IDisposable
             }
 
             Interlocked.Add(ref _ejections, value);
-            var reason = "?";
-            foreach (var tag in tags)
-            {
-                if (tag.Key == MeshTags.EjectionReason)
-                {
-                    reason = tag.Value as string ?? "?";
-                }
-            }
-
-            EjectionReasons.Enqueue((_clock.Elapsed, reason));
         });
         _listener.Start();
     }
@@ -69,9 +58,6 @@ internal sealed class DemoStats : IDisposable
     public long Ejections => Interlocked.Read(ref _ejections);
 
     public IEnumerable<EndpointStats> Endpoints => _byPort.Values;
-
-    /// <summary>Gets the ejections not yet shown, with their reason (the meter has no endpoint tag: it keeps cardinality low).</summary>
-    public ConcurrentQueue<(TimeSpan At, string Reason)> EjectionReasons { get; } = new();
 
     public EndpointStats? ForPort(int port) => _byPort.GetValueOrDefault(port);
 

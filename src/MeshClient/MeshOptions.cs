@@ -18,6 +18,17 @@ public sealed class MeshOptions
     public bool ApplyToAllHttpClients { get; set; } = true;
 
     /// <summary>
+    /// Gets or sets a value indicating whether mesh clients keep the resilience handlers of
+    /// Microsoft.Extensions.Http.Resilience (<c>AddStandardResilienceHandler()</c>, <c>AddStandardHedgingHandler()</c>,
+    /// <c>AddResilienceHandler(...)</c>, for instance from Aspire's ServiceDefaults through
+    /// <c>ConfigureHttpClientDefaults</c>). By default they are taken out of mesh clients, with warning 13 once per
+    /// client: around the mesh's own retries they retry calls the mesh has already retried (4 endpoints answering 503
+    /// cost 12 attempts instead of 3), and their circuit breaker opens for the whole service on one bad endpoint.
+    /// Default: <see langword="false"/>.
+    /// </summary>
+    public bool KeepOtherResilienceHandlers { get; set; }
+
+    /// <summary>
     /// Gets or sets the load-balancing policy used by services that do not name their own:
     /// one of <see cref="LoadBalancerNames.PeakEwma"/> (default), <see cref="LoadBalancerNames.LeastRequest"/>,
     /// <see cref="LoadBalancerNames.RoundRobin"/> or <see cref="LoadBalancerNames.Random"/> (case-insensitive).
@@ -75,4 +86,10 @@ public sealed class MeshOptions
     /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> like every other invalid value.
     /// </summary>
     internal List<string> BindingErrors { get; } = [];
+
+    /// <summary>
+    /// Gets the sections of optional builders that are configured but not read because their builder was not added
+    /// (<c>Mesh:Consul</c> without <c>AddConsul()</c>), with that builder; reported by warning 14.
+    /// </summary>
+    internal List<(string Path, string Builder)> IgnoredSections { get; } = [];
 }

@@ -94,7 +94,7 @@ public static class MeshServiceCollectionExtensions
         var options = services.AddOptions<MeshOptions>();
         if (section is not null)
         {
-            options.Configure(o => Bind(section, o));
+            options.Configure<IServiceProvider>((o, sp) => Bind(section, o, sp));
             services.AddSingleton<IOptionsChangeTokenSource<MeshOptions>>(new ConfigurationChangeTokenSource<MeshOptions>(Options.Options.DefaultName, section));
         }
         else
@@ -103,7 +103,7 @@ public static class MeshServiceCollectionExtensions
             {
                 if (sp.GetService<IConfiguration>() is { } configuration)
                 {
-                    Bind(configuration.GetSection(path), o);
+                    Bind(configuration.GetSection(path), o, sp);
                 }
             });
             services.AddSingleton<IOptionsChangeTokenSource<MeshOptions>>(sp =>
@@ -139,9 +139,10 @@ public static class MeshServiceCollectionExtensions
 
     /// <summary>
     /// Binds, turning a value the binder cannot convert into a validation failure naming its key (instead of an
-    /// <see cref="InvalidOperationException"/> from deep inside <see cref="IOptionsMonitor{TOptions}"/>).
+    /// <see cref="InvalidOperationException"/> from deep inside <see cref="IOptionsMonitor{TOptions}"/>), and every key
+    /// that no option reads (a typo) into one naming its full path.
     /// </summary>
-    private static void Bind(IConfiguration section, MeshOptions options)
+    private static void Bind(IConfiguration section, MeshOptions options, IServiceProvider services)
     {
         try
         {
@@ -151,6 +152,37 @@ public static class MeshServiceCollectionExtensions
         {
             options.BindingErrors.Add(ex.InnerException is { } inner ? $"{ex.Message} {inner.Message}" : ex.Message);
         }
+
+        CheckKeys(section, options, services.GetServices<MeshConfigurationSubsection>());
+    }
+
+    /// <summary>
+    /// Refuses the keys of the mesh's section that nothing reads. A section of an optional builder that was not added
+    /// (<c>Mesh:Consul</c> without <c>AddConsul()</c>) is not read either, but it is a whole section, not a typo: it is
+    /// accepted and reported by warning 14.
+    /// </summary>
+    internal static void CheckKeys(IConfiguration section, MeshOptions options, IEnumerable<MeshConfigurationSubsection> subsections)
+    {
+        var added = subsections.ToList();
+        var schema = MeshConfigurationSchema.Mesh.With(added.Select(s => (s.Name, s.Schema)));
+        var unknown = new List<string>();
+        foreach (var child in section.GetChildren())
+        {
+            if (schema.Property(child.Key) is { } property)
+            {
+                property.FindUnknownKeys(child, unknown);
+            }
+            else if (MeshConfigurationSchema.OptionalSections.FirstOrDefault(name => string.Equals(name, child.Key, StringComparison.OrdinalIgnoreCase)) is { } optional)
+            {
+                options.IgnoredSections.Add((child.Path, $"Add{optional}()"));
+            }
+            else
+            {
+                unknown.Add(schema.Describe(child));
+            }
+        }
+
+        options.BindingErrors.AddRange(unknown);
     }
 
     private sealed class MeshMarker(string path)

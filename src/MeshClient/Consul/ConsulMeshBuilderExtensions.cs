@@ -71,6 +71,9 @@ public static class ConsulMeshBuilderExtensions
                 (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
         options.ValidateOnStart();
         services.AddSingleton(new ConsulConfigurationPath(path));
+
+        // Mesh:Consul's keys are checked with the mesh's: a typo there is refused at start-up and on reload too.
+        services.AddSingleton(new MeshConfigurationSubsection("Consul", MeshConfigurationSchema.Consul));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ConsulOptions>, ConsulOptionsValidator>());
 
         // The Consul client never passes through the mesh handlers (nor any other handler: see the filter).

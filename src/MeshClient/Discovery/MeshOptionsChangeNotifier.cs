@@ -23,6 +23,7 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
     private CancellationTokenSource _cts = new();
     private volatile MeshOptions _current;
     private string? _rejected;
+    private string _ignored = string.Empty;
 
     public MeshOptionsChangeNotifier(
         IOptionsFactory<MeshOptions> factory,
@@ -34,6 +35,7 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
 
         // Invalid options at start fail here (and earlier with ValidateOnStart) with OptionsValidationException.
         _current = factory.Create(Options.DefaultName);
+        ReportIgnoredSections(_current);
         foreach (var source in sources)
         {
             if (source.Name is null || source.Name == Options.DefaultName)
@@ -78,15 +80,34 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
             }
 
             _current = options;
+            ReportIgnoredSections(options);
             NotifyChanged();
+        }
+    }
+
+    private void ReportIgnoredSections(MeshOptions options)
+    {
+        // Said once per distinct set, like a refusal: a reload that changes something else says nothing again.
+        var ignored = string.Join(";", options.IgnoredSections);
+        if (ignored == _ignored)
+        {
+            return;
+        }
+
+        _ignored = ignored;
+        foreach (var (path, builder) in options.IgnoredSections)
+        {
+            Log.SectionIgnored(_logger, path, builder);
         }
     }
 
     private void NotifyChanged()
     {
+        // The replaced source is cancelled, never disposed: GetChangeToken may have read it just before the exchange,
+        // and reading Token of a disposed source throws ObjectDisposedException (a reload racing a token read). A
+        // source with no timer and no wait handle holds nothing that needs disposing; the collector takes it.
         var old = Interlocked.Exchange(ref _cts, new CancellationTokenSource());
         old.Cancel();
-        old.Dispose();
     }
 
     public void Dispose()
@@ -95,8 +116,6 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
         {
             subscription.Dispose();
         }
-
-        _cts.Dispose();
     }
 
     private static partial class Log
@@ -106,5 +125,8 @@ internal sealed partial class MeshOptionsChangeNotifier : IDisposable
 
         [LoggerMessage(12, LogLevel.Information, "Mesh configuration reload accepted after an earlier refusal.", EventName = "ConfigurationReloadAccepted")]
         public static partial void ReloadAccepted(ILogger logger);
+
+        [LoggerMessage(14, LogLevel.Warning, "Mesh configuration section {Section} is not read: {Builder} was not called. It is ignored.", EventName = "ConfigurationSectionIgnored")]
+        public static partial void SectionIgnored(ILogger logger, string section, string builder);
     }
 }

@@ -15,7 +15,10 @@ namespace MeshClient.Internal;
 /// Adds the mesh handlers to every factory client that should have them. A filter runs after every other
 /// configuration of a client, so the mesh handlers end up innermost (closest to the socket) and the user's own
 /// handlers stay outside them. It also removes the handler of <c>IHttpClientBuilder.AddServiceDiscovery()</c>,
-/// which would balance a second time, ignore weights, and leak a resolver per handler rotation.
+/// which would balance a second time, ignore weights, and leak a resolver per handler rotation; and, unless
+/// <see cref="MeshOptions.KeepOtherResilienceHandlers"/> is set, the resilience handlers of
+/// Microsoft.Extensions.Http.Resilience, which would retry calls the mesh has already retried (Aspire's
+/// ServiceDefaults adds the standard one to every client).
 /// </summary>
 internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
     IOptions<MeshClientSelection> selection,
@@ -26,6 +29,17 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
     // The clients already told that their primary handler keeps following redirects (handlers are rebuilt every 2 minutes).
     private readonly ConcurrentDictionary<string, byte> _keptRedirects = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The handler type of <c>AddStandardResilienceHandler()</c>, <c>AddStandardHedgingHandler()</c> (two of them) and
+    /// <c>AddResilienceHandler(...)</c>: all three create this exact public type, which exposes nothing of its pipeline,
+    /// so a standard pipeline cannot be told from a custom one. Matched by name (as the discovery handler is) and exactly:
+    /// a subclass is the application's own handler and stays.
+    /// </summary>
+    private const string ResilienceHandlerType = "Microsoft.Extensions.Http.Resilience.ResilienceHandler";
+
+    // Clients already warned about (event 13): the filter runs at every handler rotation (2 minutes by default).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _warnedResilience = new(StringComparer.Ordinal);
 
     public Action<HttpMessageHandlerBuilder> Configure(Action<HttpMessageHandlerBuilder> next) => builder =>
     {
@@ -44,6 +58,24 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
             {
                 handlers.RemoveAt(i);
                 Log.RemovedServiceDiscoveryHandler(logger, name);
+            }
+        }
+
+        if (!options.Current.KeepOtherResilienceHandlers)
+        {
+            var removed = 0;
+            for (var i = handlers.Count - 1; i >= 0; i--)
+            {
+                if (handlers[i].GetType().FullName == ResilienceHandlerType)
+                {
+                    handlers.RemoveAt(i);
+                    removed++;
+                }
+            }
+
+            if (removed > 0 && _warnedResilience.TryAdd(name, true))
+            {
+                Log.RemovedResilienceHandlers(logger, name, removed);
             }
         }
 
@@ -111,10 +143,13 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
     private static partial class Log
     {
-        [LoggerMessage(13, LogLevel.Warning, "HttpClient '{Client}': its primary handler has credentials that .NET does not send across a redirect; it follows this client's redirects itself, so redirect hops get no mesh work.", EventName = "RedirectsLeftToPrimaryHandler")]
+        [LoggerMessage(15, LogLevel.Warning, "HttpClient '{Client}': its primary handler has credentials that .NET does not send across a redirect; it follows this client's redirects itself, so redirect hops get no mesh work.", EventName = "RedirectsLeftToPrimaryHandler")]
         public static partial void RedirectsLeftToPrimaryHandler(ILogger logger, string client);
 
         [LoggerMessage(10, LogLevel.Warning, "HttpClient '{Client}': removed the handler of AddServiceDiscovery(); the mesh discovers and balances this client itself.", EventName = "RemovedServiceDiscoveryHandler")]
         public static partial void RemovedServiceDiscoveryHandler(ILogger logger, string client);
+
+        [LoggerMessage(13, LogLevel.Warning, "HttpClient '{Client}': removed {Count} resilience handler(s) of Microsoft.Extensions.Http.Resilience (AddStandardResilienceHandler, AddStandardHedgingHandler or AddResilienceHandler); the mesh retries, times out and ejects for this client itself. Set Mesh:KeepOtherResilienceHandlers to true to keep them.", EventName = "RemovedResilienceHandlers")]
+        public static partial void RemovedResilienceHandlers(ILogger logger, string client, int count);
     }
 }

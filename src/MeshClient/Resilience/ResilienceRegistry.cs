@@ -12,7 +12,9 @@ namespace MeshClient.Resilience;
 
 /// <summary>
 /// Builds and caches the <see cref="ServiceResilience"/> of every service: Polly pipelines (total timeout and
-/// retry around a call; attempt timeout around one attempt) and a retry budget. Rebuilt when options change.
+/// retry around a call; attempt timeout around one attempt) and a retry budget. The pipelines are rebuilt when options
+/// change; a service's budget, with the requests and retries it has counted, is kept across a reload that leaves its
+/// budget settings as they were (a reload that changes anything else must not hand every service a fresh budget).
 /// </summary>
 internal sealed class ResilienceRegistry : IDisposable
 {
@@ -29,6 +31,7 @@ internal sealed class ResilienceRegistry : IDisposable
     /// </summary>
     internal const int MaxRequeues = 4;
     private readonly ConcurrentDictionary<string, ServiceResilience> _services = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, RetryBudget> _budgets = new(StringComparer.OrdinalIgnoreCase);
     private readonly MeshOptionsChangeNotifier _options;
     private readonly TimeProvider _time;
     private readonly MeshInstrumentation _telemetry;
@@ -46,6 +49,9 @@ internal sealed class ResilienceRegistry : IDisposable
     /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
     internal int Count => _services.Count;
 
+    /// <summary>Gets the number of retry budgets kept (diagnostics and tests).</summary>
+    internal int BudgetCount => _budgets.Count;
+
     public ServiceResilience Get(string serviceName)
     {
         if (_services.TryGetValue(serviceName, out var resilience))
@@ -57,20 +63,31 @@ internal sealed class ResilienceRegistry : IDisposable
         {
             // Hosts outside the mesh are many and cheap to rebuild: a bounded cache, not a leak.
             _services.Clear();
+            _budgets.Clear();
         }
 
         return _services.GetOrAdd(serviceName, Create);
     }
 
     /// <summary>Drops the pipelines and budget of a service that is no longer called; a later call builds them again.</summary>
-    public void Remove(string serviceName) => _services.TryRemove(serviceName, out _);
+    public void Remove(string serviceName)
+    {
+        _services.TryRemove(serviceName, out _);
+        _budgets.TryRemove(serviceName, out _);
+    }
 
     private ServiceResilience Create(string serviceName)
     {
         var options = _options.Current;
         options.Services.TryGetValue(serviceName, out var service);
         var settings = ResilienceSettings.Resolve(options.Resilience, service?.Resilience);
-        var budget = new RetryBudget(_time, settings.RetryBudgetPercent, settings.RetryBudgetMinPerSecond, settings.RetryBudgetWindow);
+        var budget = _budgets.AddOrUpdate(
+            serviceName,
+            static (_, state) => state.Registry.NewBudget(state.Settings),
+            static (_, existing, state) => existing.Matches(state.Settings.RetryBudgetPercent, state.Settings.RetryBudgetMinPerSecond, state.Settings.RetryBudgetWindow)
+                ? existing
+                : state.Registry.NewBudget(state.Settings),
+            (Registry: this, Settings: settings));
 
         var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = _time }
             .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
@@ -113,6 +130,9 @@ internal sealed class ResilienceRegistry : IDisposable
 
         static TimeSpan? Min(TimeSpan? value, TimeSpan max) => value > max ? max : value;
     }
+
+    private RetryBudget NewBudget(ResilienceSettings settings) =>
+        new(_time, settings.RetryBudgetPercent, settings.RetryBudgetMinPerSecond, settings.RetryBudgetWindow);
 
     private static bool IsRequeue(ResilienceContext context) =>
         context.Properties.GetValue(RequestKey, null!) is { } request

@@ -153,7 +153,7 @@ public sealed class RedirectTests
         handlers.CreateHandler("with-credentials");
         handlers.CreateHandler("plain");
 
-        var kept = Assert.Single(logs, l => l.Id.Id == 13);
+        var kept = Assert.Single(logs, l => l.Id.Id == 15);
         Assert.Equal("RedirectsLeftToPrimaryHandler", kept.Id.Name);
         Assert.Contains("'with-credentials'", kept.Message, StringComparison.Ordinal);
     }
