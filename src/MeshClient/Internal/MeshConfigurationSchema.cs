@@ -32,6 +32,7 @@ internal static class MeshConfigurationSchema
         ("RetryBudgetWindow", Value),
         ("RetryNonIdempotent", Value),
         ("AttemptTimeout", Value),
+        ("ConnectTimeout", Value),
         ("TotalTimeout", Value));
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));

@@ -249,7 +249,7 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "HostName" => "catalog.internal",
             "DecayTime" or "FailurePercentageWindow" or "RetryBudgetWindow" or "AttemptTimeout" => "00:00:10",
             "DefaultRtt" => "00:00:00.030",
-            "FailurePenalty" or "UnreachableEjectionTime" or "RetryBaseDelay" => "00:00:01",
+            "FailurePenalty" or "UnreachableEjectionTime" or "RetryBaseDelay" or "ConnectTimeout" => "00:00:01",
             "Window" => "00:00:10",
             "Aggression" => "1.5",
             "MinWeightPercent" or "MaxEjectionPercent" or "RetryBudgetPercent" => "20",
