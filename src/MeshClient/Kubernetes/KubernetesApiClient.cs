@@ -78,15 +78,15 @@ internal sealed partial class KubernetesApiClient : IDisposable
             {
                 try
                 {
-                    ns = GetCredentials().DefaultNamespace;
+                    ns = GetCredentials().DefaultNamespace ?? "default";
                 }
                 catch (KubernetesException)
                 {
-                    // Reported by the watches, which retry.
+                    // Reported by the watches, which retry; the namespace is settled once the credentials load.
+                    return "default";
                 }
             }
 
-            ns ??= "default";
             Volatile.Write(ref _defaultNamespace, ns);
             return ns;
         }

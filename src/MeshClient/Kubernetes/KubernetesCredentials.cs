@@ -151,7 +151,7 @@ internal sealed class KubernetesCredentials
         {
             // The reader's messages name the file and what is missing; they never carry a credential value. The
             // inner exception is left out all the same (a YAML error could quote a line).
-            throw new KubernetesException(KubernetesFailureKind.Configuration, $"The kubeconfig '{path}'{(context is null ? string.Empty : $" (context '{context}')")} cannot be used: {ex.GetType().Name}: {Shorten(ex.Message)}");
+            throw new KubernetesException(KubernetesFailureKind.Configuration, $"The kubeconfig '{path}'{(context is null ? string.Empty : $" (context '{context}')")} cannot be used: {ex.GetType().Name}: {Shorten(ex.Message).TrimEnd('.')}.");
         }
 
         if (!Uri.TryCreate(config.Host, UriKind.Absolute, out var server) || (server.Scheme != Uri.UriSchemeHttps && server.Scheme != Uri.UriSchemeHttp))
