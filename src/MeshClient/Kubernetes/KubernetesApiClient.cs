@@ -362,18 +362,18 @@ internal sealed partial class KubernetesApiClient : IDisposable
             // Not a Status: a proxy's page. Quoted (masked) below.
         }
 
-        message = Mask(Shorten(message ?? text));
+        message = Mask(Shorten(message ?? text)).TrimEnd('.');
         var code = (int)response.StatusCode;
         var kind = KindOf(code);
         var answered = string.Create(CultureInfo.InvariantCulture, $"Kubernetes API server at {credentials.DisplayServer} answered {code} {response.ReasonPhrase} to the {verb} of EndpointSlices of service {service}");
         var text2 = kind switch
         {
             KubernetesFailureKind.Forbidden =>
-                $"{answered}: the identity ({credentials.Source}) lacks 'list' and 'watch' on 'endpointslices' (API group discovery.k8s.io) in namespace '{service.Namespace}'; grant them with a Role and RoleBinding. The server said: {message}",
+                $"{answered}: the identity ({credentials.Source}) lacks 'list' and 'watch' on 'endpointslices' (API group discovery.k8s.io) in namespace '{service.Namespace}'; grant them with a Role and RoleBinding. The server said: {message}.",
             KubernetesFailureKind.Unauthorized =>
-                $"{answered}: the credentials ({credentials.Source}) are not accepted (expired or revoked token, or an unknown certificate). The server said: {message}",
+                $"{answered}: the credentials ({credentials.Source}) are not accepted (expired or revoked token, or an unknown certificate). The server said: {message}.",
             KubernetesFailureKind.Gone => $"{answered}: the resourceVersion expired; listing again.",
-            _ => string.IsNullOrWhiteSpace(message) ? answered + "." : $"{answered}: {message}",
+            _ => string.IsNullOrWhiteSpace(message) ? answered + "." : $"{answered}: {message}.",
         };
         return new KubernetesException(kind, text2, response.StatusCode);
     }
@@ -530,13 +530,13 @@ internal sealed partial class KubernetesApiClient : IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(400, LogLevel.Warning, "Kubernetes API server at {Server} is unavailable ({Kind}): {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesUnavailable")]
+        [LoggerMessage(400, LogLevel.Warning, "Kubernetes API server at {Server} is unavailable ({Kind}). {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesUnavailable")]
         public static partial void Unavailable(ILogger logger, string server, KubernetesFailureKind kind, string reason);
 
-        [LoggerMessage(401, LogLevel.Error, "Kubernetes API server at {Server} refused access to EndpointSlices in namespace {Namespace} (403): {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesForbidden")]
+        [LoggerMessage(401, LogLevel.Error, "Kubernetes discovery is forbidden in namespace {Namespace} at {Server}. {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesForbidden")]
         public static partial void Forbidden(ILogger logger, string server, string @namespace, string reason);
 
-        [LoggerMessage(402, LogLevel.Error, "Kubernetes API server at {Server} refused the credentials (401): {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesUnauthorized")]
+        [LoggerMessage(402, LogLevel.Error, "Kubernetes discovery is not authorized at {Server}. {Reason} Discovered services keep their last known endpoints; retrying with backoff.", EventName = "KubernetesUnauthorized")]
         public static partial void Unauthorized(ILogger logger, string server, string reason);
 
         [LoggerMessage(403, LogLevel.Information, "Kubernetes API server at {Server} answers again.", EventName = "KubernetesRecovered")]

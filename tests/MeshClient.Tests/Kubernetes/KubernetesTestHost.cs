@@ -273,3 +273,67 @@ internal sealed class Pod : IAsyncDisposable
         await _app.DisposeAsync();
     }
 }
+
+/// <summary>Steady traffic at a fixed rate until stopped, counting requests and failures.</summary>
+internal sealed class Traffic : IAsyncDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _run;
+    private int _requests;
+
+    private Traffic(HttpClient client, string url, TimeSpan period)
+    {
+        _run = Task.Run(async () =>
+        {
+            var calls = new List<Task>();
+            var started = TimeProvider.System.GetTimestamp();
+            for (var i = 0; !_stop.IsCancellationRequested; i++)
+            {
+                var due = TimeSpan.FromTicks(period.Ticks * i) - TimeProvider.System.GetElapsedTime(started);
+                if (due > TimeSpan.FromMilliseconds(1))
+                {
+                    await Task.Delay(due);
+                }
+
+                Interlocked.Increment(ref _requests);
+                calls.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        using var response = await client.GetAsync(url);
+                        if (!response.IsSuccessStatusCode)
+                        {
+                            Failures.Enqueue(((int)response.StatusCode).ToString(CultureInfo.InvariantCulture));
+                        }
+                    }
+                    catch (Exception ex)
+                    {
+                        Failures.Enqueue(ex.GetType().Name + ": " + ex.Message);
+                    }
+                }));
+            }
+
+            await Task.WhenAll(calls);
+        });
+    }
+
+    public int Requests => Volatile.Read(ref _requests);
+
+    public ConcurrentQueue<string> Failures { get; } = new();
+
+    /// <summary>Starts <paramref name="perSecond"/> requests a second to <paramref name="url"/>.</summary>
+    public static Traffic Start(HttpClient client, string url, int perSecond) => new(client, url, TimeSpan.FromSeconds(1.0 / perSecond));
+
+    /// <summary>Stops sending and waits for the calls in flight.</summary>
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync();
+        await _run;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stop.Dispose();
+    }
+}

@@ -64,6 +64,9 @@ public sealed class KubernetesTestServer : IAsyncDisposable
 
     public int ActiveWatches => _watchers.Count;
 
+    /// <summary>Gets the number of injected answers not yet given.</summary>
+    public int PendingInjections => _injected.Count;
+
     public int CountRequests(bool watch) => _requests.Count(r => r.Watch == watch);
 
     public static async Task<KubernetesTestServer> CreateAsync()
@@ -375,9 +378,29 @@ public sealed class KubernetesTestServer : IAsyncDisposable
 
     private static string Line(string type, string objectJson) => "{\"type\":\"" + type + "\",\"object\":" + objectJson + "}";
 
-    private static string StatusJson(int code, string reason, string message) => JsonSerializer.Serialize(
-        new V1Status { ApiVersion = "v1", Kind = "Status", Metadata = new V1ListMeta(), Status = "Failure", Message = message, Reason = reason, Code = code },
-        SourceGenerationContext.Default.V1Status);
+    /// <summary>
+    /// A <c>Status</c> as the API server writes it. Written by hand: KubernetesClient's <c>V1Status</c> reads this shape
+    /// but its converter cannot write (NotImplementedException).
+    /// </summary>
+    internal static string StatusJson(int code, string reason, string message)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteString("kind", "Status");
+            writer.WriteString("apiVersion", "v1");
+            writer.WriteStartObject("metadata");
+            writer.WriteEndObject();
+            writer.WriteString("status", "Failure");
+            writer.WriteString("message", message);
+            writer.WriteString("reason", reason);
+            writer.WriteNumber("code", code);
+            writer.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
 
     private static async Task WriteStatusAsync(HttpContext context, int code, string reason, string message)
     {
