@@ -203,7 +203,7 @@ internal sealed partial class KubernetesApiClient : IDisposable
                     }
                     catch (Exception ex) when (ex is HttpRequestException or IOException)
                     {
-                        throw Unreachable(service, "watch", "dropped the connection", ex);
+                        throw new KubernetesException(KubernetesFailureKind.StreamEnded, $"Kubernetes API server at {DisplayServer} dropped the watch of service {service}.", innerException: new HttpRequestException(Mask(ex.Message)));
                     }
 
                     if (read == 0)
@@ -211,7 +211,7 @@ internal sealed partial class KubernetesApiClient : IDisposable
                         // The server ended the watch (timeoutSeconds). A partial line is a connection cut mid-event.
                         if (line.Length > 0)
                         {
-                            throw Unreachable(service, "watch", "ended the stream in the middle of an event", null);
+                            throw new KubernetesException(KubernetesFailureKind.StreamEnded, $"Kubernetes API server at {DisplayServer} ended the watch of service {service} in the middle of an event.");
                         }
 
                         yield break;
@@ -485,7 +485,7 @@ internal sealed partial class KubernetesApiClient : IDisposable
     /// </summary>
     public void ReportFailure(KubernetesException exception, KubernetesServiceName service)
     {
-        if (exception.Kind is KubernetesFailureKind.InvalidResponse or KubernetesFailureKind.Gone)
+        if (exception.Kind is KubernetesFailureKind.InvalidResponse or KubernetesFailureKind.Gone or KubernetesFailureKind.StreamEnded)
         {
             return;
         }

@@ -8,6 +8,12 @@ internal enum KubernetesFailureKind
     /// <summary>No connection, a dropped connection, or no answer in time.</summary>
     Unreachable,
 
+    /// <summary>
+    /// An open watch was cut in the middle of its stream (an API server restarting, a load balancer's idle cut): routine;
+    /// the watch resumes at once from its last resourceVersion.
+    /// </summary>
+    StreamEnded,
+
     /// <summary>A 5xx answer.</summary>
     ServerError,
 

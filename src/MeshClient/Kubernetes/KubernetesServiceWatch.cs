@@ -104,24 +104,32 @@ internal sealed partial class KubernetesServiceWatch : IDisposable
                 Interlocked.Increment(ref _watches);
                 var started = _client.TimeProvider.GetTimestamp();
                 var events = 0;
-                await foreach (var watchEvent in _client.WatchAsync(Service, resourceVersion, stopping).ConfigureAwait(false))
+                try
                 {
-                    if (events++ == 0)
+                    await foreach (var watchEvent in _client.WatchAsync(Service, resourceVersion, stopping).ConfigureAwait(false))
                     {
-                        OnSuccess();
-                        failures = 0;
-                    }
+                        if (events++ == 0)
+                        {
+                            OnSuccess();
+                            failures = 0;
+                        }
 
-                    Apply(watchEvent);
-                    if (watchEvent.ResourceVersion is { Length: > 0 } next)
-                    {
-                        resourceVersion = next;
-                        ResourceVersion = next;
+                        Apply(watchEvent);
+                        if (watchEvent.ResourceVersion is { Length: > 0 } next)
+                        {
+                            resourceVersion = next;
+                            ResourceVersion = next;
+                        }
                     }
                 }
+                catch (KubernetesException ex) when (ex.Kind == KubernetesFailureKind.StreamEnded && !stopping.IsCancellationRequested)
+                {
+                    // Routine (an API server restarting, an idle cut): resume at once from the last resourceVersion.
+                    Log.WatchDropped(_logger, Service.Name, Service.Namespace, resourceVersion);
+                }
 
-                // The server ended the watch (timeoutSeconds): renew it from the last resourceVersion. A watch that
-                // ends at once with nothing in it, again and again, is a server in trouble: back off as for an error.
+                // The server ended the watch (timeoutSeconds) or it was cut: renew it from the last resourceVersion. A
+                // watch that ends at once with nothing in it, again and again, is a server in trouble: back off.
                 if (events == 0 && _client.TimeProvider.GetElapsedTime(started) < TimeSpan.FromSeconds(1))
                 {
                     failures++;
@@ -271,6 +279,9 @@ internal sealed partial class KubernetesServiceWatch : IDisposable
 
     private static partial class Log
     {
+        [LoggerMessage(418, LogLevel.Debug, "Kubernetes service {Service} in {Namespace}: the watch was cut; resuming from resourceVersion {ResourceVersion}.", EventName = "KubernetesWatchDropped")]
+        public static partial void WatchDropped(ILogger logger, string service, string @namespace, string? resourceVersion);
+
         [LoggerMessage(410, LogLevel.Debug, "Kubernetes service {Service} in {Namespace}: {Count} routable endpoint(s) in {Slices} EndpointSlice(s).", EventName = "KubernetesServiceChanged")]
         public static partial void ServiceChanged(ILogger logger, string service, string @namespace, int count, int slices);
 
