@@ -249,7 +249,8 @@ internal sealed partial class KubernetesApiClient : IDisposable
         }
     }
 
-    private KubernetesWatchEvent ParseEvent(KubernetesServiceName service, ReadOnlySpan<byte> line)
+    /// <summary>Reads one line of a watch stream (<c>{"type": …, "object": …}</c>).</summary>
+    internal KubernetesWatchEvent ParseEvent(KubernetesServiceName service, ReadOnlySpan<byte> line)
     {
         try
         {

@@ -118,7 +118,7 @@ internal sealed class KubernetesServiceState
                 var host = family == 6 ? "[" + ip + "]" : ip.ToString();
                 var address = new Uri(string.Create(CultureInfo.InvariantCulture, $"{port.Value.Scheme}://{host}:{port.Value.Port}"), UriKind.Absolute);
                 // A service's pods are all in its namespace: the pod's name is unique among its endpoints.
-                var id = endpoint.TargetRef?.Name is { Length: > 0 } pod ? pod : address.Authority;
+                var id = endpoint.TargetRef?.Name is { Length: > 0 } pod ? pod : string.Create(CultureInfo.InvariantCulture, $"{host}:{port.Value.Port}");
                 var instance = new KubernetesInstance(id, address, string.IsNullOrEmpty(endpoint.Zone) ? null : endpoint.Zone, isTerminating);
                 (isReady ? ready : terminating).Add((instance, family));
             }
