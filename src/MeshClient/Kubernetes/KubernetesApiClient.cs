@@ -37,7 +37,8 @@ internal sealed partial class KubernetesApiClient : IDisposable
     private readonly Lock _statusLock = new();
     private KubernetesCredentials? _credentials;
     private HttpClient? _http;
-    private string? _status;
+    private readonly HashSet<string> _forbidden = new(StringComparer.Ordinal);
+    private KubernetesFailureKind? _status;
     private string? _defaultNamespace;
     private bool _disposed;
 
@@ -464,11 +465,12 @@ internal sealed partial class KubernetesApiClient : IDisposable
     private static string Shorten(string text) => text.Length <= MaxErrorBodyChars ? text : string.Concat(text.AsSpan(0, MaxErrorBodyChars), "…");
 
     /// <summary>Notes a successful call; logs once when the API server answers again.</summary>
-    public void ReportSuccess()
+    public void ReportSuccess(KubernetesServiceName service)
     {
         lock (_statusLock)
         {
-            if (_status is null)
+            var wasForbidden = _forbidden.Remove(service.Namespace);
+            if (_status is null && !wasForbidden)
             {
                 return;
             }
@@ -480,8 +482,8 @@ internal sealed partial class KubernetesApiClient : IDisposable
     }
 
     /// <summary>
-    /// Notes a failed call: each state (unreachable, server errors, rate limits, 401, a 403 per namespace, missing
-    /// credentials) is logged once when it begins, however many watches hit it. A 410 is routine and never logged
+    /// Notes a failed call: each state (unreachable, server errors, rate limits, 401, missing credentials; and a 403,
+    /// per namespace) is logged once when it begins, however many watches hit it. A 410 is routine and never logged
     /// here; answers that cannot be used are logged by the watch of their service.
     /// </summary>
     public void ReportFailure(KubernetesException exception, KubernetesServiceName service)
@@ -491,21 +493,29 @@ internal sealed partial class KubernetesApiClient : IDisposable
             return;
         }
 
-        var state = exception.Kind == KubernetesFailureKind.Forbidden ? "Forbidden/" + service.Namespace : exception.Kind.ToString();
         lock (_statusLock)
         {
-            if (_status == state)
+            // A 403 is a state of one namespace (a Role is per namespace); the others are states of the server.
+            if (exception.Kind == KubernetesFailureKind.Forbidden ? !_forbidden.Add(service.Namespace) : _status == exception.Kind)
             {
                 return;
             }
 
-            _status = state;
+            if (exception.Kind != KubernetesFailureKind.Forbidden)
+            {
+                _status = exception.Kind;
+            }
         }
 
         switch (exception.Kind)
         {
-            case KubernetesFailureKind.Forbidden:
+            case KubernetesFailureKind.Forbidden when service.Namespace == DefaultNamespace:
                 Log.Forbidden(_logger, DisplayServer, service.Namespace, exception.Message);
+                break;
+            case KubernetesFailureKind.Forbidden:
+                // A dotted host (example.com) is also a Service name in another namespace ("com"): most likely not
+                // one, so a warning rather than an error; the request falls through to the other providers and DNS.
+                Log.ForbiddenElsewhere(_logger, DisplayServer, service.Namespace, service.Name, exception.Message);
                 break;
             case KubernetesFailureKind.Unauthorized:
                 Log.Unauthorized(_logger, DisplayServer, exception.Message);
@@ -542,6 +552,9 @@ internal sealed partial class KubernetesApiClient : IDisposable
 
         [LoggerMessage(403, LogLevel.Information, "Kubernetes API server at {Server} answers again.", EventName = "KubernetesRecovered")]
         public static partial void Recovered(ILogger logger, string server);
+
+        [LoggerMessage(405, LogLevel.Warning, "Kubernetes discovery is forbidden in namespace {Namespace} at {Server}: '{Service}.{Namespace}' is treated as a host outside the cluster (grant list and watch on endpointslices there if it is a Service). {Reason}", EventName = "KubernetesForbiddenElsewhere")]
+        public static partial void ForbiddenElsewhere(ILogger logger, string server, string @namespace, string service, string reason);
 
         [LoggerMessage(404, LogLevel.Error, "Kubernetes discovery has no usable credentials: {Reason} Retrying with backoff.", EventName = "KubernetesNoCredentials")]
         public static partial void NoCredentials(ILogger logger, string reason);

@@ -238,7 +238,7 @@ internal sealed partial class KubernetesServiceWatch : IDisposable
 
     private void OnSuccess()
     {
-        _client.ReportSuccess();
+        _client.ReportSuccess(Service);
         if (_failure is not null)
         {
             _failure = null;

@@ -98,6 +98,11 @@ public sealed class KubernetesResilienceTests(ITestOutputHelper output)
         Assert.Contains("namespace 'shop'", error.Message, StringComparison.Ordinal);
         Assert.Contains("discovery.k8s.io", error.Message, StringComparison.Ordinal);
 
+        // A dotted host whose "namespace" is forbidden is most likely outside the cluster: a warning, not an error.
+        server.ForbiddenNamespaces["com"] = 0;
+        Assert.Empty(await mesh.EndpointsAsync("example.com"));
+        Assert.Single(mesh.Events(405));
+
         server.ForbiddenNamespaces.Clear();
         await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 1, Limit, "recovers once granted");
         Assert.Single(mesh.Events(401));

@@ -38,13 +38,13 @@ public sealed class KubernetesTestServer : IAsyncDisposable
     private long _resourceVersion = 1000;
     private long _compactedBefore;
 
-    private KubernetesTestServer()
-    {
-    }
+    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
+
+    private KubernetesTestServer(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate) => _certificate = certificate;
 
     public int Port { get; private set; }
 
-    public Uri Address => new($"http://127.0.0.1:{Port}");
+    public Uri Address => new($"{(_certificate is null ? "http" : "https")}://127.0.0.1:{Port}");
 
     /// <summary>Gets or sets the bearer token required (none: any request is accepted).</summary>
     public string? Token { get; set; }
@@ -69,9 +69,10 @@ public sealed class KubernetesTestServer : IAsyncDisposable
 
     public int CountRequests(bool watch) => _requests.Count(r => r.Watch == watch);
 
-    public static async Task<KubernetesTestServer> CreateAsync()
+    /// <summary>Starts a stand-in over http, or over https with <paramref name="certificate"/> (as a real API server).</summary>
+    public static async Task<KubernetesTestServer> CreateAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
-        var server = new KubernetesTestServer();
+        var server = new KubernetesTestServer(certificate);
         await server.StartAsync();
         return server;
     }
@@ -89,7 +90,13 @@ public sealed class KubernetesTestServer : IAsyncDisposable
         builder.WebHost.UseKestrel(k =>
         {
             k.AddServerHeader = false;
-            k.Listen(IPAddress.Loopback, Port);
+            k.Listen(IPAddress.Loopback, Port, listen =>
+            {
+                if (_certificate is not null)
+                {
+                    listen.UseHttps(Infrastructure.TestPki.ForKestrel(_certificate));
+                }
+            });
         });
         var app = builder.Build();
         app.Run(HandleAsync);
