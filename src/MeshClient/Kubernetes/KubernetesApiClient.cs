@@ -467,18 +467,23 @@ internal sealed partial class KubernetesApiClient : IDisposable
     /// <summary>Notes a successful call; logs once when the API server answers again.</summary>
     public void ReportSuccess(KubernetesServiceName service)
     {
+        bool wasForbidden, wasFailing;
         lock (_statusLock)
         {
-            var wasForbidden = _forbidden.Remove(service.Namespace);
-            if (_status is null && !wasForbidden)
-            {
-                return;
-            }
-
+            wasForbidden = _forbidden.Remove(service.Namespace);
+            wasFailing = _status is not null;
             _status = null;
         }
 
-        Log.Recovered(_logger, DisplayServer);
+        if (wasFailing)
+        {
+            Log.Recovered(_logger, DisplayServer);
+        }
+
+        if (wasForbidden)
+        {
+            Log.AllowedAgain(_logger, DisplayServer, service.Namespace);
+        }
     }
 
     /// <summary>
@@ -555,6 +560,9 @@ internal sealed partial class KubernetesApiClient : IDisposable
 
         [LoggerMessage(405, LogLevel.Warning, "Kubernetes discovery is forbidden in namespace {Namespace} at {Server}: '{Service}.{Namespace}' is treated as a host outside the cluster (grant list and watch on endpointslices there if it is a Service). {Reason}", EventName = "KubernetesForbiddenElsewhere")]
         public static partial void ForbiddenElsewhere(ILogger logger, string server, string @namespace, string service, string reason);
+
+        [LoggerMessage(406, LogLevel.Information, "Kubernetes discovery is allowed again in namespace {Namespace} at {Server}.", EventName = "KubernetesAllowedAgain")]
+        public static partial void AllowedAgain(ILogger logger, string server, string @namespace);
 
         [LoggerMessage(404, LogLevel.Error, "Kubernetes discovery has no usable credentials: {Reason} Retrying with backoff.", EventName = "KubernetesNoCredentials")]
         public static partial void NoCredentials(ILogger logger, string reason);
