@@ -170,4 +170,28 @@ public sealed class KubernetesResilienceTests(ITestOutputHelper output)
             Directory.Delete(directory, recursive: true);
         }
     }
+
+    [Fact]
+    public async Task WatchEndsAtTimeoutSeconds_RenewedFromTheLastResourceVersion_BookmarksAdvanceIt()
+    {
+        await using var server = await KubernetesTestServer.CreateAsync();
+        server.BookmarkInterval = TimeSpan.FromMilliseconds(200);
+        server.Apply(Ns, Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1")));
+        await using var mesh = KubernetesTestHost.Create(server, s => s["Mesh:Kubernetes:WatchTimeout"] = "00:00:01");
+        Assert.Single(await mesh.EndpointsAsync("catalog"));
+        var watch = mesh.Cache.Find(new KubernetesServiceName(Ns, "catalog"))!;
+
+        // Another service changes: this watch sees no event of its own, but a bookmark carries the newer resourceVersion.
+        server.Apply(Ns, Slices.Http("other", "other-a", 8080, new PodEndpoint("other-1", "10.2.0.1")));
+        var latest = server.ResourceVersion.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await Eventually.TrueAsync(() => watch.ResourceVersion == latest, Limit, "a bookmark moves the resourceVersion");
+
+        // Each watch lasts timeoutSeconds=1 and is renewed from where it was, with no new list.
+        await Eventually.TrueAsync(() => watch.Watches >= 3, Limit, "renewed watches");
+        Assert.Equal(1, watch.Lists);
+        Assert.Contains(server.Requests, r => r.Watch && r.Query.Contains("timeoutSeconds=1", StringComparison.Ordinal) && r.Query.Contains("resourceVersion=" + latest, StringComparison.Ordinal));
+        server.Apply(Ns, Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1"), new PodEndpoint("catalog-2", "10.1.0.2")));
+        await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 2, TimeSpan.FromSeconds(1), "a change still arrives within 1 s");
+        Assert.Empty(mesh.Events(400));
+    }
 }
