@@ -22,17 +22,7 @@ public sealed class KubernetesDiscoveryTests(ITestOutputHelper output)
         server.Apply("shop", Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1")));
         server.Apply("other", Slices.Http("catalog", "catalog-b", 8080, new PodEndpoint("catalog-2", "10.2.0.2")));
         await using var mesh = KubernetesTestHost.Create(server);
-        try
-        {
-            Assert.Equal(["catalog-1"], (await mesh.EndpointsAsync("catalog")).Keys);
-        }
-        finally
-        {
-            foreach (var record in mesh.Logs.GetSnapshot())
-            {
-                output.WriteLine($"{record.Id} {record.Message} {record.Exception}");
-            }
-        }
+        Assert.Equal(["catalog-1"], (await mesh.EndpointsAsync("catalog")).Keys);
 
         Assert.Equal("http://10.1.0.1:8080/", (await mesh.EndpointsAsync("catalog"))["catalog-1"]);
         Assert.Equal(["catalog-2"], (await mesh.EndpointsAsync("catalog.other")).Keys);
@@ -232,6 +222,27 @@ public sealed class KubernetesDiscoveryTests(ITestOutputHelper output)
         Assert.Equal(1, server.ActiveWatches);
         Assert.Equal(["base-1", "base-2"], watch.State.Instances.Select(i => i.Id));
         Assert.True(stub.Total >= Rounds * 20);
+    }
+
+    [Fact]
+    public async Task EndpointsOutsideAllowedNetworks_AreDropped()
+    {
+        await using var server = await KubernetesTestServer.CreateAsync();
+        var stub = new StubEndpoints();
+        server.Apply("shop", Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("inside", "10.1.0.1"), new PodEndpoint("outside", "192.168.5.5")));
+        await using var mesh = KubernetesTestHost.Create(
+            server,
+            s => s["Mesh:AllowedNetworks:0"] = "10.0.0.0/8",
+            services => services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub));
+        var client = mesh.CreateClient();
+        for (var i = 0; i < 10; i++)
+        {
+            (await client.GetAsync("http://catalog/")).EnsureSuccessStatusCode();
+        }
+
+        Assert.Equal(10, stub.Count("10.1.0.1:8080"));
+        Assert.Equal(0, stub.Count("192.168.5.5:8080"));
+        Assert.Equal(["inside"], mesh.Host.Registry.GetTable("catalog").States.Select(s => s.Id));
     }
 
     [Fact]

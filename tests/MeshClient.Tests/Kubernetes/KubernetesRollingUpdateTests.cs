@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using MeshClient.Tests.Consul;
 using Xunit.Abstractions;
 
 namespace MeshClient.Tests.Kubernetes;
@@ -8,7 +6,6 @@ namespace MeshClient.Tests.Kubernetes;
 public sealed class KubernetesRollingUpdateTests(ITestOutputHelper output)
 {
     private const string Ns = "shop";
-    private static readonly TimeSpan Period = TimeSpan.FromMilliseconds(5); // 200 requests a second
 
     [Fact]
     public async Task RollingUpdate_Under200RequestsPerSecond_NoFailedRequestAndNoRequestToARemovedPod()
@@ -25,41 +22,7 @@ public sealed class KubernetesRollingUpdateTests(ITestOutputHelper output)
         var client = mesh.CreateClient();
         Assert.StartsWith("pod-", await client.GetStringAsync("http://catalog/"), StringComparison.Ordinal);
 
-        using var stop = new CancellationTokenSource();
-        var failures = new ConcurrentQueue<string>();
-        var requests = 0;
-        var load = Task.Run(async () =>
-        {
-            var calls = new List<Task>();
-            var started = TimeProvider.System.GetTimestamp();
-            for (var i = 0; !stop.IsCancellationRequested; i++)
-            {
-                var due = TimeSpan.FromTicks(Period.Ticks * i) - TimeProvider.System.GetElapsedTime(started);
-                if (due > TimeSpan.FromMilliseconds(1))
-                {
-                    await Task.Delay(due);
-                }
-
-                Interlocked.Increment(ref requests);
-                calls.Add(Task.Run(async () =>
-                {
-                    try
-                    {
-                        using var response = await client.GetAsync("http://catalog/");
-                        if (!response.IsSuccessStatusCode)
-                        {
-                            failures.Enqueue(((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                        }
-                    }
-                    catch (Exception ex)
-                    {
-                        failures.Enqueue(ex.GetType().Name + ": " + ex.Message);
-                    }
-                }));
-            }
-
-            await Task.WhenAll(calls);
-        });
+        var traffic = Traffic.Start(client, "http://catalog/", 200);
 
         // Pods replaced one by one: a new one becomes ready, an old one turns terminating (it keeps serving during
         // its grace period), then it leaves the slice, then its process stops.
@@ -92,8 +55,8 @@ public sealed class KubernetesRollingUpdateTests(ITestOutputHelper output)
         }
 
         await Task.Delay(step);
-        await stop.CancelAsync();
-        await load;
+        await traffic.DisposeAsync();
+        var (requests, failures) = (traffic.Requests, traffic.Failures);
 
         var longest = afterRemoval.Max(r => r.KeptTraffic);
         var longestAfterTerminating = afterRemoval.Max(r => r.AfterTerminating);

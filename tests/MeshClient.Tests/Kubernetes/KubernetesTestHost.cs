@@ -99,10 +99,20 @@ internal sealed class KubernetesTestHost : IAsyncDisposable
     public async Task<IReadOnlyDictionary<string, string>> EndpointsAsync(string service)
     {
         var resolver = Services.GetRequiredService<ServiceEndpointResolver>();
-        var source = await resolver.GetEndpointsAsync("http://" + service, CancellationToken.None);
-        return source.Endpoints.ToDictionary(
-            e => e.Features.Get<IMeshEndpointFeature>()?.Id ?? e.EndPoint.ToString()!,
-            e => e.EndPoint.ToString()!);
+        for (var attempt = 0; ; attempt++)
+        {
+            var source = await resolver.GetEndpointsAsync("http://" + service, CancellationToken.None);
+            try
+            {
+                return source.Endpoints.ToDictionary(
+                    e => e.Features.Get<IMeshEndpointFeature>()?.Id ?? e.EndPoint.ToString()!,
+                    e => e.EndPoint.ToString()!);
+            }
+            catch (ObjectDisposedException) when (attempt < 3)
+            {
+                // The resolver replaced (and disposed) that source while it was read: read the current one.
+            }
+        }
     }
 
     public IReadOnlyList<FakeLogRecord> Events(int eventId) => [.. Logs.GetSnapshot().Where(r => r.Id.Id == eventId)];

@@ -187,7 +187,14 @@ public sealed class KubernetesTestServer : IAsyncDisposable
     {
         foreach (var watcher in _watchers.Keys)
         {
-            watcher.Context.Abort();
+            try
+            {
+                watcher.Context.Abort();
+            }
+            catch (ObjectDisposedException)
+            {
+                // That watch ended on its own (the client went away) while the list was walked.
+            }
         }
     }
 
