@@ -64,6 +64,7 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
             {
                 var features = new FeatureCollection();
                 features.Set<IMeshEndpointFeature>(new MeshEndpointFeature(instance.Id, 1, instance.Zone));
+                features.Set<IKubernetesEndpointFeature>(new KubernetesEndpointFeature(instance.NodeName, instance.ForZonesList));
                 features.Set<IServiceEndpointProvider>(this);
                 endpoints.Endpoints.Add(ServiceEndpoint.Create(new UriEndPoint(instance.Address), features));
             }

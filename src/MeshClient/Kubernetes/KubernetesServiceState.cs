@@ -11,7 +11,12 @@ namespace MeshClient.Kubernetes;
 /// <param name="Address">The address to call, with its scheme and port.</param>
 /// <param name="Zone">The endpoint's zone, if the slice says.</param>
 /// <param name="Terminating">Whether the endpoint is terminating (used only while the service has no ready one).</param>
-internal sealed record KubernetesInstance(string Id, Uri Address, string? Zone, bool Terminating);
+/// <param name="NodeName">The node of the pod, if the slice says.</param>
+/// <param name="ForZones">The zones of <c>hints.forZones</c>, comma-separated (a string, so that the record compares by value).</param>
+internal sealed record KubernetesInstance(string Id, Uri Address, string? Zone, bool Terminating, string? NodeName = null, string ForZones = "")
+{
+    public IReadOnlyList<string> ForZonesList => ForZones.Length == 0 ? [] : ForZones.Split(',');
+}
 
 /// <summary>
 /// The immutable last-known-good view of one Kubernetes service, with the active change token that fires when the
@@ -119,7 +124,12 @@ internal sealed class KubernetesServiceState
                 var address = new Uri(string.Create(CultureInfo.InvariantCulture, $"{port.Value.Scheme}://{host}:{port.Value.Port}"), UriKind.Absolute);
                 // A service's pods are all in its namespace: the pod's name is unique among its endpoints.
                 var id = endpoint.TargetRef?.Name is { Length: > 0 } pod ? pod : string.Create(CultureInfo.InvariantCulture, $"{host}:{port.Value.Port}");
-                var instance = new KubernetesInstance(id, address, string.IsNullOrEmpty(endpoint.Zone) ? null : endpoint.Zone, isTerminating);
+                var forZones = endpoint.Hints?.ForZones is { Count: > 0 } hints
+                    ? string.Join(',', hints.Select(z => z?.Name).Where(z => !string.IsNullOrEmpty(z)))
+                    : string.Empty;
+                var instance = new KubernetesInstance(
+                    id, address, string.IsNullOrEmpty(endpoint.Zone) ? null : endpoint.Zone, isTerminating,
+                    string.IsNullOrEmpty(endpoint.NodeName) ? null : endpoint.NodeName, forZones);
                 (isReady ? ready : terminating).Add((instance, family));
             }
         }

@@ -100,13 +100,16 @@ public sealed class KubernetesDiscoveryTests(ITestOutputHelper output)
     public async Task ZoneAndPodId_ReachTheEndpointFeature_AndPortNameIsConfigurable()
     {
         await using var server = await KubernetesTestServer.CreateAsync();
-        server.Apply("shop", Slices.For("catalog", "catalog-a", [new PodEndpoint("catalog-1", "10.1.0.1", Zone: "zone-b")], "IPv4", ("http", 8080, null), ("admin", 9000, null)));
+        server.Apply("shop", Slices.For("catalog", "catalog-a", [new PodEndpoint("catalog-1", "10.1.0.1", Zone: "zone-b", Node: "node-7", ForZones: ["zone-b", "zone-c"])], "IPv4", ("http", 8080, null), ("admin", 9000, null)));
         await using var mesh = KubernetesTestHost.Create(server, s => s["Mesh:Kubernetes:Services:catalog:PortName"] = "admin");
         var source = await mesh.Services.GetRequiredService<ServiceEndpointResolver>().GetEndpointsAsync("http://catalog", CancellationToken.None);
         var endpoint = Assert.Single(source.Endpoints);
         Assert.Equal("http://10.1.0.1:9000/", endpoint.EndPoint.ToString());
         var feature = endpoint.Features.Get<MeshClient.Discovery.IMeshEndpointFeature>()!;
         Assert.Equal(("catalog-1", "zone-b", 1), (feature.Id, feature.Zone, feature.Weight));
+        var kubernetes = endpoint.Features.Get<IKubernetesEndpointFeature>()!;
+        Assert.Equal("node-7", kubernetes.NodeName);
+        Assert.Equal(["zone-b", "zone-c"], kubernetes.ForZones);
         Assert.Equal("Kubernetes", source.Features.Get<MeshClient.Discovery.IMeshServiceFeature>()?.ProviderName);
     }
 

@@ -131,7 +131,7 @@ internal sealed class KubernetesTestHost : IAsyncDisposable
 }
 
 /// <summary>One endpoint of a slice, as a test describes it.</summary>
-internal sealed record PodEndpoint(string Pod, string Address, bool? Ready = true, bool? Serving = null, bool? Terminating = null, string? Zone = null);
+internal sealed record PodEndpoint(string Pod, string Address, bool? Ready = true, bool? Serving = null, bool? Terminating = null, string? Zone = null, string? Node = null, string[]? ForZones = null);
 
 /// <summary>Builds EndpointSlices the way the EndpointSlice controller writes them.</summary>
 internal static class Slices
@@ -154,6 +154,8 @@ internal static class Slices
             Conditions = new V1EndpointConditions { Ready = e.Ready, Serving = e.Serving ?? e.Ready, Terminating = e.Terminating },
             TargetRef = new V1ObjectReference { Kind = "Pod", Name = e.Pod, NamespaceProperty = null },
             Zone = e.Zone,
+            NodeName = e.Node,
+            Hints = e.ForZones is null ? null : new V1EndpointHints { ForZones = [.. e.ForZones.Select(z => new V1ForZone { Name = z })] },
         })],
         Ports = [.. ports.Select(p => new Discoveryv1EndpointPort { Name = p.Name, Port = p.Port, Protocol = "TCP", AppProtocol = p.AppProtocol })],
     };
