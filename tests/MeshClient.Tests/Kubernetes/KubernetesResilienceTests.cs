@@ -196,6 +196,38 @@ public sealed class KubernetesResilienceTests(ITestOutputHelper output)
         Assert.Empty(mesh.Events(400));
     }
 
+    [Fact]
+    public async Task GarbageOnTheWatch_IsRejected_LastKnownEndpointsServe_TheWatchResumes()
+    {
+        await using var server = await KubernetesTestServer.CreateAsync();
+        server.Apply(Ns, Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1")));
+        await using var mesh = KubernetesTestHost.Create(server);
+        Assert.Single(await mesh.EndpointsAsync("catalog"));
+        await Eventually.TrueAsync(() => server.ActiveWatches == 1, Limit, "the watch is open");
+
+        server.InjectWatchLine("{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":");
+        server.InjectWatchLine("<html>502 Bad Gateway</html>");
+        await Eventually.TrueAsync(() => mesh.Events(412).Count == 1, Limit, "the bad event is reported");
+        Assert.Single(await mesh.EndpointsAsync("catalog"));
+        server.Apply(Ns, Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1"), new PodEndpoint("catalog-2", "10.1.0.2")));
+        await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 2, Limit, "the watch resumes");
+        Assert.Contains("malformed", mesh.Events(412)[0].Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ServiceCreatedAfterTheFirstLookup_IsDiscoveredWithin1Second()
+    {
+        await using var pods = await Pods.StartAsync(1);
+        await using var server = await KubernetesTestServer.CreateAsync();
+        await using var mesh = KubernetesTestHost.Create(server);
+        var client = mesh.CreateClient();
+        await Assert.ThrowsAsync<UnknownServiceException>(() => client.GetAsync("http://catalog/"));
+
+        server.Apply(Ns, Slices.Http("catalog", "catalog-a", pods.Port, pods["pod-0"].Endpoint()));
+        await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 1, TimeSpan.FromSeconds(1), "the new service is seen within 1 s");
+        Assert.Equal("pod-0", await client.GetStringAsync("http://catalog/"));
+    }
+
     private static string Dump(KubernetesTestHost mesh) =>
         string.Join("\n", mesh.Logs.GetSnapshot().Where(r => r.Category?.Contains("Kubernetes", StringComparison.Ordinal) == true).Select(r => $"{r.Id.Id} {r.Message}"));
 }

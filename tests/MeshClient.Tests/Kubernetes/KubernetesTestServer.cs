@@ -182,6 +182,15 @@ public sealed class KubernetesTestServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends a raw line to every open watch (a proxy's garbage, a truncated event).</summary>
+    public void InjectWatchLine(string line)
+    {
+        foreach (var watcher in _watchers.Keys)
+        {
+            watcher.Lines.Writer.TryWrite(line);
+        }
+    }
+
     /// <summary>Cuts every open watch connection in the middle of its stream (no chunked terminator).</summary>
     public void DropWatches()
     {
