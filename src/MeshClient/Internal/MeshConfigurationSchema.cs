@@ -104,4 +104,18 @@ internal static class MeshConfigurationSchema
             ("CheckInterval", Value),
             ("CheckTimeout", Value),
             ("DeregisterCriticalServiceAfter", Value))));
+
+    /// <summary>Gets the keys of <c>Mesh:Kubernetes</c> (<see cref="Kubernetes.KubernetesOptions"/>), registered by <c>AddKubernetes()</c>.</summary>
+    public static ConfigurationSchema Kubernetes { get; } = Object(
+        ("Namespace", Value),
+        ("ClusterDomain", Value),
+        ("KubeConfigPath", Value),
+        ("Context", Value),
+        ("Services", Collection(Object(("PortName", Value)))),
+        ("RequestTimeout", Value),
+        ("WatchTimeout", Value),
+        ("RetryBaseDelay", Value),
+        ("RetryMaxDelay", Value),
+        ("WatchIdleTimeout", Value),
+        ("MaxResponseBytes", Value));
 }

@@ -73,6 +73,9 @@ public static class KubernetesMeshBuilderExtensions
                 (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
         options.ValidateOnStart();
         services.AddSingleton(new KubernetesConfigurationPath(path));
+
+        // Mesh:Kubernetes's keys are checked with the mesh's: a typo there is refused at start-up and on reload too.
+        services.AddSingleton(new MeshConfigurationSubsection("Kubernetes", MeshConfigurationSchema.Kubernetes));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KubernetesOptions>, KubernetesOptionsValidator>());
 
         services.TryAddSingleton(TimeProvider.System);

@@ -121,20 +121,22 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             output.WriteLine($"  {key} = {value}");
         }
 
-        // Every table: discovery and balancing, resilience (global and per service), security, Consul.
+        // Every table: discovery and balancing, resilience (global and per service), security, Consul, Kubernetes.
         Assert.Contains("Mesh:Services:catalog:Endpoints:0:HostName", keys);
         Assert.Contains("Mesh:Services:catalog:Resilience:RetryBudgetWindow", keys);
         Assert.Contains("Mesh:Services:catalog:Tls:ServerName", keys);
         Assert.Contains("Mesh:KeepOtherResilienceHandlers", keys);
         Assert.Contains("Mesh:Consul:Registration:DeregisterCriticalServiceAfter", keys);
+        Assert.Contains("Mesh:Kubernetes:Services:catalog:PortName", keys);
         Assert.True(keys.Count > 90, $"only {keys.Count} keys found in the README's tables");
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
-        builder.Services.AddMesh().AddConsul();
+        builder.Services.AddMesh().AddConsul().AddKubernetes();
         using var host = builder.Build();
         var options = host.Services.GetRequiredService<MeshOptionsChangeNotifier>().Current; // validates, keys included
         _ = host.Services.GetRequiredService<IOptions<ConsulOptions>>().Value;
+        Assert.Equal("http", host.Services.GetRequiredService<IOptions<MeshClient.Kubernetes.KubernetesOptions>>().Value.Services["catalog"].PortName);
         Assert.Equal(TimeSpan.FromSeconds(30), options.Services["catalog"].Resilience.TotalTimeout);
         Assert.True(options.KeepOtherResilienceHandlers);
         await Task.CompletedTask;
@@ -145,6 +147,7 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
     {
         AssertMatches(MeshConfigurationSchema.Mesh, typeof(MeshOptions), "Mesh");
         AssertMatches(MeshConfigurationSchema.Consul, typeof(ConsulOptions), "Mesh:Consul");
+        AssertMatches(MeshConfigurationSchema.Kubernetes, typeof(MeshClient.Kubernetes.KubernetesOptions), "Mesh:Kubernetes");
     }
 
     private static void AssertMatches(ConfigurationSchema schema, Type type, string path)
@@ -177,12 +180,13 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
         var globalOnly = new HashSet<string>(StringComparer.Ordinal);
         foreach (var line in readme)
         {
-            if (line.StartsWith('#') || line.StartsWith("| key |", StringComparison.Ordinal) || line.StartsWith("| `Mesh:Consul:` key", StringComparison.Ordinal))
+            if (line.StartsWith('#') || line.StartsWith("| key |", StringComparison.Ordinal) || line.StartsWith("| `Mesh:Consul:` key", StringComparison.Ordinal) || line.StartsWith("| `Mesh:Kubernetes:` key", StringComparison.Ordinal))
             {
                 prefix = line switch
                 {
                     _ when line.StartsWith("### Resilience", StringComparison.Ordinal) => "Resilience:",
                     _ when line.StartsWith("| `Mesh:Consul:` key", StringComparison.Ordinal) => "Consul:",
+                    _ when line.StartsWith("| `Mesh:Kubernetes:` key", StringComparison.Ordinal) => "Kubernetes:",
                     _ when line.StartsWith("| key |", StringComparison.Ordinal) => prefix ?? string.Empty,
                     _ when line.StartsWith("### Discovery", StringComparison.Ordinal) || line.StartsWith("## Security", StringComparison.Ordinal) => string.Empty,
                     _ => null,
@@ -257,7 +261,11 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "FailurePercentageThreshold" or "PanicThresholdPercent" => "50",
             "FailurePercentageMinimumRequests" or "RetryBudgetMinPerSecond" => "10",
             "BaseEjectionTime" or "TotalTimeout" or "Ttl" => "00:00:30",
-            "MaxEjectionTime" or "Wait" => "00:05:00",
+            "MaxEjectionTime" or "Wait" or "WatchTimeout" => "00:05:00",
+            "ClusterDomain" => "cluster.local",
+            "KubeConfigPath" => clientFile,
+            "Context" => "dev",
+            "PortName" => "http",
             "RetryMaxDelay" => "00:00:02",
             "ReloadInterval" or "WatchIdleTimeout" => "00:02:00",
             "CaCertificateFile" => caFile,
