@@ -36,14 +36,23 @@ internal sealed class EndpointSnapshot
 
         Weights = weights;
         CumulativeWeights = new long[active.Length];
-        long total = 0;
+        long total = 0, discovered = 0;
         for (var i = 0; i < active.Length; i++)
         {
             total += weights[i];
+            discovered += active[i].Weight;
             CumulativeWeights[i] = total;
         }
 
         TotalWeight = total;
+
+        // In flight per unit of discovered weight: the balancer's weights may be scaled (slow start), the load is not.
+        LoadPerRequest = new double[active.Length];
+        var unit = total == 0 ? 1.0 : (double)total / discovered;
+        for (var i = 0; i < active.Length; i++)
+        {
+            LoadPerRequest[i] = unit / weights[i];
+        }
         RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
         _roundRobinCursor = roundRobinStart;
     }
@@ -69,6 +78,12 @@ internal sealed class EndpointSnapshot
     public long[] CumulativeWeights { get; }
 
     public long TotalWeight { get; }
+
+    /// <summary>
+    /// Gets what one request in flight adds to the load of each of <see cref="Active"/>: 1 / its weight (in units of
+    /// discovered weight). Under equal latency, equal load per weight means shares that follow the weights.
+    /// </summary>
+    public double[] LoadPerRequest { get; }
 
     public LoadBalancingPolicy Policy { get; }
 

@@ -82,7 +82,8 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
     public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
     {
-        if (outcome != AttemptOutcome.Cancelled)
+        // The first answers of an endpoint carried its connection set-up: they are not latency samples (a failure is).
+        if (outcome != AttemptOutcome.Cancelled && (outcome != AttemptOutcome.Success || !endpoint.State.IsWarmUpAnswer()))
         {
             var now = _registry.TimeProvider.GetTimestamp();
             double rtt = now - startTimestamp;
@@ -91,7 +92,7 @@ internal sealed partial class ServiceTable : IDisposable
                 rtt = Math.Max(rtt, snapshot.FailurePenalty);
             }
 
-            endpoint.State.RecordLatency(now, rtt, snapshot.Decay);
+            endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: outcome != AttemptOutcome.Success);
         }
 
         if (_registry.HealthObserver is { } observer)
@@ -283,7 +284,6 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
-        SeedNewEndpoints(entries);
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         lock (_rebuildLock)
         {
@@ -450,47 +450,6 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         return false;
-    }
-
-    /// <summary>
-    /// Starts endpoints that have never been measured at the median latency estimate of the measured ones: with the
-    /// default RTT (30 ms) a new endpoint loses every peak-EWMA comparison against endpoints answering in 1 ms and
-    /// would get no traffic, and so never a sample that could lower its estimate.
-    /// </summary>
-    private void SeedNewEndpoints(List<EndpointEntry> entries)
-    {
-        var time = _registry.TimeProvider;
-        var now = time.GetTimestamp();
-        var decay = _registry.Options.Current.PeakEwma.DecayTime.TotalSeconds * time.TimestampFrequency;
-        List<double>? measured = null;
-        var unmeasured = 0;
-        foreach (var entry in entries)
-        {
-            var estimate = entry.State.LatencyEstimateAt(now, decay);
-            if (estimate > 0)
-            {
-                (measured ??= []).Add(estimate);
-            }
-            else if (entry.State.Requests == 0)
-            {
-                unmeasured++;
-            }
-        }
-
-        if (measured is null || unmeasured == 0)
-        {
-            return;
-        }
-
-        measured.Sort();
-        var median = measured[measured.Count / 2];
-        foreach (var entry in entries)
-        {
-            if (entry.State.LatencyEstimate <= 0 && entry.State.Requests == 0)
-            {
-                entry.State.SeedLatency(now, median);
-            }
-        }
     }
 
     private EndpointState GetOrAddState(string id)
