@@ -54,6 +54,7 @@ internal sealed class EndpointSnapshot
             LoadPerRequest[i] = unit / weights[i];
         }
         RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
+        RoundRobinStride = policy.NeedsRoundRobinSequence && RoundRobinSequence.Length == 0 ? WeightedSchedule.Stride(total) : 0;
         _roundRobinCursor = roundRobinStart;
     }
 
@@ -92,6 +93,12 @@ internal sealed class EndpointSnapshot
 
     /// <summary>Gets the smooth weighted round-robin order of <see cref="Active"/> (indices), for the round-robin policy.</summary>
     public ushort[] RoundRobinSequence { get; }
+
+    /// <summary>
+    /// Gets the step of the round robin over the prefix sums when there is no <see cref="RoundRobinSequence"/> (weight
+    /// sums above <see cref="WeightedSchedule.MaxLength"/>), or 0.
+    /// </summary>
+    public long RoundRobinStride { get; }
 
     public int NextRoundRobin() => Interlocked.Increment(ref _roundRobinCursor);
 

@@ -32,6 +32,9 @@ internal sealed partial class ServiceTable : IDisposable
     private long _lastUsed;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private int _refreshGeneration;
+    private int _rebuildQueued;
+    private int _snapshotsBuilt;
+    private MeshOptions? _builtWith; // the options of the last snapshot
     private ITimer? _slowStartTimer;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
 
@@ -106,10 +109,18 @@ internal sealed partial class ServiceTable : IDisposable
     }
 
     /// <summary>
-    /// Changes whether an endpoint takes traffic, and publishes the new snapshot at once. An endpoint readmitted
-    /// after an ejection enters slow start (when configured): it was down, and may be a process that just restarted.
+    /// Changes whether an endpoint takes traffic and publishes a new snapshot. An endpoint readmitted after an
+    /// ejection enters slow start (when configured): it was down, and may be a process that just restarted.
     /// </summary>
-    public void SetStatus(EndpointState state, EndpointStatus status)
+    /// <param name="state">The endpoint.</param>
+    /// <param name="status">Its new status.</param>
+    /// <param name="rebuildLater">
+    /// <see langword="true"/> when a request's outcome decided (an ejection, a readmission): the snapshot is then rebuilt
+    /// on the thread pool by one coalescing work item, so the request that tripped the rule neither pays for the
+    /// rebuild nor holds the table lock through it. Until it is published, <see cref="EndpointState.TryAdmit"/> refuses
+    /// an ejected endpoint picked from the old snapshot. A timer's transition rebuilds at once, on the timer's thread.
+    /// </param>
+    public void SetStatus(EndpointState state, EndpointStatus status, bool rebuildLater = false)
     {
         lock (_rebuildLock)
         {
@@ -119,6 +130,30 @@ internal sealed partial class ServiceTable : IDisposable
             }
 
             state.SetStatus(status);
+            if (!rebuildLater)
+            {
+                RebuildSnapshot();
+            }
+        }
+
+        if (rebuildLater && Interlocked.Exchange(ref _rebuildQueued, 1) == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static table => table.RunQueuedRebuild(), this, preferLocal: false);
+        }
+    }
+
+    /// <summary>Gets a value indicating whether a rebuild is queued and not started yet (tests).</summary>
+    internal bool RebuildQueued => Volatile.Read(ref _rebuildQueued) != 0;
+
+    /// <summary>Gets the number of snapshots built (diagnostics and tests).</summary>
+    internal int SnapshotsBuilt => Volatile.Read(ref _snapshotsBuilt);
+
+    private void RunQueuedRebuild()
+    {
+        // Cleared first: a change made while this rebuild runs queues the next one.
+        Volatile.Write(ref _rebuildQueued, 0);
+        if (!_disposed.IsCancellationRequested)
+        {
             RebuildSnapshot();
         }
     }
@@ -291,7 +326,14 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         _resolution = ServiceResolution.Known;
-        RebuildSnapshot();
+
+        // The periodic refresh gets the same source and options back while nothing changed: nothing to rebuild (a
+        // rebuild of 10,000 endpoints is work, and it holds the table lock).
+        if (changed || newSource || !ReferenceEquals(_builtWith, _registry.Options.Current))
+        {
+            RebuildSnapshot();
+        }
+
         if (changed)
         {
             Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _snapshot!.Policy.Name);
@@ -310,6 +352,8 @@ internal sealed partial class ServiceTable : IDisposable
             }
 
             var options = _registry.Options.Current;
+            _builtWith = options;
+            Interlocked.Increment(ref _snapshotsBuilt);
             var policyName = LoadBalancerNames.Normalize(
                 options.Services.TryGetValue(ServiceName, out var service) ? service.LoadBalancer : null)
                 ?? LoadBalancerNames.Normalize(options.LoadBalancer)

@@ -204,7 +204,7 @@ internal sealed partial class OutlierDetector(
                 Interlocked.Increment(ref _ejectionTimers);
             }
 
-            table.SetStatus(state, EndpointStatus.Ejected);
+            table.SetStatus(state, EndpointStatus.Ejected, rebuildLater: true);
         }
 
         telemetry.Ejections.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, table.ServiceName), new KeyValuePair<string, object?>(MeshTags.EjectionReason, reason));
@@ -238,7 +238,7 @@ internal sealed partial class OutlierDetector(
 
             health.LastReadmitted = time.GetTimestamp();
             endpoint.State.Unreachable = false;
-            table.SetStatus(endpoint.State, EndpointStatus.Healthy);
+            table.SetStatus(endpoint.State, EndpointStatus.Healthy, rebuildLater: true);
         }
 
         Log.Readmitted(logger, table.ServiceName, endpoint.Id);

@@ -51,14 +51,6 @@ public sealed class LoadBalancingPolicyTests
     }
 
     [Fact]
-    public void WeightedSchedule_ScalesHugeWeightSumsIntoItsBound()
-    {
-        var snapshot = SnapshotFactory.Snapshot(RoundRobinPolicy.Instance, 65535, 65535, 1, 30000);
-        Assert.InRange(snapshot.RoundRobinSequence.Length, 4, WeightedSchedule.MaxLength + 4);
-        Assert.Contains((ushort)2, snapshot.RoundRobinSequence);
-    }
-
-    [Fact]
     public void LeastRequest_PicksTheLessBusy_UnlessBothCandidatesAreTheBusyOne()
     {
         var busy = new EndpointState("busy");

@@ -129,6 +129,7 @@ public sealed class ResilienceIntegrationTests(ITestOutputHelper output)
         }
 
         var elapsed = TimeProvider.System.GetElapsedTime(started);
+        await Poll.UntilAsync(() => !host.Registry.GetTable("catalog").RebuildQueued); // ejections rebuild off the request
         var snapshot = host.Registry.GetTable("catalog").Snapshot!;
         Assert.True(snapshot.Panic);
         Assert.Equal(4, snapshot.Active.Length);

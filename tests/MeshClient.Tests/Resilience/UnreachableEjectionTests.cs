@@ -94,7 +94,7 @@ public sealed class UnreachableEjectionTests
         }
 
         // Panic (1 of 5 healthy) does not bring them back. After 1 s each gets one probe, which fails: out for 2 s.
-        Assert.True(host.Registry.GetTable("catalog").Snapshot!.Panic);
+        await Poll.UntilAsync(() => host.Registry.GetTable("catalog").Snapshot!.Panic); // rebuilt off the request thread
         stub.Reset();
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(200, await SendAsync(host, 200));
