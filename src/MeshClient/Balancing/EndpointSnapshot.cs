@@ -91,6 +91,12 @@ internal sealed class EndpointSnapshot
     /// <summary>Gets a value indicating whether too few endpoints are healthy, so traffic goes to all of them.</summary>
     public bool Panic { get; }
 
+    /// <summary>
+    /// Gets a value indicating whether every endpoint was ejected as unreachable when the snapshot was built: in panic
+    /// mode they then take attempts (one of them may be back); otherwise an unreachable endpoint never does.
+    /// </summary>
+    public bool UnreachableAdmitted { get; init; }
+
     /// <summary>Gets the smooth weighted round-robin order of <see cref="Active"/> (indices), for the round-robin policy.</summary>
     public ushort[] RoundRobinSequence { get; }
 

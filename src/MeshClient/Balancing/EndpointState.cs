@@ -120,7 +120,10 @@ internal sealed class EndpointState
     /// limit, a probing one to a single attempt at a time (the probe), an ejected one only in panic mode (when the
     /// snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
     /// </summary>
-    public bool TryAdmit(bool panic, out bool isProbe)
+    /// <param name="panic">Whether the snapshot picked from is in panic mode.</param>
+    /// <param name="unreachableAdmitted">Whether that snapshot takes unreachable endpoints (every endpoint was).</param>
+    /// <param name="isProbe">Whether the attempt is the endpoint's probe.</param>
+    public bool TryAdmit(bool panic, bool unreachableAdmitted, out bool isProbe)
     {
         isProbe = false;
 
@@ -128,10 +131,11 @@ internal sealed class EndpointState
         if (!panic || Volatile.Read(ref _unreachable) != 0)
         {
             var status = Volatile.Read(ref _status);
-            if (status == (int)EndpointStatus.Ejected && !panic)
+            if (status == (int)EndpointStatus.Ejected && (!panic || !unreachableAdmitted))
             {
                 // Picked from a snapshot published before its ejection (which reset its failure count, so the limit
-                // below would let it through): it takes nothing more.
+                // below would let it through; the new snapshot is being built off the request thread): it takes
+                // nothing more. Nor does an unreachable one in panic, unless every endpoint was unreachable.
                 return false;
             }
 
@@ -146,24 +150,63 @@ internal sealed class EndpointState
             }
             else
             {
-                var failures = Volatile.Read(ref _consecutiveFailures);
-                var limit = Volatile.Read(ref _failureLimit);
-                if (failures > 0 && limit > 0)
-                {
-                    while (true)
-                    {
-                        var inFlight = Volatile.Read(ref _inFlight);
-                        if (failures + inFlight >= limit)
-                        {
-                            return false;
-                        }
+                return TryAdmitWithinFailureLimit();
+            }
+        }
 
-                        if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
-                        {
-                            Interlocked.Increment(ref _requests);
-                            return true;
-                        }
-                    }
+        OnAttemptStarted();
+        return true;
+    }
+
+    /// <summary>
+    /// Admits an ordinary attempt (never a probe), for the balancer's fallbacks: like <see cref="TryAdmit"/> within the
+    /// failure limit and an ejected endpoint only in panic mode (an unreachable one only when every endpoint was), and a probing one as an ordinary attempt (whose
+    /// outcome neither readmits nor ejects it). Returns <see langword="false"/> without counting anything when refused.
+    /// </summary>
+    public bool TryAdmitOrdinary(bool panic, bool unreachableAdmitted)
+    {
+        if (panic && Volatile.Read(ref _unreachable) == 0)
+        {
+            OnAttemptStarted();
+            return true;
+        }
+
+        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected) && TryAdmitWithinFailureLimit();
+    }
+
+    /// <summary>Whether an ordinary attempt would be admitted now (<see cref="TryAdmitOrdinary"/>), counting nothing.</summary>
+    public bool CanAdmitOrdinary(bool panic, bool unreachableAdmitted)
+    {
+        if (panic && Volatile.Read(ref _unreachable) == 0)
+        {
+            return true;
+        }
+
+        var failures = Volatile.Read(ref _consecutiveFailures);
+        var limit = Volatile.Read(ref _failureLimit);
+        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected)
+            && (failures == 0 || limit == 0 || failures + Volatile.Read(ref _inFlight) < limit);
+    }
+
+    /// <summary>Counts an attempt in flight unless the endpoint is failing and its failures plus attempts in flight reached the limit.</summary>
+    private bool TryAdmitWithinFailureLimit()
+    {
+        var failures = Volatile.Read(ref _consecutiveFailures);
+        var limit = Volatile.Read(ref _failureLimit);
+        if (failures > 0 && limit > 0)
+        {
+            while (true)
+            {
+                var inFlight = Volatile.Read(ref _inFlight);
+                if (failures + inFlight >= limit)
+                {
+                    return false;
+                }
+
+                if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
+                {
+                    Interlocked.Increment(ref _requests);
+                    return true;
                 }
             }
         }

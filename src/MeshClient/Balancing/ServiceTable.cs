@@ -32,7 +32,9 @@ internal sealed partial class ServiceTable : IDisposable
     private long _lastUsed;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private int _refreshGeneration;
-    private int _rebuildQueued;
+    private int _rebuildQueued; // a rebuild is queued or running
+    private int _rebuildDirty; // a change was made since the running rebuild started
+    private TaskCompletionSource? _rebuildWaiters;
     private int _snapshotsBuilt;
     private MeshOptions? _builtWith; // the options of the last snapshot
     private ITimer? _slowStartTimer;
@@ -136,26 +138,59 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
+        if (rebuildLater)
+        {
+            Volatile.Write(ref _rebuildDirty, 1);
+        }
+
         if (rebuildLater && Interlocked.Exchange(ref _rebuildQueued, 1) == 0)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static table => table.RunQueuedRebuild(), this, preferLocal: false);
         }
     }
 
-    /// <summary>Gets a value indicating whether a rebuild is queued and not started yet (tests).</summary>
+    /// <summary>Gets a value indicating whether a rebuild is queued or running.</summary>
     internal bool RebuildQueued => Volatile.Read(ref _rebuildQueued) != 0;
 
     /// <summary>Gets the number of snapshots built (diagnostics and tests).</summary>
     internal int SnapshotsBuilt => Volatile.Read(ref _snapshotsBuilt);
 
+    /// <summary>
+    /// Completes when the queued rebuild (if any) has published its snapshot: a pick that found no endpoint able to
+    /// take an attempt in a snapshot that a health change made stale waits for the new one (the rare path only).
+    /// </summary>
+    internal Task WhenRebuiltAsync(CancellationToken cancellationToken)
+    {
+        var waiters = Volatile.Read(ref _rebuildWaiters);
+        if (waiters is null)
+        {
+            var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            waiters = Interlocked.CompareExchange(ref _rebuildWaiters, created, null) ?? created;
+        }
+
+        // Read after publishing the waiters: the worker clears the flag before it takes them.
+        return RebuildQueued ? waiters.Task.WaitAsync(cancellationToken) : Task.CompletedTask;
+    }
+
     private void RunQueuedRebuild()
     {
-        // Cleared first: a change made while this rebuild runs queues the next one.
-        Volatile.Write(ref _rebuildQueued, 0);
-        if (!_disposed.IsCancellationRequested)
+        while (true)
         {
-            RebuildSnapshot();
+            Volatile.Write(ref _rebuildDirty, 0);
+            if (!_disposed.IsCancellationRequested)
+            {
+                RebuildSnapshot();
+            }
+
+            // A change made while this rebuild ran is built by this worker, unless one more was queued meanwhile.
+            Volatile.Write(ref _rebuildQueued, 0);
+            if (Volatile.Read(ref _rebuildDirty) == 0 || Interlocked.Exchange(ref _rebuildQueued, 1) != 0)
+            {
+                break;
+            }
         }
+
+        Interlocked.Exchange(ref _rebuildWaiters, null)?.TrySetResult();
     }
 
     private void OnTimer()
@@ -404,6 +439,7 @@ internal sealed partial class ServiceTable : IDisposable
             var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
             _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start, SlowStartWeights(active, slowStart))
             {
+                UnreachableAdmitted = panic && unreachable == all.Length,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
                 FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
             };

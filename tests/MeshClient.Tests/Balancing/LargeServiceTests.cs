@@ -128,7 +128,7 @@ public sealed class LargeServiceTests
         {
             for (var i = 0; i < 5; i++)
             {
-                Assert.True(bad.State.TryAdmit(panic: false, out _));
+                Assert.True(bad.State.TryAdmit(panic: false, unreachableAdmitted: false, out _));
                 table.RecordOutcome(snapshot, bad, time.GetTimestamp(), AttemptOutcome.Failure, wasProbe: false);
                 bad.State.OnAttemptEnded();
             }
@@ -136,7 +136,7 @@ public sealed class LargeServiceTests
             Assert.Equal(EndpointStatus.Ejected, bad.State.Status);
             Assert.Same(snapshot, table.Snapshot); // the request's thread did not rebuild it …
             Assert.Equal(built, table.SnapshotsBuilt);
-            Assert.False(bad.State.TryAdmit(panic: false, out _)); // … and the old snapshot's pick is refused meanwhile
+            Assert.False(bad.State.TryAdmit(panic: false, unreachableAdmitted: false, out _)); // … and the old snapshot's pick is refused meanwhile
         }
 
         // … the thread pool did, once the lock was free.
