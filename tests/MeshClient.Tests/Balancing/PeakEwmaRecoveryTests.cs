@@ -8,7 +8,7 @@ namespace MeshClient.Tests.Balancing;
 
 /// <summary>
 /// Peak EWMA must not starve an endpoint for good: one that was slow is tried again once its estimate has decayed,
-/// and one that joins a service of fast endpoints takes its share at once (both found by the chaos soak).
+/// and one not measured yet — at start-up or joining a service of fast endpoints — takes its share at once.
 /// </summary>
 public sealed class PeakEwmaRecoveryTests
 {
@@ -113,8 +113,8 @@ public sealed class PeakEwmaRecoveryTests
             using var response = await client.GetAsync("http://catalog/");
         }
 
-        // Without a starting estimate the newcomer competes with the 30 ms default RTT against 1 ms peers and gets
-        // nothing; seeded with their median it takes about its fair fifth.
+        // Scored at the 30 ms default RTT against 1 ms peers the newcomer got nothing; unmeasured, it is tried at once,
+        // and measured at 1 ms it takes about its fair fifth.
         Assert.InRange(stub.Count("10.0.0.5:8080"), 120, 300);
     }
 }
