@@ -7,7 +7,11 @@ using Microsoft.Extensions.ServiceDiscovery;
 
 namespace MeshClient.Benchmarks;
 
-/// <summary>The pick alone: one policy over one immutable snapshot. Target: no allocation, tens of nanoseconds.</summary>
+/// <summary>
+/// The pick alone: one policy over one immutable snapshot. Target: no allocation, tens of nanoseconds. Weights are
+/// 1–3 over 4 and 64 endpoints and 1–100 over 10,000 (a weight sum of 505,000: the round robin strides over the
+/// prefix sums instead of reading a schedule). <c>MESH_BENCH_ENDPOINTS=10000</c> runs one endpoint count only.
+/// </summary>
 [MemoryDiagnoser]
 public class PickBenchmarks
 {
@@ -17,8 +21,10 @@ public class PickBenchmarks
     [Params(LoadBalancerNames.PeakEwma, LoadBalancerNames.LeastRequest, LoadBalancerNames.RoundRobin, LoadBalancerNames.Random)]
     public string Policy { get; set; } = LoadBalancerNames.PeakEwma;
 
-    [Params(4, 64)]
+    [ParamsSource(nameof(EndpointCounts))]
     public int Endpoints { get; set; }
+
+    public static IEnumerable<int> EndpointCounts => BenchmarkParams.EndpointCounts([4, 64, 10_000]);
 
     /// <summary>Whether one endpoint is in slow start (the snapshot then carries scaled weights).</summary>
     [Params(false, true)]
@@ -31,7 +37,7 @@ public class PickBenchmarks
         var entries = Enumerable.Range(0, Endpoints).Select(i =>
         {
             var features = new FeatureCollection();
-            features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, 1 + (i % 3), null));
+            features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, BenchmarkParams.Weight(Endpoints, i), null));
             return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.0.{i / 250}.{i % 250}:8080")), features), id => new EndpointState(id))!;
         }).ToArray();
         // In slow start the table scales every weight by 1000 and the ramping endpoint's by its factor (here 10%).
@@ -41,4 +47,47 @@ public class PickBenchmarks
 
     [Benchmark]
     public object? Pick() => _policy.Pick(_snapshot, Randomizer.Shared, context: null);
+}
+
+/// <summary>Building one snapshot (what a discovery change, an ejection or a slow-start step costs, off the hot path).</summary>
+[MemoryDiagnoser]
+public class SnapshotBuildBenchmarks
+{
+    private EndpointEntry[] _entries = null!;
+    private LoadBalancingPolicy _policy = null!;
+
+    [Params(LoadBalancerNames.PeakEwma, LoadBalancerNames.RoundRobin)]
+    public string Policy { get; set; } = LoadBalancerNames.RoundRobin;
+
+    [ParamsSource(nameof(EndpointCounts))]
+    public int Endpoints { get; set; }
+
+    public static IEnumerable<int> EndpointCounts => BenchmarkParams.EndpointCounts([64, 10_000]);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _policy = LoadBalancingPolicy.Create(Policy, new MeshOptions(), TimeProvider.System);
+        _entries = Enumerable.Range(0, Endpoints).Select(i =>
+        {
+            var features = new FeatureCollection();
+            features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, BenchmarkParams.Weight(Endpoints, i), null));
+            return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.{i / 65536}.{i / 256 % 256}.{i % 256}:8080")), features), id => new EndpointState(id))!;
+        }).ToArray();
+    }
+
+    [Benchmark]
+    public object Build() => new EndpointSnapshot("svc", _entries, _entries, _policy, panic: false, roundRobinStart: 0);
+}
+
+internal static class BenchmarkParams
+{
+    /// <summary>The endpoint counts to run: <c>MESH_BENCH_ENDPOINTS</c> (comma-separated) or <paramref name="defaults"/>.</summary>
+    public static IEnumerable<int> EndpointCounts(int[] defaults) =>
+        Environment.GetEnvironmentVariable("MESH_BENCH_ENDPOINTS") is { Length: > 0 } list
+            ? list.Split(',').Select(x => int.Parse(x, System.Globalization.CultureInfo.InvariantCulture))
+            : defaults;
+
+    /// <summary>Mixed weights: 1–3 for small services, 1–100 from 10,000 endpoints on.</summary>
+    public static int Weight(int endpoints, int i) => endpoints >= 10_000 ? 1 + (i % 100) : 1 + (i % 3);
 }

@@ -9,6 +9,7 @@ internal sealed class EndpointSnapshot
     private readonly EndpointSnapshot? _parent;
     private readonly double _decay = 1;
     private readonly double _failurePenalty;
+    private readonly bool _unreachableAdmitted;
     private int _roundRobinCursor;
 
     /// <param name="serviceName">The service.</param>
@@ -45,15 +46,26 @@ internal sealed class EndpointSnapshot
 
         Weights = weights;
         CumulativeWeights = new long[active.Length];
-        long total = 0;
+        long total = 0, discovered = 0;
         for (var i = 0; i < active.Length; i++)
         {
             total += weights[i];
+            discovered += active[i].Weight;
             CumulativeWeights[i] = total;
         }
 
         TotalWeight = total;
+
+        // In flight per unit of discovered weight: the balancer's weights may be scaled (slow start), the load is not.
+        LoadPerRequest = new double[active.Length];
+        var unit = total == 0 ? 1.0 : (double)total / discovered;
+        for (var i = 0; i < active.Length; i++)
+        {
+            LoadPerRequest[i] = unit / weights[i];
+        }
+
         RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
+        RoundRobinStride = policy.NeedsRoundRobinSequence && RoundRobinSequence.Length == 0 ? WeightedSchedule.Stride(total) : 0;
         _roundRobinCursor = roundRobinStart;
         Https = parent is null ? CreateHttpsView(all, active, weights, roundRobinStart) : this;
     }
@@ -80,10 +92,22 @@ internal sealed class EndpointSnapshot
 
     public long TotalWeight { get; }
 
+    /// <summary>
+    /// Gets what one request in flight adds to the load of each of <see cref="Active"/>: 1 / its weight (in units of
+    /// discovered weight). Under equal latency, equal load per weight means shares that follow the weights.
+    /// </summary>
+    public double[] LoadPerRequest { get; }
+
     public LoadBalancingPolicy Policy { get; }
 
     /// <summary>Gets a value indicating whether too few endpoints are healthy, so traffic goes to all of them.</summary>
     public bool Panic { get; }
+
+    /// <summary>
+    /// Gets a value indicating whether every endpoint was ejected as unreachable when the snapshot was built: in panic
+    /// mode they then take attempts (one of them may be back); otherwise an unreachable endpoint never does.
+    /// </summary>
+    public bool UnreachableAdmitted { get => _parent?.UnreachableAdmitted ?? _unreachableAdmitted; init => _unreachableAdmitted = value; }
 
     /// <summary>Gets the smooth weighted round-robin order of <see cref="Active"/> (indices), for the round-robin policy.</summary>
     public ushort[] RoundRobinSequence { get; }
@@ -95,6 +119,12 @@ internal sealed class EndpointSnapshot
     /// hot path); the pick only reads the reference.
     /// </summary>
     public EndpointSnapshot? Https { get; }
+
+    /// <summary>
+    /// Gets the step of the round robin over the prefix sums when there is no <see cref="RoundRobinSequence"/> (weight
+    /// sums above <see cref="WeightedSchedule.MaxLength"/>), or 0.
+    /// </summary>
+    public long RoundRobinStride { get; }
 
     public int NextRoundRobin() => Interlocked.Increment(ref _roundRobinCursor);
 

@@ -10,6 +10,8 @@ internal sealed class EndpointState
     private int _inFlight;
     private long _ewmaBits; // double, in TimeProvider timestamp units; 0 = no sample yet
     private long _lastSampleTimestamp;
+    private int _answers;
+    private int _spikesInARow;
     private long _requests;
     private int _status;
     private int _probeInFlight;
@@ -18,6 +20,15 @@ internal sealed class EndpointState
     private int _unreachable;
     private int _removed;
     private long _slowStartSince;
+
+    /// <summary>The least weight of a sample below the estimate: the estimate follows an endpoint's last few dozen answers.</summary>
+    internal const double MinSampleWeight = 1.0 / 16;
+
+    /// <summary>The answers of an endpoint that are not latency samples (<see cref="IsWarmUpAnswer"/>).</summary>
+    internal const int WarmUpAnswers = 3;
+
+    /// <summary>How much a single answer above the estimate can raise it (a second one in a row replaces it).</summary>
+    internal const double MaxSpikeGrowth = 2.0;
 
     public EndpointState(string id)
     {
@@ -109,7 +120,10 @@ internal sealed class EndpointState
     /// limit, a probing one to a single attempt at a time (the probe), an ejected one only in panic mode (when the
     /// snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
     /// </summary>
-    public bool TryAdmit(bool panic, out bool isProbe)
+    /// <param name="panic">Whether the snapshot picked from is in panic mode.</param>
+    /// <param name="unreachableAdmitted">Whether that snapshot takes unreachable endpoints (every endpoint was).</param>
+    /// <param name="isProbe">Whether the attempt is the endpoint's probe.</param>
+    public bool TryAdmit(bool panic, bool unreachableAdmitted, out bool isProbe)
     {
         isProbe = false;
 
@@ -117,10 +131,11 @@ internal sealed class EndpointState
         if (!panic || Volatile.Read(ref _unreachable) != 0)
         {
             var status = Volatile.Read(ref _status);
-            if (status == (int)EndpointStatus.Ejected && !panic)
+            if (status == (int)EndpointStatus.Ejected && (!panic || !unreachableAdmitted))
             {
                 // Picked from a snapshot published before its ejection (which reset its failure count, so the limit
-                // below would let it through): it takes nothing more.
+                // below would let it through; the new snapshot is being built off the request thread): it takes
+                // nothing more. Nor does an unreachable one in panic, unless every endpoint was unreachable.
                 return false;
             }
 
@@ -135,24 +150,63 @@ internal sealed class EndpointState
             }
             else
             {
-                var failures = Volatile.Read(ref _consecutiveFailures);
-                var limit = Volatile.Read(ref _failureLimit);
-                if (failures > 0 && limit > 0)
-                {
-                    while (true)
-                    {
-                        var inFlight = Volatile.Read(ref _inFlight);
-                        if (failures + inFlight >= limit)
-                        {
-                            return false;
-                        }
+                return TryAdmitWithinFailureLimit();
+            }
+        }
 
-                        if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
-                        {
-                            Interlocked.Increment(ref _requests);
-                            return true;
-                        }
-                    }
+        OnAttemptStarted();
+        return true;
+    }
+
+    /// <summary>
+    /// Admits an ordinary attempt (never a probe), for the balancer's fallbacks: like <see cref="TryAdmit"/> within the
+    /// failure limit and an ejected endpoint only in panic mode (an unreachable one only when every endpoint was), and a probing one as an ordinary attempt (whose
+    /// outcome neither readmits nor ejects it). Returns <see langword="false"/> without counting anything when refused.
+    /// </summary>
+    public bool TryAdmitOrdinary(bool panic, bool unreachableAdmitted)
+    {
+        if (panic && Volatile.Read(ref _unreachable) == 0)
+        {
+            OnAttemptStarted();
+            return true;
+        }
+
+        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected) && TryAdmitWithinFailureLimit();
+    }
+
+    /// <summary>Whether an ordinary attempt would be admitted now (<see cref="TryAdmitOrdinary"/>), counting nothing.</summary>
+    public bool CanAdmitOrdinary(bool panic, bool unreachableAdmitted)
+    {
+        if (panic && Volatile.Read(ref _unreachable) == 0)
+        {
+            return true;
+        }
+
+        var failures = Volatile.Read(ref _consecutiveFailures);
+        var limit = Volatile.Read(ref _failureLimit);
+        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected)
+            && (failures == 0 || limit == 0 || failures + Volatile.Read(ref _inFlight) < limit);
+    }
+
+    /// <summary>Counts an attempt in flight unless the endpoint is failing and its failures plus attempts in flight reached the limit.</summary>
+    private bool TryAdmitWithinFailureLimit()
+    {
+        var failures = Volatile.Read(ref _consecutiveFailures);
+        var limit = Volatile.Read(ref _failureLimit);
+        if (failures > 0 && limit > 0)
+        {
+            while (true)
+            {
+                var inFlight = Volatile.Read(ref _inFlight);
+                if (failures + inFlight >= limit)
+                {
+                    return false;
+                }
+
+                if (Interlocked.CompareExchange(ref _inFlight, inFlight + 1, inFlight) == inFlight)
+                {
+                    Interlocked.Increment(ref _requests);
+                    return true;
                 }
             }
         }
@@ -182,15 +236,29 @@ internal sealed class EndpointState
     }
 
     /// <summary>
-    /// Gives an endpoint that has never been measured a starting estimate (the service's typical latency), so that
-    /// a new endpoint takes its share at once instead of competing with the much higher default RTT.
+    /// Returns <see langword="true"/> for the first <see cref="WarmUpAnswers"/> answers of an endpoint: they carried the
+    /// set-up of its connections (and, at start-up, the first runs of the code on both sides), which says nothing about
+    /// the latency of its requests. They are not folded into the estimate, so the endpoint stays unmeasured, and so
+    /// free to try while idle, until its next answer (measured: the second answer of a fresh loopback backend was still
+    /// several times its usual latency, enough to starve it).
     /// </summary>
-    public void SeedLatency(long nowTimestamp, double estimate)
+    public bool IsWarmUpAnswer() => Volatile.Read(ref _answers) < WarmUpAnswers && Interlocked.Increment(ref _answers) <= WarmUpAnswers;
+
+    /// <summary>
+    /// Lowers the estimate of an endpoint that a pick passed over for its latency by <paramref name="fraction"/>. An
+    /// endpoint passed over gets no sample, so without this only the clock would lower its estimate (tens of seconds
+    /// from one slow answer), however many requests went elsewhere meanwhile: a healthy endpoint hit by one spike
+    /// (a pause, a new connection) would be starved for that long. With it, the estimate falls with the traffic it
+    /// misses, and one new answer says whether the endpoint is still slow.
+    /// </summary>
+    public void OnPassedOver(double fraction)
     {
-        if (estimate > 0 && Volatile.Read(ref _ewmaBits) == 0)
+        var bits = Volatile.Read(ref _ewmaBits);
+        var current = BitConverter.Int64BitsToDouble(bits);
+        if (current > 0)
         {
-            Volatile.Write(ref _lastSampleTimestamp, nowTimestamp);
-            Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(estimate), 0);
+            // One attempt: a lost race means another pick or a sample just changed it, which is as good.
+            Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(current * (1 - fraction)), bits);
         }
     }
 
@@ -203,19 +271,38 @@ internal sealed class EndpointState
     public void OnAttemptEnded() => Interlocked.Decrement(ref _inFlight);
 
     /// <summary>
-    /// Folds a latency sample into the peak-EWMA estimate (Finagle, Linkerd): a sample above the estimate replaces
-    /// it; a sample below it decays the estimate with weight e^(-Δt/decay).
+    /// Folds a latency sample into the peak-EWMA estimate (Finagle, Linkerd). A sample above the estimate is a peak
+    /// and replaces it — unless it is more than <see cref="MaxSpikeGrowth"/> times the estimate and neither a failure
+    /// nor the second such answer in a row: a single slow answer among fast ones (a pause, a new connection) only
+    /// doubles the estimate, so one spike cannot take a healthy endpoint out of the band of its peers
+    /// (<see cref="PeakEwmaPolicy.LatencyBand"/>), while a slow endpoint is out after two answers.
+    /// A sample below the estimate decays it with weight e^(-Δt/decay), and by at least <see cref="MinSampleWeight"/>:
+    /// under dense traffic Δt is tiny, and the time weight alone would let one slow answer outweigh the thousands
+    /// that follow it for the whole decay time (10 s).
     /// </summary>
-    public void RecordLatency(long nowTimestamp, double rtt, double decay)
+    public void RecordLatency(long nowTimestamp, double rtt, double decay, bool failure = false)
     {
         var last = Interlocked.Exchange(ref _lastSampleTimestamp, nowTimestamp);
         var elapsed = Math.Max(0, nowTimestamp - last);
-        var keep = Math.Exp(-elapsed / decay);
+        var keep = Math.Min(Math.Exp(-elapsed / decay), 1 - MinSampleWeight);
+        var estimate = BitConverter.Int64BitsToDouble(Volatile.Read(ref _ewmaBits));
+        var confirmed = failure;
+        if (estimate > 0 && rtt > estimate * MaxSpikeGrowth)
+        {
+            confirmed |= Interlocked.Increment(ref _spikesInARow) >= 2;
+        }
+        else if (Volatile.Read(ref _spikesInARow) != 0)
+        {
+            Volatile.Write(ref _spikesInARow, 0);
+        }
+
         while (true)
         {
             var currentBits = Volatile.Read(ref _ewmaBits);
             var current = BitConverter.Int64BitsToDouble(currentBits);
-            var next = current <= 0 || rtt > current ? rtt : (current * keep) + (rtt * (1 - keep));
+            var next = current <= 0 ? rtt
+                : rtt > current ? (confirmed ? rtt : Math.Min(rtt, current * MaxSpikeGrowth))
+                : (current * keep) + (rtt * (1 - keep));
             if (Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(next), currentBits) == currentBits)
             {
                 return;

@@ -7,13 +7,13 @@ namespace MeshClient.Balancing;
 public static class LoadBalancerNames
 {
     /// <summary>
-    /// Power of two choices, candidates drawn in proportion to weight, cost = peak-EWMA latency × (in flight + 1)
-    /// (Finagle, Linkerd). The default.
+    /// Power of two choices, candidates drawn in proportion to weight, cost = peak-EWMA latency × (in flight / weight
+    /// + 1) (Finagle, Linkerd); latencies within a factor of 2 count as equal. The default.
     /// </summary>
     public const string PeakEwma = "PeakEwma";
 
     /// <summary>
-    /// Power of two choices, candidates drawn in proportion to weight, cost = requests in flight + 1 (Envoy).
+    /// Power of two choices, candidates drawn in proportion to weight, cost = requests in flight / weight + 1 (Envoy).
     /// </summary>
     public const string LeastRequest = "LeastRequest";
 

@@ -13,8 +13,8 @@ public sealed class PeakEwmaOptions
     public TimeSpan DecayTime { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// Gets or sets the latency assumed for an endpoint that has not answered yet. Default: 30 ms (Linkerd).
-    /// Valid: 1 ms to 1 minute.
+    /// Gets or sets the latency assumed for an endpoint not measured yet while it has an attempt in flight (idle, such
+    /// an endpoint costs nothing, so it is tried at once). Default: 30 ms (Linkerd). Valid: 1 ms to 1 minute.
     /// </summary>
     public TimeSpan DefaultRtt { get; set; } = TimeSpan.FromMilliseconds(30);
 

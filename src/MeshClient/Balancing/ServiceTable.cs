@@ -32,6 +32,11 @@ internal sealed partial class ServiceTable : IDisposable
     private long _lastUsed;
     private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
     private int _refreshGeneration;
+    private int _rebuildQueued; // a rebuild is queued or running
+    private int _rebuildDirty; // a change was made since the running rebuild started
+    private TaskCompletionSource? _rebuildWaiters;
+    private int _snapshotsBuilt;
+    private MeshOptions? _builtWith; // the options of the last snapshot
     private ITimer? _slowStartTimer;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
 
@@ -88,7 +93,9 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
     public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
     {
-        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
+        // The first answers of an endpoint carried its connection set-up: they are not latency samples (a failure is);
+        // a cancelled attempt and a failure of our own say nothing of the endpoint.
+        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local) && (outcome != AttemptOutcome.Success || !endpoint.State.IsWarmUpAnswer()))
         {
             var now = _registry.TimeProvider.GetTimestamp();
             double rtt = now - startTimestamp;
@@ -97,7 +104,7 @@ internal sealed partial class ServiceTable : IDisposable
                 rtt = Math.Max(rtt, snapshot.FailurePenalty);
             }
 
-            endpoint.State.RecordLatency(now, rtt, snapshot.Decay);
+            endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: outcome != AttemptOutcome.Success);
         }
 
         if (_registry.HealthObserver is { } observer)
@@ -118,10 +125,18 @@ internal sealed partial class ServiceTable : IDisposable
         _registry.HealthObserver?.OnRetryAfter(this, endpoint, retryAfter);
 
     /// <summary>
-    /// Changes whether an endpoint takes traffic, and publishes the new snapshot at once. An endpoint readmitted
-    /// after an ejection enters slow start (when configured): it was down, and may be a process that just restarted.
+    /// Changes whether an endpoint takes traffic and publishes a new snapshot. An endpoint readmitted after an
+    /// ejection enters slow start (when configured): it was down, and may be a process that just restarted.
     /// </summary>
-    public void SetStatus(EndpointState state, EndpointStatus status)
+    /// <param name="state">The endpoint.</param>
+    /// <param name="status">Its new status.</param>
+    /// <param name="rebuildLater">
+    /// <see langword="true"/> when a request's outcome decided (an ejection, a readmission): the snapshot is then rebuilt
+    /// on the thread pool by one coalescing work item, so the request that tripped the rule neither pays for the
+    /// rebuild nor holds the table lock through it. Until it is published, <see cref="EndpointState.TryAdmit"/> refuses
+    /// an ejected endpoint picked from the old snapshot. A timer's transition rebuilds at once, on the timer's thread.
+    /// </param>
+    public void SetStatus(EndpointState state, EndpointStatus status, bool rebuildLater = false)
     {
         lock (_rebuildLock)
         {
@@ -131,8 +146,65 @@ internal sealed partial class ServiceTable : IDisposable
             }
 
             state.SetStatus(status);
-            RebuildSnapshot();
+            if (!rebuildLater)
+            {
+                RebuildSnapshot();
+            }
         }
+
+        if (rebuildLater)
+        {
+            Volatile.Write(ref _rebuildDirty, 1);
+        }
+
+        if (rebuildLater && Interlocked.Exchange(ref _rebuildQueued, 1) == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static table => table.RunQueuedRebuild(), this, preferLocal: false);
+        }
+    }
+
+    /// <summary>Gets a value indicating whether a rebuild is queued or running.</summary>
+    internal bool RebuildQueued => Volatile.Read(ref _rebuildQueued) != 0;
+
+    /// <summary>Gets the number of snapshots built (diagnostics and tests).</summary>
+    internal int SnapshotsBuilt => Volatile.Read(ref _snapshotsBuilt);
+
+    /// <summary>
+    /// Completes when the queued rebuild (if any) has published its snapshot: a pick that found no endpoint able to
+    /// take an attempt in a snapshot that a health change made stale waits for the new one (the rare path only).
+    /// </summary>
+    internal Task WhenRebuiltAsync(CancellationToken cancellationToken)
+    {
+        var waiters = Volatile.Read(ref _rebuildWaiters);
+        if (waiters is null)
+        {
+            var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            waiters = Interlocked.CompareExchange(ref _rebuildWaiters, created, null) ?? created;
+        }
+
+        // Read after publishing the waiters: the worker clears the flag before it takes them.
+        return RebuildQueued ? waiters.Task.WaitAsync(cancellationToken) : Task.CompletedTask;
+    }
+
+    private void RunQueuedRebuild()
+    {
+        while (true)
+        {
+            Volatile.Write(ref _rebuildDirty, 0);
+            if (!_disposed.IsCancellationRequested)
+            {
+                RebuildSnapshot();
+            }
+
+            // A change made while this rebuild ran is built by this worker, unless one more was queued meanwhile.
+            Volatile.Write(ref _rebuildQueued, 0);
+            if (Volatile.Read(ref _rebuildDirty) == 0 || Interlocked.Exchange(ref _rebuildQueued, 1) != 0)
+            {
+                break;
+            }
+        }
+
+        Interlocked.Exchange(ref _rebuildWaiters, null)?.TrySetResult();
     }
 
     private void OnTimer()
@@ -301,7 +373,6 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
-        SeedNewEndpoints(entries);
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         lock (_rebuildLock)
         {
@@ -309,7 +380,14 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         _resolution = ServiceResolution.Known;
-        RebuildSnapshot();
+
+        // The periodic refresh gets the same source and options back while nothing changed: nothing to rebuild (a
+        // rebuild of 10,000 endpoints is work, and it holds the table lock).
+        if (changed || newSource || !ReferenceEquals(_builtWith, _registry.Options.Current))
+        {
+            RebuildSnapshot();
+        }
+
         if (changed)
         {
             Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _snapshot!.Policy.Name);
@@ -328,6 +406,8 @@ internal sealed partial class ServiceTable : IDisposable
             }
 
             var options = _registry.Options.Current;
+            _builtWith = options;
+            Interlocked.Increment(ref _snapshotsBuilt);
             var policyName = LoadBalancerNames.Normalize(
                 options.Services.TryGetValue(ServiceName, out var service) ? service.LoadBalancer : null)
                 ?? LoadBalancerNames.Normalize(options.LoadBalancer)
@@ -378,6 +458,7 @@ internal sealed partial class ServiceTable : IDisposable
             var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
             _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start, SlowStartWeights(active, slowStart))
             {
+                UnreachableAdmitted = panic && unreachable == all.Length,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
                 FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
             };
@@ -468,47 +549,6 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         return false;
-    }
-
-    /// <summary>
-    /// Starts endpoints that have never been measured at the median latency estimate of the measured ones: with the
-    /// default RTT (30 ms) a new endpoint loses every peak-EWMA comparison against endpoints answering in 1 ms and
-    /// would get no traffic, and so never a sample that could lower its estimate.
-    /// </summary>
-    private void SeedNewEndpoints(List<EndpointEntry> entries)
-    {
-        var time = _registry.TimeProvider;
-        var now = time.GetTimestamp();
-        var decay = _registry.Options.Current.PeakEwma.DecayTime.TotalSeconds * time.TimestampFrequency;
-        List<double>? measured = null;
-        var unmeasured = 0;
-        foreach (var entry in entries)
-        {
-            var estimate = entry.State.LatencyEstimateAt(now, decay);
-            if (estimate > 0)
-            {
-                (measured ??= []).Add(estimate);
-            }
-            else if (entry.State.Requests == 0)
-            {
-                unmeasured++;
-            }
-        }
-
-        if (measured is null || unmeasured == 0)
-        {
-            return;
-        }
-
-        measured.Sort();
-        var median = measured[measured.Count / 2];
-        foreach (var entry in entries)
-        {
-            if (entry.State.LatencyEstimate <= 0 && entry.State.Requests == 0)
-            {
-                entry.State.SeedLatency(now, median);
-            }
-        }
     }
 
     private EndpointState GetOrAddState(string id)

@@ -49,7 +49,20 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
     {
         snapshot = ForScheme(table, snapshot, original.Scheme);
         request.Options.TryGetValue(MeshRequestContext.Key, out var context);
-        var endpoint = Pick(table, snapshot, context, out var isProbe);
+        var endpoint = Pick(snapshot, context, out var isProbe);
+        if (endpoint is null && table.RebuildQueued)
+        {
+            // A health change made the snapshot stale and its successor is being built: pick from that one.
+            await table.WhenRebuiltAsync(cancellationToken).ConfigureAwait(false);
+            snapshot = table.Snapshot ?? snapshot;
+            endpoint = Pick(snapshot, context, out isProbe);
+        }
+
+        if (endpoint is null)
+        {
+            throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint that can take the request at the moment.");
+        }
+
         context?.OnAttempt(endpoint, snapshot.Policy.Name);
         var state = endpoint.State;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
@@ -143,66 +156,82 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
     /// <summary>
     /// Picks with the service's policy, then asks the endpoint to admit the attempt: a probing endpoint admits a
-    /// single probe at a time, so a returning endpoint sees one request before full traffic.
+    /// single probe at a time, so a returning endpoint sees one request before full traffic, and a failing endpoint
+    /// admits attempts only while its failures plus attempts in flight stay under the ejection limit. A retry never
+    /// takes a probe. Every fallback goes through the same admission: when no endpoint can take the attempt, it fails
+    /// with <see cref="NoHealthyEndpointException"/> (before a byte is sent, so it may be retried) — after one more pick
+    /// from the next snapshot when a health change is being published.
     /// </summary>
-    private EndpointEntry Pick(ServiceTable table, EndpointSnapshot snapshot, MeshRequestContext? context, out bool isProbe)
+    private EndpointEntry? Pick(EndpointSnapshot snapshot, MeshRequestContext? context, out bool isProbe)
     {
         isProbe = false;
+        var retry = context is { Attempts: > 0 };
         for (var i = 0; i < 3; i++)
         {
-            var candidate = snapshot.Policy.Pick(snapshot, registry.Random, context)
-                ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+            var candidate = snapshot.Policy.Pick(snapshot, registry.Random, context);
+            if (candidate is null)
+            {
+                return null;
+            }
+
             // A retry does not gamble on a probe: a call that already failed goes to an endpoint in good standing.
-            if ((context is not { Attempts: > 0 } || candidate.State.Status != EndpointStatus.Probing)
-                && candidate.State.TryAdmit(snapshot.Panic, out isProbe))
+            if ((!retry || candidate.State.Status != EndpointStatus.Probing)
+                && candidate.State.TryAdmit(snapshot.Panic, snapshot.UnreachableAdmitted, out isProbe))
             {
                 return candidate;
             }
         }
 
         // Rare: the picks kept landing on endpoints that refused (a probe in flight, a failing endpoint at its
-        // limit). Take the endpoint with the fewest consecutive failures that is not probing, preferring one this
-        // call has not tried (not the first in order: with several endpoints failing, that would often be one).
-        var fallback = LeastFailing(snapshot, context, includeProbing: false);
-        if (fallback is not null)
+        // limit). Take the endpoint with the fewest consecutive failures that is not probing and can still admit,
+        // preferring one this call has not tried (not the first in order: with several endpoints failing, that would
+        // often be one).
+        isProbe = false;
+        var fallback = LeastFailing(snapshot, context, probing: false);
+        if (fallback is not null && fallback.State.TryAdmitOrdinary(snapshot.Panic, snapshot.UnreachableAdmitted))
         {
-            isProbe = false;
-            fallback.State.OnAttemptStarted();
             return fallback;
         }
 
-        // Every endpoint is being probed: a retry may take a probe after all…
-        foreach (var candidate in snapshot.Active)
+        // Every endpoint is being probed: a first attempt may take a free probe …
+        if (!retry)
         {
-            if (candidate.State.TryAdmit(snapshot.Panic, out isProbe))
+            foreach (var candidate in snapshot.Active)
             {
-                return candidate;
+                if (candidate.State.Status == EndpointStatus.Probing && candidate.State.TryAdmit(snapshot.Panic, snapshot.UnreachableAdmitted, out isProbe))
+                {
+                    return candidate;
+                }
             }
         }
 
-        // … and with every probe in flight, the call goes to a probing endpoint anyway (as an ordinary attempt, which
-        // does not decide the endpoint's fate): there is nowhere else to send it, and failing it would be certain.
-        fallback = LeastFailing(snapshot, context, includeProbing: true)
-            ?? throw new NoHealthyEndpointException(table.ServiceName, $"The service '{table.ServiceName}' has no endpoint at the moment.");
+        // … and a retry, or a first attempt with every probe in flight, goes to a probing endpoint as an ordinary
+        // attempt, which does not decide the endpoint's fate: there is nowhere else to send it, and failing it would be
+        // certain. Still within the endpoint's failure limit.
         isProbe = false;
-        fallback.State.OnAttemptStarted();
-        return fallback;
+        fallback = LeastFailing(snapshot, context, probing: true);
+        if (fallback is not null && fallback.State.TryAdmitOrdinary(snapshot.Panic, snapshot.UnreachableAdmitted))
+        {
+            return fallback;
+        }
+
+        return null;
     }
 
     /// <summary>
-    /// The endpoint with the fewest consecutive failures, one the call has not tried before any it has (one pass),
-    /// probing endpoints only when <paramref name="includeProbing"/>.
+    /// The endpoint with the fewest consecutive failures among those that can admit an ordinary attempt now, one the
+    /// call has not tried before any it has (one pass); probing endpoints only, or none, as <paramref name="probing"/> says.
     /// </summary>
-    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool includeProbing)
+    private static EndpointEntry? LeastFailing(EndpointSnapshot snapshot, MeshRequestContext? context, bool probing)
     {
         EndpointEntry? best = null;
         var bestTried = false;
         foreach (var candidate in snapshot.Active)
         {
             var state = candidate.State;
-            if ((!includeProbing && state.Status == EndpointStatus.Probing) || (state.Status == EndpointStatus.Ejected && !snapshot.Panic))
+            if ((state.Status == EndpointStatus.Probing) != probing || !state.CanAdmitOrdinary(snapshot.Panic, snapshot.UnreachableAdmitted))
             {
-                continue; // an ejected endpoint can still be in a snapshot published before its ejection
+                continue; // also an ejected endpoint still in a snapshot published before its ejection
             }
 
             var tried = context is not null && context.HasTried(state);

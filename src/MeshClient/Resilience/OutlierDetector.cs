@@ -165,8 +165,9 @@ internal sealed partial class OutlierDetector(
 
     /// <summary>
     /// Ejects an endpoint. An outlier (failing answers) is ejected only within the max-ejection percentage, which
-    /// does not count unreachable endpoints; an unreachable one (connection refused) always is, for a short time
-    /// that grows with each ejection in a row (<see cref="ResilienceSettings.UnreachableEjectionTime"/>).
+    /// does not count unreachable endpoints; an unreachable one (connection refused) is whatever the percentage, for a
+    /// short time that grows with each ejection in a row (<see cref="ResilienceSettings.UnreachableEjectionTime"/>).
+    /// A max-ejection percentage of 0 turns ejection off, unreachable endpoints included.
     /// </summary>
     private void Eject(ServiceTable table, EndpointEntry endpoint, EndpointHealth health, ResilienceSettings settings, string reason, bool fromProbe, bool unreachable, TimeSpan? asked = null)
     {
@@ -180,6 +181,20 @@ internal sealed partial class OutlierDetector(
                 return; // another thread already decided
             }
 
+            if (settings.MaxEjectionPercent == 0 && !fromProbe)
+            {
+                // Ejection is off, for refused connections too (each one is then requeued elsewhere at once). Only an
+                // outlier's veto is logged (every ConsecutiveFailures failures): a refusal would log on every call.
+                if (!unreachable)
+                {
+                    Log.EjectionSkipped(logger, table.ServiceName, endpoint.Id, reason, 0, table.Snapshot?.All.Length ?? 0);
+                }
+
+                state.OnSuccess(); // forget the streak: the failure limit must not keep the endpoint out instead
+                health.Window.Reset();
+                return;
+            }
+
             if (!fromProbe && !unreachable && asked is null)
             {
                 var snapshot = table.Snapshot;
@@ -190,7 +205,7 @@ internal sealed partial class OutlierDetector(
                     ejected += entry.State.Status != EndpointStatus.Healthy && !entry.State.Unreachable ? 1 : 0;
                 }
 
-                var allowed = settings.MaxEjectionPercent == 0 ? 0 : Math.Max(1, total * settings.MaxEjectionPercent / 100);
+                var allowed = Math.Max(1, total * settings.MaxEjectionPercent / 100);
                 if (ejected >= allowed)
                 {
                     Log.EjectionSkipped(logger, table.ServiceName, endpoint.Id, reason, ejected, total);
@@ -224,7 +239,7 @@ internal sealed partial class OutlierDetector(
                 Interlocked.Increment(ref _ejectionTimers);
             }
 
-            table.SetStatus(state, EndpointStatus.Ejected);
+            table.SetStatus(state, EndpointStatus.Ejected, rebuildLater: true);
         }
 
         telemetry.Ejections.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, table.ServiceName), new KeyValuePair<string, object?>(MeshTags.EjectionReason, reason));
@@ -258,7 +273,7 @@ internal sealed partial class OutlierDetector(
 
             health.LastReadmitted = time.GetTimestamp();
             endpoint.State.Unreachable = false;
-            table.SetStatus(endpoint.State, EndpointStatus.Healthy);
+            table.SetStatus(endpoint.State, EndpointStatus.Healthy, rebuildLater: true);
         }
 
         Log.Readmitted(logger, table.ServiceName, endpoint.Id);

@@ -8,14 +8,14 @@ namespace MeshClient.Tests.Balancing;
 
 /// <summary>
 /// Peak EWMA must not starve an endpoint for good: one that was slow is tried again once its estimate has decayed,
-/// and one that joins a service of fast endpoints takes its share at once (both found by the chaos soak).
+/// and one not measured yet — at start-up or joining a service of fast endpoints — takes its share at once.
 /// </summary>
 public sealed class PeakEwmaRecoveryTests
 {
     private static readonly Randomizer Seeded = new SeededRandomizer(11);
 
     [Fact]
-    public void AnEndpointNoLongerPickedBecauseItWasSlow_IsTriedAgain_AfterItsEstimateDecays()
+    public void AnEndpointPassedOverBecauseItWasSlow_IsTriedAgainAfterAFewHundredPicks_AndTakesItsShareOnceItRecovered()
     {
         var time = new FakeTimeProvider();
         var f = (double)time.TimestampFrequency;
@@ -23,45 +23,61 @@ public sealed class PeakEwmaRecoveryTests
         var decay = 10 * f;
         var fast = new EndpointState("fast");
         var slow = new EndpointState("slow");
+        fast.RecordLatency(time.GetTimestamp(), 0.001 * f, decay);
         slow.RecordLatency(time.GetTimestamp(), 0.300 * f, decay);
         var snapshot = SnapshotFactory.Snapshot(policy,
             SnapshotFactory.Entry("http://10.0.0.1:80", 1, state: fast),
             SnapshotFactory.Entry("http://10.0.0.2:80", 1, state: slow));
 
-        // The fast endpoint keeps being measured (1 ms) while the slow one, never picked, gets no sample.
-        int SlowPicksOver(TimeSpan span)
+        // Each pick is answered at once (the clock stands still: only the picks that pass it over lower its estimate).
+        int SlowPicks(double slowLatency)
         {
             var picks = 0;
-            for (var i = 0; i < 1_000; i++)
+            for (var i = 0; i < 4_000; i++)
             {
-                time.Advance(span / 1_000);
-                fast.RecordLatency(time.GetTimestamp(), 0.001 * f, decay);
-                picks += policy.Pick(snapshot, Seeded, null)!.State == slow ? 1 : 0;
+                var picked = policy.Pick(snapshot, Seeded, null)!.State;
+                picked.RecordLatency(time.GetTimestamp(), (picked == slow ? slowLatency : 0.001) * f, decay);
+                picks += picked == slow ? 1 : 0;
             }
 
             return picks;
         }
 
-        Assert.Equal(0, SlowPicksOver(TimeSpan.FromSeconds(10)));
+        // Still slow: tried again every few hundred picks (its estimate falls by 1/64 per pick that passes it over,
+        // from 300 ms to twice 1 ms: 64 × ln 150 ≈ 320), and each answer takes it out again.
+        Assert.InRange(SlowPicks(0.300), 4, 40);
 
-        // 300 ms decays below twice the 1 ms of its peer after ln(150) ≈ 5 decay times (50 s): it is tried again.
-        var later = SlowPicksOver(TimeSpan.FromSeconds(60));
-        Assert.InRange(later, 1, 1_000);
+        // Recovered: its next answers bring it back into the band of its peer, and it takes its half again.
+        Assert.InRange(SlowPicks(0.001), 1_600, 2_400);
     }
 
     [Fact]
-    public void AnEndpointNeverMeasured_StartsAtTheMedianOfItsPeers_NotAtTheDefaultRtt()
+    public void AnEndpointNeverMeasured_IsTriedAtOnceWhileIdle_AndAvoidedWhileItsFirstRequestIsInFlight()
     {
         var time = new FakeTimeProvider();
         var f = (double)time.TimestampFrequency;
-        var state = new EndpointState("new");
-        state.SeedLatency(time.GetTimestamp(), 0.002 * f);
-        Assert.Equal(0.002 * f, state.LatencyEstimate, 6);
+        var policy = LoadBalancingPolicy.Create(LoadBalancerNames.PeakEwma, new MeshOptions(), time);
+        var fast = new EndpointState("fast");
+        fast.RecordLatency(time.GetTimestamp(), 0.0003 * f, 10 * f);
+        var fresh = new EndpointState("new");
+        var snapshot = SnapshotFactory.Snapshot(policy,
+            SnapshotFactory.Entry("http://10.0.0.1:80", 3, state: fast),
+            SnapshotFactory.Entry("http://10.0.0.2:80", 1, state: fresh));
 
-        // A measured endpoint is never reseeded.
-        state.RecordLatency(time.GetTimestamp(), 0.050 * f, 10 * f);
-        state.SeedLatency(time.GetTimestamp(), 0.002 * f);
-        Assert.Equal(0.050 * f, state.LatencyEstimate, 6);
+        // Unmeasured and idle: it wins every comparison, and replaces its peer drawn twice (with the default RTT of
+        // 30 ms it lost them all).
+        Assert.All(Enumerable.Range(0, 1_000), _ => Assert.Same(fresh, policy.Pick(snapshot, Seeded, null)!.State));
+
+        // Its first request in flight: it costs the default RTT until it answers, so a burst does not pile onto it.
+        fresh.OnAttemptStarted();
+        Assert.Equal(0, Enumerable.Range(0, 1_000).Count(_ => policy.Pick(snapshot, Seeded, null)!.State == fresh));
+    }
+
+    [Fact]
+    public void TheFirstThreeAnswers_CarriedTheConnectionSetUp_AndAreNotSamples()
+    {
+        var state = new EndpointState("e");
+        Assert.Equal([true, true, true, false, false], Enumerable.Range(0, 5).Select(_ => state.IsWarmUpAnswer()));
     }
 
     [Fact]
@@ -97,8 +113,8 @@ public sealed class PeakEwmaRecoveryTests
             using var response = await client.GetAsync("http://catalog/");
         }
 
-        // Without a starting estimate the newcomer competes with the 30 ms default RTT against 1 ms peers and gets
-        // nothing; seeded with their median it takes about its fair fifth.
+        // Scored at the 30 ms default RTT against 1 ms peers the newcomer got nothing; unmeasured, it is tried at once,
+        // and measured at 1 ms it takes about its fair fifth.
         Assert.InRange(stub.Count("10.0.0.5:8080"), 120, 300);
     }
 }

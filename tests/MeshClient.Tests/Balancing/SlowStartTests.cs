@@ -128,6 +128,9 @@ public sealed class SlowStartTests(ITestOutputHelper output)
         Assert.Equal(EndpointStatus.Healthy, bad.Status);
         Assert.Equal(10, Endpoints(host).Single(e => e.Address.Contains(Bad, StringComparison.Ordinal)).SlowStartPercent);
 
+        // The readmission (decided by the probe's outcome) is published off the request thread: wait for it.
+        await Poll.UntilAsync(() => !host.Registry.GetTable("catalog").RebuildQueued);
+
         // Weights 1, 1, 1 and 0.1: 3.2% instead of 25%.
         stub.Reset();
         await SendAsync(client, 1_000);

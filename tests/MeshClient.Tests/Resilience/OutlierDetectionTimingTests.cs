@@ -192,7 +192,62 @@ public sealed class OutlierDetectionTimingTests
         }
 
         var table = host.Registry.GetTable("catalog");
-        Assert.True(table.Snapshot!.Panic);
-        Assert.Equal(4, table.Snapshot.Active.Length);
+        await Poll.UntilAsync(() => table.Snapshot!.Panic); // ejections rebuild the snapshot off the request thread
+        Assert.Equal(4, table.Snapshot!.Active.Length);
+    }
+
+    [Fact]
+    public async Task EveryEndpointFailing_ConcurrentCallers_NoFallbackPushesMoreThanTheLimitIntoAnEndpoint()
+    {
+        var (host, stub, _) = Create(s =>
+        {
+            s["Mesh:Resilience:MaxRetries"] = "0";
+            s["Mesh:Resilience:MaxEjectionPercent"] = "100";
+            s["Mesh:Resilience:PanicThresholdPercent"] = "0";
+        });
+        await using var __ = host;
+        var client = host.CreateClient();
+        var authorities = Enumerable.Range(1, 4).Select(i => $"10.0.0.{i}:8080").ToArray();
+        foreach (var authority in authorities)
+        {
+            stub.Behaviors[authority] = (_, _) => StubEndpoints.Status(HttpStatusCode.ServiceUnavailable);
+        }
+
+        // One failure each (round robin), then every endpoint holds its answers: 40 callers arrive at once.
+        for (var i = 0; i < 4; i++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+        }
+
+        Assert.All(authorities, a => Assert.Equal(1, stub.Count(a)));
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        foreach (var authority in authorities)
+        {
+            stub.Behaviors[authority] = async (_, _) =>
+            {
+                await release.Task;
+                return new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
+            };
+        }
+
+        var refused = 0;
+        var calls = Enumerable.Range(0, 40).Select(async _ =>
+        {
+            try
+            {
+                (await client.GetAsync("http://catalog/")).Dispose();
+            }
+            catch (NoHealthyEndpointException)
+            {
+                Interlocked.Increment(ref refused);
+            }
+        }).ToList();
+        await Poll.UntilAsync(() => stub.Total - 4 + Volatile.Read(ref refused) == 40);
+
+        // 1 failure + 4 in flight = the ejection limit of 5: the other 24 callers fail fast, before a byte is sent.
+        Assert.All(authorities, a => Assert.Equal(5, stub.Count(a)));
+        Assert.Equal(24, refused);
+        release.SetResult();
+        await Task.WhenAll(calls);
     }
 }

@@ -13,7 +13,7 @@ namespace MeshClient.Tests.Resilience;
 /// </summary>
 public sealed class UnreachableEjectionTests
 {
-    private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(int endpoints)
+    private static (MeshHost Host, StubEndpoints Stub, FakeTimeProvider Time) Create(int endpoints, Action<Dictionary<string, string?>>? tune = null)
     {
         var time = FakeTime.Create();
         var (host, stub) = StubEndpoints.CreateHost(time, settings =>
@@ -29,6 +29,7 @@ public sealed class UnreachableEjectionTests
             }
 
             settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            tune?.Invoke(settings);
         });
         return (host, stub, time);
     }
@@ -94,7 +95,7 @@ public sealed class UnreachableEjectionTests
         }
 
         // Panic (1 of 5 healthy) does not bring them back. After 1 s each gets one probe, which fails: out for 2 s.
-        Assert.True(host.Registry.GetTable("catalog").Snapshot!.Panic);
+        await Poll.UntilAsync(() => host.Registry.GetTable("catalog").Snapshot!.Panic); // rebuilt off the request thread
         stub.Reset();
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal(200, await SendAsync(host, 200));
@@ -164,5 +165,55 @@ public sealed class UnreachableEjectionTests
         }
 
         Assert.All(host.Registry.GetTable("catalog").States, s => Assert.Equal(EndpointStatus.Healthy, s.Status));
+    }
+
+    [Fact]
+    public async Task EveryEndpointProbing_ARetryDoesNotTakeAProbe_ItGoesAsAnOrdinaryAttempt()
+    {
+        var (host, stub, time, client) = await BothRefusingAsync();
+        await using var _ = host;
+
+        // Both come back, but the first request after that is still refused (whichever endpoint it reaches).
+        var sent = 0;
+        stub.Behaviors.Clear();
+        foreach (var authority in new[] { "10.0.0.1:8080", "10.0.0.2:8080" })
+        {
+            stub.Behaviors[authority] = (_, _) => Interlocked.Increment(ref sent) == 1
+                ? throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused")
+                : StubEndpoints.Status(HttpStatusCode.OK);
+        }
+
+        await AllProbingAsync(host, time);
+
+        // The first attempt takes one endpoint's probe and is refused; the requeue (a retry) finds the other endpoint
+        // probing with its probe free: it goes there as an ordinary attempt, which does not readmit it.
+        using (var response = await client.GetAsync("http://catalog/"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        var states = host.Registry.GetTable("catalog").States.ToList();
+        Assert.Equal(2, sent);
+        Assert.Single(states, s => s.Status == EndpointStatus.Ejected);
+        var other = Assert.Single(states, s => s.Status == EndpointStatus.Probing);
+
+        // A first attempt takes its probe, and readmits it.
+        (await client.GetAsync("http://catalog/")).Dispose();
+        Assert.Equal(EndpointStatus.Healthy, other.Status);
+    }
+
+    [Fact]
+    public async Task MaxEjectionPercentZero_EjectsNothing_NotEvenAnEndpointThatRefusesConnections()
+    {
+        var (host, stub, _) = Create(4, s => s["Mesh:Resilience:MaxEjectionPercent"] = "0");
+        await using var __ = host;
+        Refuse(stub, "10.0.0.4:8080");
+
+        Assert.Equal(100, await SendAsync(host, 100)); // every refusal is requeued at once on another endpoint
+
+        var dead = State(host, 4);
+        Assert.Equal(EndpointStatus.Healthy, dead.Status);
+        Assert.False(dead.Unreachable);
+        Assert.InRange(stub.Count("10.0.0.4:8080"), 10, 45); // still its share of first attempts (a quarter)
     }
 }
