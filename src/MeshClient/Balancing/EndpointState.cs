@@ -139,6 +139,14 @@ internal sealed class EndpointState
                 return false;
             }
 
+            if (status == (int)EndpointStatus.Ejected)
+            {
+                // Every endpoint refused connections and this one is already out: the failure limit guards an ejection
+                // that has happened, and attempts go on to find the first endpoint back.
+                OnAttemptStarted();
+                return true;
+            }
+
             if (status == (int)EndpointStatus.Probing)
             {
                 if (Interlocked.CompareExchange(ref _probeInFlight, 1, 0) != 0)
@@ -171,7 +179,19 @@ internal sealed class EndpointState
             return true;
         }
 
-        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected) && TryAdmitWithinFailureLimit();
+        if (Volatile.Read(ref _status) == (int)EndpointStatus.Ejected)
+        {
+            // Only when every endpoint refused connections, past the failure limit (see TryAdmit).
+            if (panic && unreachableAdmitted)
+            {
+                OnAttemptStarted();
+                return true;
+            }
+
+            return false;
+        }
+
+        return TryAdmitWithinFailureLimit();
     }
 
     /// <summary>Whether an ordinary attempt would be admitted now (<see cref="TryAdmitOrdinary"/>), counting nothing.</summary>
@@ -184,8 +204,12 @@ internal sealed class EndpointState
 
         var failures = Volatile.Read(ref _consecutiveFailures);
         var limit = Volatile.Read(ref _failureLimit);
-        return ((panic && unreachableAdmitted) || Volatile.Read(ref _status) != (int)EndpointStatus.Ejected)
-            && (failures == 0 || limit == 0 || failures + Volatile.Read(ref _inFlight) < limit);
+        if (Volatile.Read(ref _status) == (int)EndpointStatus.Ejected)
+        {
+            return panic && unreachableAdmitted;
+        }
+
+        return failures == 0 || limit == 0 || failures + Volatile.Read(ref _inFlight) < limit;
     }
 
     /// <summary>Counts an attempt in flight unless the endpoint is failing and its failures plus attempts in flight reached the limit.</summary>

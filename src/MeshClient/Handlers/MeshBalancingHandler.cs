@@ -47,15 +47,24 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
     private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
     {
+        var published = snapshot;
         snapshot = ForScheme(table, snapshot, original.Scheme);
         request.Options.TryGetValue(MeshRequestContext.Key, out var context);
         var endpoint = Pick(snapshot, context, out var isProbe);
-        if (endpoint is null && table.RebuildQueued)
+        if (endpoint is null)
         {
-            // A health change made the snapshot stale and its successor is being built: pick from that one.
-            await table.WhenRebuiltAsync(cancellationToken).ConfigureAwait(false);
-            snapshot = table.Snapshot ?? snapshot;
-            endpoint = Pick(snapshot, context, out isProbe);
+            // A health change made the snapshot stale: its successor is being built, or was published since this call
+            // read it (an ejection decided by the previous attempt). Pick from that one before giving up.
+            if (table.RebuildQueued)
+            {
+                await table.WhenRebuiltAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (table.Snapshot is { } current && !ReferenceEquals(current, published))
+            {
+                snapshot = ForScheme(table, current, original.Scheme);
+                endpoint = Pick(snapshot, context, out isProbe);
+            }
         }
 
         if (endpoint is null)
