@@ -95,7 +95,7 @@ public sealed class MeshStatusJsonTests
     {
         await using var app = await MeshApp.StartAsync(
             1,
-            services => services.AddAuthentication(TestAuthentication.SchemeName).AddScheme<AuthenticationSchemeOptions, TestAuthentication>(TestAuthentication.SchemeName, null),
+            services => services.AddAuthorization().AddAuthentication(TestAuthentication.SchemeName).AddScheme<AuthenticationSchemeOptions, TestAuthentication>(TestAuthentication.SchemeName, null),
             a => a.MapMeshStatus("/mesh").RequireAuthorization());
         using var http = new HttpClient { BaseAddress = app.Address };
 
