@@ -227,6 +227,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         {
             "healthy" => "[green]healthy[/]",
             "ejected" => "[red]ejected[/]",
+            "unreachable" => "[red]unreachable[/]",
             "probing" => "[yellow]probing[/]",
             null => "[grey]-[/]",
             _ => Markup.Escape(state),

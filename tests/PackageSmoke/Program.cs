@@ -1,5 +1,6 @@
-// PackageSmoke: the MeshClient package, installed from the local feed, makes one mesh call to a real backend.
-// Exit code 0 when the call went through the mesh, 1 otherwise. Everything stays on 127.0.0.1.
+// PackageSmoke: the MeshClient package, installed from the local feed, makes one mesh call to a real backend; the
+// MeshClient.AspNetCore package serves the status JSON and reports the health of that service.
+// Exit code 0 when all of it worked, 1 otherwise. Everything stays on 127.0.0.1.
 using System.Net;
 using System.Reflection;
 using MeshClient;
@@ -10,6 +11,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -77,6 +79,48 @@ catch (MeshException e)
 {
     Console.WriteLine($"unknown service -> {e.GetType().Name}: {e.Message}");
 }
+
+// MeshClient.AspNetCore: the status page's JSON and the health check, on an application with the same mesh.
+var statusBuilder = WebApplication.CreateSlimBuilder();
+statusBuilder.Logging.ClearProviders();
+statusBuilder.WebHost.UseKestrel(k => k.Listen(IPAddress.Loopback, 0));
+statusBuilder.Services.AddMesh(mesh =>
+{
+    var smoke = new MeshServiceOptions { LoadBalancer = LoadBalancerNames.RoundRobin };
+    smoke.Endpoints.Add(new MeshEndpointOptions { Address = address, Weight = 2 });
+    mesh.Services["smoke"] = smoke;
+});
+statusBuilder.Services.AddHealthChecks().AddMesh();
+await using var statusApp = statusBuilder.Build();
+statusApp.MapMeshStatus("/mesh");
+await statusApp.StartAsync(timeout.Token);
+var statusAddress = statusApp.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+using (var call = await statusApp.Services.GetRequiredService<IHttpClientFactory>().CreateClient().GetAsync(new Uri("http://smoke/ping"), timeout.Token))
+{
+    call.EnsureSuccessStatusCode();
+}
+
+using (var http = new HttpClient())
+using (var request = new HttpRequestMessage(HttpMethod.Get, statusAddress + "/mesh"))
+{
+    request.Headers.Accept.ParseAdd("application/json");
+    using var response = await http.SendAsync(request, timeout.Token);
+    var json = await response.Content.ReadAsStringAsync(timeout.Token);
+    Console.WriteLine($"GET /mesh (JSON) -> {(int)response.StatusCode} {json.Length} characters");
+    if (response.StatusCode != HttpStatusCode.OK || !json.Contains("\"version\":1", StringComparison.Ordinal) || !json.Contains("\"name\":\"smoke\"", StringComparison.Ordinal))
+    {
+        failures.Add($"the status JSON does not show version 1 and the service smoke: {json}");
+    }
+}
+
+var health = await statusApp.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync(timeout.Token);
+Console.WriteLine($"health check -> {health.Status}");
+if (health.Status != HealthStatus.Healthy || !health.Entries.ContainsKey("mesh"))
+{
+    failures.Add($"expected the mesh health check Healthy, got {health.Status}");
+}
+
+await statusApp.StopAsync(timeout.Token);
 
 foreach (var failure in failures)
 {

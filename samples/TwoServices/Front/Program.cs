@@ -6,13 +6,15 @@
 //   dotnet run --project samples/TwoServices/Catalog -- --urls http://127.0.0.1:5002
 //   dotnet run --project samples/TwoServices/Front   -- --urls http://127.0.0.1:5000
 //   curl http://127.0.0.1:5000/items/42            (three times out of four from the weight-3 instance)
-//   curl http://127.0.0.1:5000/mesh                (what the mesh knows: endpoints, state, load)
-using MeshClient.Balancing;
+//   open http://127.0.0.1:5000/mesh in a browser    (what the mesh knows: endpoints, state, load, live)
+//   curl -H 'Accept: application/json' http://127.0.0.1:5000/mesh
+//   curl http://127.0.0.1:5000/health               (Degraded while a catalog instance is ejected)
 using OpenTelemetry.Trace;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.Services.AddMesh();                       // binds the "Mesh" configuration section
 builder.Services.AddHttpClient("catalog", c => c.BaseAddress = new Uri("http://catalog"));
+builder.Services.AddHealthChecks().AddMesh();     // MeshClient.AspNetCore
 builder.Services.AddOpenTelemetry().WithTracing(t => t.AddMeshInstrumentation().AddOtlpExporter());
 
 var app = builder.Build();
@@ -25,7 +27,10 @@ app.MapGet("/items/{id:int}", async (int id, IHttpClientFactory factory, Cancell
     return Results.Content(body, "application/json", statusCode: (int)response.StatusCode);
 });
 
-// A status page: the endpoints of every service the mesh has resolved, their state and live load.
-app.MapGet("/mesh", (IMeshStatus status) => Results.Json(status.GetServices()));
+// The status page (MeshClient.AspNetCore): the endpoints of every service the mesh has resolved, their state and
+// live load. It shows internal addresses: this sample answers it only on the loopback host names; a real service
+// protects it with .RequireAuthorization() or serves it on an internal port.
+app.MapMeshStatus("/mesh").RequireHost("127.0.0.1", "localhost");
+app.MapHealthChecks("/health");
 
 app.Run();

@@ -20,6 +20,7 @@ internal sealed class EndpointState
     private int _unreachable;
     private int _removed;
     private long _slowStartSince;
+    private long _ejectedUntil;
 
     /// <summary>The least weight of a sample below the estimate: the estimate follows an endpoint's last few dozen answers.</summary>
     internal const double MinSampleWeight = 1.0 / 16;
@@ -30,9 +31,16 @@ internal sealed class EndpointState
     /// <summary>How much a single answer above the estimate can raise it (a second one in a row replaces it).</summary>
     internal const double MaxSpikeGrowth = 2.0;
 
-    public EndpointState(string id)
+    /// <summary>Creates the state of an endpoint.</summary>
+    /// <param name="id">The stable instance id.</param>
+    /// <param name="time">
+    /// The clock of the last-minute counts (<see cref="LastMinute"/>); without it (tests of the balancer alone) they
+    /// are not kept.
+    /// </param>
+    public EndpointState(string id, TimeProvider? time = null)
     {
         Id = id;
+        LastMinute = time is null ? null : new Resilience.RollingCounter(time, TimeSpan.FromMinutes(1));
     }
 
     public string Id { get; }
@@ -59,6 +67,22 @@ internal sealed class EndpointState
     {
         get => Volatile.Read(ref _slowStartSince);
         set => Volatile.Write(ref _slowStartSince, value);
+    }
+
+    /// <summary>
+    /// Gets the attempts that ended in the last minute (total) and those that failed (marked), for the status page:
+    /// lock-free and allocation-free, counted when an attempt ends, never on the pick.
+    /// </summary>
+    public Resilience.RollingCounter? LastMinute { get; }
+
+    /// <summary>
+    /// Gets or sets when the current ejection ends (a <see cref="TimeProvider"/> timestamp, written by outlier
+    /// detection when it ejects the endpoint); meaningful only while the endpoint is ejected.
+    /// </summary>
+    public long EjectedUntil
+    {
+        get => Volatile.Read(ref _ejectedUntil);
+        set => Volatile.Write(ref _ejectedUntil, value);
     }
 
     /// <summary>Gets or sets the per-endpoint data of outlier detection (owned by the Resilience feature).</summary>

@@ -1,11 +1,14 @@
+using MeshClient.Resilience;
+
 namespace MeshClient.Balancing;
 
-internal sealed class MeshStatus(ServiceTableRegistry registry) : IMeshStatus
+internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience) : IMeshStatus
 {
     public IReadOnlyList<MeshServiceStatus> GetServices()
     {
-        var frequency = (double)registry.TimeProvider.TimestampFrequency;
-        var now = registry.TimeProvider.GetTimestamp();
+        var time = registry.TimeProvider;
+        var frequency = (double)time.TimestampFrequency;
+        var now = time.GetTimestamp();
         var options = registry.Options.Current;
         var services = new List<MeshServiceStatus>();
         foreach (var table in registry.Tables)
@@ -19,23 +22,58 @@ internal sealed class MeshStatus(ServiceTableRegistry registry) : IMeshStatus
             var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
             var endpoints = snapshot.All.Select(e =>
             {
-                var latency = e.State.LatencyEstimate;
-                var since = e.State.SlowStartSince;
-                var factor = since == 0 ? 1.0 : slowStart.Factor(registry.TimeProvider.GetElapsedTime(since, now));
+                var state = e.State;
+                var latency = state.LatencyEstimate;
+                var since = state.SlowStartSince;
+                var factor = since == 0 ? 1.0 : slowStart.Factor(time.GetElapsedTime(since, now));
+                var status = state.Status;
+                var (requests, failures) = state.LastMinute?.Sum() ?? (0, 0);
+                TimeSpan? left = null;
+                if (status == EndpointStatus.Ejected)
+                {
+                    var until = state.EjectedUntil;
+                    left = until > now ? TimeSpan.FromSeconds((until - now) / frequency) : TimeSpan.Zero;
+                }
+
                 return new MeshEndpointStatus(
                     e.Id,
                     e.Address,
                     e.Weight,
                     e.Zone,
-                    e.State.Status switch { EndpointStatus.Healthy => "healthy", EndpointStatus.Ejected => "ejected", _ => "probing" },
-                    e.State.InFlight,
-                    e.State.Requests,
+                    status switch
+                    {
+                        EndpointStatus.Healthy => "healthy",
+                        EndpointStatus.Ejected => state.Unreachable ? "unreachable" : "ejected",
+                        _ => "probing",
+                    },
+                    state.InFlight,
+                    state.Requests,
                     latency > 0 ? TimeSpan.FromSeconds(latency / frequency) : null)
                 {
                     SlowStartPercent = factor < 1.0 ? (int)Math.Round(factor * 100) : null,
+                    EffectiveWeight = Math.Round(e.Weight * factor, 2),
+                    EjectionTimeLeft = left,
+                    RequestsLastMinute = requests,
+                    FailuresLastMinute = failures,
                 };
             }).ToList();
-            services.Add(new MeshServiceStatus(table.ServiceName, snapshot.Policy.Name, snapshot.Panic, endpoints));
+
+            var discovery = table.Discovery;
+            MeshRetryBudgetStatus? budget = null;
+            if (resilience.FindBudget(table.ServiceName) is { } retryBudget)
+            {
+                var (budgetRequests, retries, allowed) = retryBudget.Usage();
+                budget = new MeshRetryBudgetStatus(retryBudget.Window, budgetRequests, retries, Math.Round(allowed, 2));
+            }
+
+            services.Add(new MeshServiceStatus(table.ServiceName, snapshot.Policy.Name, snapshot.Panic, endpoints)
+            {
+                DiscoverySource = discovery?.Source,
+                LastUpdated = discovery?.Updated,
+                LastRefreshed = discovery?.Refreshed,
+                DiscoveryError = table.LastError?.Message,
+                RetryBudget = budget,
+            });
         }
 
         return services.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();

@@ -24,6 +24,7 @@ internal sealed partial class ServiceTable : IDisposable
     private readonly Task _firstResolution;
     private volatile EndpointSnapshot? _snapshot;
     private volatile ServiceResolution _resolution;
+    private volatile DiscoveryInfo? _discovery;
     private EndpointEntry[] _entries = [];
     private ServiceEndpointSource? _source;
     private IDisposable? _tokenRegistration;
@@ -63,6 +64,12 @@ internal sealed partial class ServiceTable : IDisposable
     public ServiceResolution Resolution => _resolution;
 
     public Exception? LastError => _lastError;
+
+    /// <summary>
+    /// Gets what the last answer of discovery said about the service (for the status page), or <see langword="null"/>
+    /// before the first one. Replaced whole, so a reader never sees half of an update.
+    /// </summary>
+    public DiscoveryInfo? Discovery => _discovery;
 
     /// <summary>
     /// Gets or sets a value indicating whether the registry let go of this table (a dotted name nobody knows) before
@@ -105,6 +112,11 @@ internal sealed partial class ServiceTable : IDisposable
             }
 
             endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: outcome != AttemptOutcome.Success);
+        }
+
+        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
+        {
+            endpoint.State.LastMinute?.Add(marked: outcome != AttemptOutcome.Success);
         }
 
         if (_registry.HealthObserver is { } observer)
@@ -309,7 +321,8 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         var endpoints = source.Endpoints;
-        var known = source.Features.Get<IMeshServiceFeature>() is not null;
+        var feature = source.Features.Get<IMeshServiceFeature>();
+        var known = feature is not null;
         if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
         {
             known = true;
@@ -380,6 +393,8 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         _resolution = ServiceResolution.Known;
+        var now = _registry.TimeProvider.GetUtcNow();
+        _discovery = new DiscoveryInfo(feature?.ProviderName, changed ? now : _discovery?.Updated ?? now, now);
 
         // The periodic refresh gets the same source and options back while nothing changed: nothing to rebuild (a
         // rebuild of 10,000 endpoints is work, and it holds the table lock).
@@ -559,7 +574,7 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         // Only Apply adds states, under the refresh lock.
-        state = new EndpointState(id) { SlowStartSince = _newEndpointsSlowStartSince };
+        state = new EndpointState(id, _registry.TimeProvider) { SlowStartSince = _newEndpointsSlowStartSince };
         return _states.GetOrAdd(id, state);
     }
 
@@ -614,6 +629,15 @@ internal sealed partial class ServiceTable : IDisposable
 
         return true;
     }
+
+    /// <summary>What discovery last said about a service.</summary>
+    /// <param name="Source">
+    /// The name of the provider that knows the service (its <see cref="IMeshServiceFeature"/>), or
+    /// <see langword="null"/> when the provider did not say (the standard configuration provider, pass-through).
+    /// </param>
+    /// <param name="Updated">When discovery last changed the endpoints.</param>
+    /// <param name="Refreshed">When discovery last answered.</param>
+    internal sealed record DiscoveryInfo(string? Source, DateTimeOffset Updated, DateTimeOffset Refreshed);
 
     public void Dispose()
     {

@@ -226,6 +226,7 @@ internal sealed partial class OutlierDetector(
                 ? TimeSpan.FromTicks(Math.Min(settings.UnreachableEjectionTime.Ticks * times, settings.BaseEjectionTime.Ticks))
                 : TimeSpan.FromTicks(Math.Min(settings.BaseEjectionTime.Ticks * times, settings.MaxEjectionTime.Ticks)));
             state.Unreachable = unreachable;
+            state.EjectedUntil = now + (long)(duration.TotalSeconds * time.TimestampFrequency);
             health.Window.Reset();
             lock (health)
             {

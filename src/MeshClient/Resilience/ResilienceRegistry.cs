@@ -69,6 +69,9 @@ internal sealed class ResilienceRegistry : IDisposable
         return _services.GetOrAdd(serviceName, Create);
     }
 
+    /// <summary>Gets the retry budget of a service, if it has one yet (its first call makes it), for the status page.</summary>
+    public RetryBudget? FindBudget(string serviceName) => _budgets.TryGetValue(serviceName, out var budget) ? budget : null;
+
     /// <summary>Drops the pipelines and budget of a service that is no longer called; a later call builds them again.</summary>
     public void Remove(string serviceName)
     {

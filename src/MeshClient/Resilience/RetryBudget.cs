@@ -50,6 +50,14 @@ internal sealed class RetryBudget(TimeProvider time, int percent, int minPerSeco
     public bool Matches(int percent, int minPerSecond, TimeSpan window) =>
         Percent == percent && MinPerSecond == minPerSecond && _counter.Matches(window);
 
+    /// <summary>Gets the requests and the retries counted in the current window, and the retries they allow.</summary>
+    public (int Requests, int Retries, double Allowed) Usage()
+    {
+        var (total, retries) = _counter.Sum();
+        var requests = total - retries;
+        return (requests, retries, (requests * Percent / 100.0) + _reserve);
+    }
+
     /// <summary>Gets the retries taken in the current window (tests).</summary>
     internal int Retries => _counter.Sum().Marked;
 

@@ -29,6 +29,36 @@ public sealed class MeshStatusTests
         Assert.All(service.Endpoints, e => Assert.Equal(0, e.InFlight));
         Assert.All(service.Endpoints, e => Assert.NotNull(e.LatencyEstimate));
         Assert.Equal(5, service.Endpoints[2].Attempts);
+
+        // What the status page shows besides.
+        Assert.Equal("Mesh configuration (Mesh:Services)", service.DiscoverySource);
+        Assert.NotNull(service.LastUpdated);
+        Assert.Null(service.DiscoveryError);
+        Assert.Equal(30, service.RetryBudget?.Requests);
+        Assert.Equal([1.0, 2.0, 3.0], service.Endpoints.Select(e => e.EffectiveWeight));
+        Assert.Equal(service.Endpoints.Sum(e => e.Attempts), service.Endpoints.Sum(e => e.RequestsLastMinute)); // 30 calls, 5 of them retried
+        Assert.Equal([0, 0, 5], service.Endpoints.Select(e => e.FailuresLastMinute));
+        Assert.Null(service.Endpoints[0].EjectionTimeLeft);
+        Assert.InRange(service.Endpoints[2].EjectionTimeLeft!.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+    }
+
+    [Fact]
+    public async Task Status_ShowsARefusingEndpointAsUnreachable()
+    {
+        await using var backends = await Backends.StartAsync(3);
+        await using var host = MeshHost.Create(MeshHost.ServiceSettings("catalog", LoadBalancerNames.RoundRobin, backends.WithWeight(1)));
+        await backends[1].DisposeAsync(); // its port now refuses connections
+        var client = host.CreateClient();
+        for (var i = 0; i < 9; i++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+        }
+
+        var service = Assert.Single(host.Services.GetRequiredService<IMeshStatus>().GetServices());
+
+        Assert.Equal(["healthy", "unreachable", "healthy"], service.Endpoints.Select(e => e.State));
+        Assert.True(service.Endpoints[1].EjectionTimeLeft > TimeSpan.Zero);
+        Assert.Equal(1, service.Endpoints[1].FailuresLastMinute);
     }
 
     [Fact]

@@ -1,0 +1,57 @@
+using System.Text.Json.Serialization;
+
+namespace MeshClient.AspNetCore.Status;
+
+/// <summary>
+/// The JSON of the status page, version 1 (documented in the README). A field may be added within a version; a
+/// field renamed, removed or changed in meaning makes a new version.
+/// </summary>
+internal sealed record MeshStatusDocument(
+    int Version,
+    DateTimeOffset GeneratedAt,
+    IReadOnlyList<ServiceDocument> Services)
+{
+    public const int CurrentVersion = 1;
+}
+
+internal sealed record ServiceDocument(
+    string Name,
+    DiscoveryDocument Discovery,
+    string LoadBalancer,
+    bool Panic,
+    RetryBudgetDocument? RetryBudget,
+    IReadOnlyList<EndpointDocument> Endpoints);
+
+internal sealed record DiscoveryDocument(
+    string? Source,
+    DateTimeOffset? LastUpdated,
+    DateTimeOffset? LastRefreshed,
+    string? Error);
+
+internal sealed record RetryBudgetDocument(
+    double WindowSeconds,
+    int Requests,
+    int Retries,
+    double Allowed);
+
+internal sealed record EndpointDocument(
+    string Id,
+    string Address,
+    string? Zone,
+    int Weight,
+    double EffectiveWeight,
+    int? SlowStartPercent,
+    string State,
+    double? EjectionSecondsLeft,
+    double? LatencyMs,
+    int InFlight,
+    int RequestsLastMinute,
+    int FailuresLastMinute,
+    long Attempts);
+
+/// <summary>The source-generated serializer of <see cref="MeshStatusDocument"/> (trimming- and AOT-safe).</summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(MeshStatusDocument))]
+internal sealed partial class MeshStatusJsonContext : JsonSerializerContext;

@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using MeshClient.AspNetCore.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Playwright;
+using Xunit.Abstractions;
+
+namespace MeshClient.AspNetCore.Tests.Status;
+
+/// <summary>The status page in a real browser: headless Chromium driven by Playwright.</summary>
+public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Page_ListsEveryEndpoint_AndShowsAnEjectionWithin2sWithoutReload()
+    {
+        var total = Stopwatch.StartNew();
+        var chromium = Chromium.Find();
+        await using var app = await MeshApp.StartAsync(3, map: a => a.MapMeshStatus("/mesh"));
+        await app.CallAsync(30);
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-dev-shm-usage"],
+        });
+        var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1280, Height = 420 } });
+        var errors = new List<string>();
+        page.Console += (_, message) =>
+        {
+            if (message.Type == "error")
+            {
+                errors.Add(message.Text);
+            }
+        };
+        page.PageError += (_, error) => errors.Add(error);
+        var requests = new List<string>();
+        page.Request += (_, request) => requests.Add(request.Url);
+
+        var response = await page.GotoAsync(new Uri(app.Address, "/mesh").ToString());
+        Assert.NotNull(response);
+        Assert.Equal(200, response.Status);
+
+        // Every endpoint is listed, with its state.
+        foreach (var backend in app.Backends)
+        {
+            var row = Row(page, backend);
+            await Assertions.Expect(row).ToHaveAttributeAsync("data-state", "healthy", new() { Timeout = 5000 });
+            await Assertions.Expect(row.Locator(".state")).ToHaveTextAsync("healthy");
+        }
+
+        await Assertions.Expect(page.Locator("section[data-service=catalog] h2")).ToHaveTextAsync("catalog");
+        await page.EvaluateAsync("() => { window.__sameDocument = true; }");
+
+        // Traffic keeps flowing, as in a live application; then one backend starts to answer 503.
+        using var stop = new CancellationTokenSource();
+        var traffic = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                await app.CallAsync(1);
+                await Task.Delay(5);
+            }
+        });
+        var failing = app.Backends[1];
+        failing.Failing = true;
+        var sinceFailing = Stopwatch.StartNew();
+        await Assertions.Expect(Row(page, failing)).ToHaveAttributeAsync("data-state", "ejected", new() { Timeout = 2000 });
+        var seenAfter = sinceFailing.Elapsed;
+        await Assertions.Expect(Row(page, failing).Locator(".state")).ToHaveTextAsync("ejected");
+        await Assertions.Expect(Row(page, failing).Locator(".left")).ToContainTextAsync("s left");
+        await Assertions.Expect(Row(page, app.Backends[0])).ToHaveAttributeAsync("data-state", "healthy");
+        await Assertions.Expect(Row(page, app.Backends[2])).ToHaveAttributeAsync("data-state", "healthy");
+
+        // Without a reload: the script's state survived.
+        Assert.True(await page.EvaluateAsync<bool>("() => window.__sameDocument === true"));
+        Assert.Empty(errors);
+
+        // The page loaded nothing but itself and its JSON.
+        Assert.All(requests, url => Assert.StartsWith(new Uri(app.Address, "/mesh").ToString(), url, StringComparison.Ordinal));
+
+        await stop.CancelAsync();
+        await traffic;
+        await Task.Delay(1100); // one more refresh, so the screenshot shows the failures counted
+        var screenshot = Path.Combine(AppContext.BaseDirectory, "mesh-status.png");
+        await page.ScreenshotAsync(new PageScreenshotOptions { Path = screenshot, FullPage = true });
+        if (Environment.GetEnvironmentVariable("MESH_STATUS_SCREENSHOT") is { Length: > 0 } copy)
+        {
+            File.Copy(screenshot, copy, overwrite: true);
+        }
+
+        output.WriteLine($"Ejection shown {seenAfter.TotalMilliseconds:F0} ms after the backend began failing; the whole browser test took {total.Elapsed.TotalSeconds:F1} s.");
+    }
+
+    private static ILocator Row(IPage page, TestBackend backend) =>
+        page.Locator($"tr[data-address=\"{backend.Address.ToString().TrimEnd('/')}\"], tr[data-address=\"{backend.Address}\"]");
+}
