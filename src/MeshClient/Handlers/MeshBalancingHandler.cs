@@ -51,20 +51,24 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         snapshot = ForScheme(table, snapshot, original.Scheme);
         request.Options.TryGetValue(MeshRequestContext.Key, out var context);
         var endpoint = Pick(snapshot, context, out var isProbe);
-        if (endpoint is null)
+        // A health change made the snapshot stale: its successor is being built, or was published since this call read
+        // it (an ejection decided by the previous attempt). Pick from that one before giving up; a few rounds, since
+        // health changes can follow each other while the call waits.
+        for (var round = 0; endpoint is null && round < 3; round++)
         {
-            // A health change made the snapshot stale: its successor is being built, or was published since this call
-            // read it (an ejection decided by the previous attempt). Pick from that one before giving up.
             if (table.RebuildQueued)
             {
                 await table.WhenRebuiltAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            if (table.Snapshot is { } current && !ReferenceEquals(current, published))
+            if (table.Snapshot is not { } current || ReferenceEquals(current, published))
             {
-                snapshot = ForScheme(table, current, original.Scheme);
-                endpoint = Pick(snapshot, context, out isProbe);
+                break;
             }
+
+            published = current;
+            snapshot = ForScheme(table, current, original.Scheme);
+            endpoint = Pick(snapshot, context, out isProbe);
         }
 
         if (endpoint is null)
