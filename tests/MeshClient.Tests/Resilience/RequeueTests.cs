@@ -37,6 +37,10 @@ public sealed class RequeueTests
         // Every endpoint refuses until each has been ejected as unreachable (the calls fail: nothing is up).
         var client = host.CreateClient();
         var table = host.Registry.GetTable("catalog");
+
+        // The first resolution may still be running: with no state yet, the loop below would not run at all.
+        await table.WaitForFirstResolutionAsync(CancellationToken.None);
+        Assert.Equal(5, table.States.Count);
         for (var i = 0; i < 20 && table.States.Any(s => s.Status != EndpointStatus.Ejected); i++)
         {
             await Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://catalog/"));
