@@ -57,8 +57,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     private string Describe(MeshEvent meshEvent) =>
         $"{Seconds(meshEvent.At),6} {NameOf(meshEvent.Endpoint)} {meshEvent.Kind}" + (meshEvent.Reason is { } reason ? $" ({reason})" : string.Empty);
 
+    // An event names the endpoint by its id: its address (configuration) or an instance id such as a pod, catalog-alpha.
     private string NameOf(string endpoint) =>
-        backends.FirstOrDefault(b => endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal))?.Name ?? endpoint;
+        backends.FirstOrDefault(b =>
+            endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            || string.Equals(endpoint, $"{serviceName}-{b.Name}", StringComparison.Ordinal))?.Name ?? endpoint;
 
     /// <summary>The live view: header, endpoint table, recent state changes.</summary>
     public IRenderable Render(TimeSpan elapsed)
