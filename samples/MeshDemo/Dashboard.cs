@@ -22,6 +22,9 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
     public string Policy { get; private set; } = "?";
 
+    /// <summary>Gets the provider that found the service, as <see cref="IMeshStatus"/> names it (Kubernetes, Consul, …).</summary>
+    public string Source => Service()?.DiscoverySource ?? "?";
+
     /// <summary>
     /// Reads the mesh's status (the state column) and returns the ejections, probes and readmissions the mesh logged
     /// since the previous call: every one, where sampling the state a few times a second would miss a short probe.
@@ -54,8 +57,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     private string Describe(MeshEvent meshEvent) =>
         $"{Seconds(meshEvent.At),6} {NameOf(meshEvent.Endpoint)} {meshEvent.Kind}" + (meshEvent.Reason is { } reason ? $" ({reason})" : string.Empty);
 
+    // An event names the endpoint by its id: its address (configuration) or an instance id such as a pod, catalog-alpha.
     private string NameOf(string endpoint) =>
-        backends.FirstOrDefault(b => endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal))?.Name ?? endpoint;
+        backends.FirstOrDefault(b =>
+            endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
+            || string.Equals(endpoint, $"{serviceName}-{b.Name}", StringComparison.Ordinal))?.Name ?? endpoint;
 
     /// <summary>The live view: header, endpoint table, recent state changes.</summary>
     public IRenderable Render(TimeSpan elapsed)
@@ -66,7 +72,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var recent = Math.Max(1, windows.Values.Sum(w => w.Count));
 
         var table = new Table().Border(TableBorder.Rounded).Expand();
-        table.Title = new TableTitle($"[bold]MeshClient demo[/]: service [aqua]{serviceName}[/], policy [aqua]{Markup.Escape(Policy)}[/]");
+        table.Title = new TableTitle($"[bold]MeshClient demo[/]: service [aqua]{serviceName}[/] (discovery: [aqua]{Markup.Escape(Source)}[/]), policy [aqua]{Markup.Escape(Policy)}[/]");
         table.AddColumn(new TableColumn("Endpoint").NoWrap());
         table.AddColumn(new TableColumn("Weight").RightAligned());
         table.AddColumn(new TableColumn("Share (5 s)").RightAligned());
@@ -159,6 +165,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var probes = events.Count(MeshEvents.Probing);
         var readmissions = events.Count(MeshEvents.Readmitted);
         var notes = new StringBuilder();
+        notes.AppendLine(CultureInfo.InvariantCulture, $"Discovery source: {Source} (IMeshStatus, service '{serviceName}').");
         notes.AppendLine(CultureInfo.InvariantCulture, $"{stats.Requests:N0} requests: {stats.Succeeded:N0} succeeded ({successRate:0.##}%), {stats.Failed:N0} failed; {stats.Retries:N0} retries.");
         notes.AppendLine(CultureInfo.InvariantCulture, $"Outlier detection: {Count(ejections, "ejection")}, {Count(probes, "probe")}, {Count(readmissions, "readmission")} (the mesh's log events 200-202; the MeshClient meter counted {Count(stats.Ejections, "ejection")}).");
 

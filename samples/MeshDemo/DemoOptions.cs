@@ -4,7 +4,7 @@ using MeshClient.Balancing;
 namespace MeshDemo;
 
 /// <summary>The demo's command line.</summary>
-internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null)
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null)
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
 
@@ -18,6 +18,10 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                               the output is not a terminal)
           --consul <url>      discover "catalog" through the Consul agent at <url> (the demo registers
                               its backends there) instead of the embedded configuration
+          --kubernetes        discover "catalog" from EndpointSlices served by a Kubernetes API stand-in
+                              that the demo starts on 127.0.0.1 (one pod per backend, weight 1 each)
+          --status-port <n>   serve the status page (MeshClient.AspNetCore) at http://127.0.0.1:<n>/mesh
+                              while the demo runs (loopback only)
           --help              show this help
         """;
 
@@ -80,6 +84,18 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
 
                     options = options with { Consul = consul };
                     break;
+                case "--kubernetes":
+                    options = options with { Kubernetes = true };
+                    break;
+                case "--status-port":
+                    if (!int.TryParse(Value(), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+                    {
+                        error = "--status-port needs a TCP port from 1 to 65535.";
+                        return options;
+                    }
+
+                    options = options with { StatusPort = port };
+                    break;
                 case "--plain":
                     options = options with { Plain = true };
                     break;
@@ -90,6 +106,11 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                     error = $"Unknown argument '{arg}'.";
                     return options;
             }
+        }
+
+        if (options.Consul is not null && options.Kubernetes)
+        {
+            error = "--consul and --kubernetes are two ways to discover the same service: choose one.";
         }
 
         return options;

@@ -4,11 +4,15 @@
 // different weights, a slow one, and a flaky one that answers 503 for a while and then recovers. A caller sends
 // GET http://catalog/work through a named HttpClient made mesh-aware by AddMesh(); the mesh discovers the four
 // endpoints from configuration, balances by weight and latency, ejects the flaky one and retries elsewhere.
+// --kubernetes discovers them instead from EndpointSlices served by the tests' Kubernetes API stand-in, started here;
+// --status-port serves MeshClient.AspNetCore's status page on 127.0.0.1 while the demo runs.
 //
 //   dotnet run --project samples/MeshDemo                      # 20 seconds, live table
 //   dotnet run --project samples/MeshDemo -- --duration 1m --policy RoundRobin
 //   dotnet run --project samples/MeshDemo -- --duration 5s | cat   # plain lines (CI, pipes)
 //   dotnet run --project samples/MeshDemo -- --consul http://127.0.0.1:8500   # discover through a Consul agent
+//   dotnet run --project samples/MeshDemo -- --kubernetes                     # discover from EndpointSlices
+//   dotnet run --project samples/MeshDemo -- --status-port 5099               # http://127.0.0.1:5099/mesh
 using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;
@@ -44,15 +48,23 @@ Console.CancelKeyPress += (_, e) =>
 };
 
 // 1. The backends. The failure window is a fraction of the run, so a short run shows it too.
-BackendSpec[] specs =
+IEnumerable<BackendSpec> specs =
 [
     new("alpha", 3, "fast", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3)),
     new("bravo", 2, "fast", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3)),
     new("charlie", 2, "slow", TimeSpan.FromMilliseconds(60), TimeSpan.FromMilliseconds(40)),
     new("delta", 1, "flaky", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), FailFrom: 0.2, FailUntil: 0.6),
 ];
+if (options.Kubernetes)
+{
+    // An EndpointSlice has no weights: every pod of a Service weighs 1, and the table says so.
+    specs = specs.Select(s => s with { Weight = 1 }).ToList();
+}
+
 var clock = new Stopwatch();
 var backends = new List<Backend>();
+KubernetesStandIn? kubernetes = null;
+StatusPage? statusPage = null;
 foreach (var spec in specs)
 {
     backends.Add(await Backend.StartAsync(spec, clock, options.Duration));
@@ -69,7 +81,15 @@ try
     builder.Logging.AddProvider(events);
     builder.Logging.AddFilter<MeshEvents>("MeshClient", LogLevel.Information);
     var endpoints = new Dictionary<string, string?>();
-    if (options.Consul is null)
+    if (options.Kubernetes)
+    {
+        // Discovery through Kubernetes: the API stand-in serves a slice per backend; the mesh reads a kubeconfig.
+        kubernetes = await KubernetesStandIn.StartAsync(ServiceName, backends);
+        endpoints["Mesh:Kubernetes:KubeConfigPath"] = kubernetes.KubeConfigPath;
+        endpoints["Mesh:Kubernetes:Namespace"] = KubernetesStandIn.Namespace;
+        Console.WriteLine($"Started a Kubernetes API stand-in at {kubernetes.Address} (EndpointSlices of '{ServiceName}' in namespace '{KubernetesStandIn.Namespace}'); discovering '{ServiceName}' through it.");
+    }
+    else if (options.Consul is null)
     {
         for (var i = 0; i < backends.Count; i++)
         {
@@ -96,6 +116,10 @@ try
     {
         mesh.AddConsul(o => o.Address = consulAddress.ToString());
     }
+    else if (options.Kubernetes)
+    {
+        mesh.AddKubernetes(); // binds Mesh:Kubernetes: the kubeconfig above
+    }
 
     builder.Services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}"))
         .ConfigurePrimaryHttpMessageHandler(() => new AttemptRecorder(stats)); // demo only: times each attempt per endpoint
@@ -103,7 +127,13 @@ try
     using var host = builder.Build();
     await host.StartAsync(stop.Token); // validates the mesh options (ValidateOnStart)
     var factory = host.Services.GetRequiredService<IHttpClientFactory>();
-    var dashboard = new Dashboard(options, backends, stats, events, host.Services.GetRequiredService<IMeshStatus>(), ServiceName);
+    var meshStatus = host.Services.GetRequiredService<IMeshStatus>();
+    var dashboard = new Dashboard(options, backends, stats, events, meshStatus, ServiceName);
+    if (options.StatusPort is { } statusPort)
+    {
+        statusPage = await StatusPage.StartAsync(statusPort, meshStatus, stop.Token);
+        Console.WriteLine($"Status page: {statusPage.Address} (a browser; or JSON with Accept: application/json)");
+    }
 
     // 3. A short warm-up (JIT, connections, first latency estimates), not counted; then traffic for the run.
     var warmUp = factory.CreateClient(ServiceName);
@@ -138,7 +168,7 @@ try
     {
         // Not a terminal (CI, a pipe): plain lines, and tables as wide as a log viewer shows them.
         AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 100);
-        Console.WriteLine($"MeshDemo: {backends.Count} instances of '{ServiceName}' on 127.0.0.1, {options.RequestsPerSecond} requests/s for {options.Duration.TotalSeconds:0.#}s.");
+        Console.WriteLine($"MeshDemo: {backends.Count} instances of '{ServiceName}' on 127.0.0.1 (discovery: {dashboard.Source}), {options.RequestsPerSecond} requests/s for {options.Duration.TotalSeconds:0.#}s.");
         foreach (var backend in backends)
         {
             Console.WriteLine($"  {backend.Name,-8} {backend.Address}  weight {backend.Spec.Weight}  {backend.Spec.Role}");
@@ -169,6 +199,12 @@ try
     Console.WriteLine(notes);
     AnsiConsole.WriteLine();
 
+    if (statusPage is not null)
+    {
+        await statusPage.DisposeAsync();
+        statusPage = null;
+    }
+
     await host.StopAsync(CancellationToken.None);
 
     // Exit code 0 is "the mesh carried traffic"; only a run where nothing succeeded is an error.
@@ -176,6 +212,16 @@ try
 }
 finally
 {
+    if (statusPage is not null)
+    {
+        await statusPage.DisposeAsync();
+    }
+
+    if (kubernetes is not null)
+    {
+        await kubernetes.DisposeAsync();
+    }
+
     if (options.Consul is not null)
     {
         await ConsulRegistration.DeregisterAsync(options.Consul, backends);

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using k8s;
 using MeshClient.Kubernetes;
+using MeshClient.KubernetesServer;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace MeshClient.Tests.Kubernetes;

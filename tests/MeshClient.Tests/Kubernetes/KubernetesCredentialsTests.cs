@@ -1,4 +1,5 @@
 using MeshClient.Kubernetes;
+using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

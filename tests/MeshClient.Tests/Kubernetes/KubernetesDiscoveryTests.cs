@@ -1,6 +1,8 @@
 using System.Globalization;
 using k8s.Models;
+using MeshClient.Balancing;
 using MeshClient.Kubernetes;
+using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
@@ -28,6 +30,29 @@ public sealed class KubernetesDiscoveryTests(ITestOutputHelper output)
         Assert.Equal(["catalog-2"], (await mesh.EndpointsAsync("catalog.other")).Keys);
         Assert.Equal(["catalog-2"], (await mesh.EndpointsAsync("catalog.other.svc")).Keys);
         Assert.Equal(["catalog-2"], (await mesh.EndpointsAsync("catalog.other.svc.cluster.local")).Keys);
+    }
+
+    [Fact]
+    public async Task MeshStatus_NamesKubernetesAsTheDiscoverySource()
+    {
+        // Issue 15, item 7: IMeshStatus says which provider found each service.
+        await using var pods = await Pods.StartAsync(2);
+        await using var server = await KubernetesTestServer.CreateAsync();
+        server.Apply("shop", Slices.Http("catalog", "catalog-a", pods.Port, [.. pods.All.Select(p => p.Endpoint())]));
+        await using var mesh = KubernetesTestHost.Create(server);
+        var client = mesh.CreateClient();
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync(new Uri("http://catalog/"));
+            response.EnsureSuccessStatusCode();
+        }
+
+        var services = mesh.Services.GetRequiredService<IMeshStatus>().GetServices();
+        var catalog = Assert.Single(services, s => s.Name == "catalog");
+        Assert.Equal("Kubernetes", catalog.DiscoverySource);
+        Assert.Equal(2, catalog.Endpoints.Count);
+        Assert.NotNull(catalog.LastUpdated);
+        Assert.Null(catalog.DiscoveryError);
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using MeshClient.Kubernetes;
+using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;

@@ -1,3 +1,4 @@
+using MeshClient.KubernetesServer;
 using Xunit.Abstractions;
 
 namespace MeshClient.Tests.Kubernetes;

@@ -4,6 +4,7 @@ using System.Net;
 using k8s.Models;
 using MeshClient.Discovery;
 using MeshClient.Kubernetes;
+using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;

@@ -1,5 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 
 namespace MeshClient.Tests.Samples;
@@ -51,7 +55,88 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
         Assert.Contains(lines, l => l.Endpoint == "delta" && l.Kind == "ejected");
     }
 
-    private static async Task<string> RunDemoAsync(params string[] arguments)
+    /// <summary>Issue 17, item 5: with --status-port the demo serves the status page on 127.0.0.1 while it runs.</summary>
+    [Fact]
+    public async Task StatusPort_ServesTheStatusPageWhileTheDemoRuns()
+    {
+        var port = FreePort();
+        var url = $"http://127.0.0.1:{port}/mesh";
+        JsonNode? document = null;
+        var text = await RunDemoAsync(
+            async (line, cancellationToken) =>
+            {
+                if (document is not null || !line.Contains(url, StringComparison.Ordinal))
+                {
+                    return;
+                }
+
+                // The demo printed the URL: ask it (the JSON) until the catalog service is listed, while traffic runs.
+                using var client = new HttpClient();
+                for (var attempt = 0; attempt < 50 && document is null; attempt++)
+                {
+                    using var ask = new HttpRequestMessage(HttpMethod.Get, new Uri(url));
+                    ask.Headers.Accept.ParseAdd("application/json");
+                    using var response = await client.SendAsync(ask, cancellationToken);
+                    Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                    Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+                    var json = JsonNode.Parse(await response.Content.ReadAsStringAsync(cancellationToken))!;
+                    if (json["services"]!.AsArray().Any(s => (string?)s!["name"] == "catalog" && s["endpoints"]!.AsArray().Count == 4))
+                    {
+                        document = json;
+                    }
+                    else
+                    {
+                        await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken);
+                    }
+                }
+            },
+            "--duration", "8s", "--plain", "--status-port", port.ToString(CultureInfo.InvariantCulture));
+        output.WriteLine(text);
+
+        Assert.Contains($"Status page: {url}", text, StringComparison.Ordinal);
+        Assert.True(document is not null, "the status JSON never listed the catalog service's four endpoints");
+        Assert.Equal(1, (int)document["version"]!);
+        var catalog = document["services"]!.AsArray().Single(s => (string?)s!["name"] == "catalog")!;
+        Assert.Equal("Mesh configuration (Mesh:Services)", (string?)catalog["discovery"]!["source"]);
+
+        // Every endpoint of the status JSON is one of the demo's backends, whose addresses it printed.
+        var printed = BackendLine().Matches(text).Select(m => m.Groups["address"].Value.TrimEnd('/')).ToHashSet();
+        Assert.Equal(4, printed.Count);
+        Assert.Equal(printed, catalog["endpoints"]!.AsArray().Select(e => ((string)e!["address"]!).TrimEnd('/')).ToHashSet());
+
+        // The page is gone with the demo.
+        using var after = new HttpClient();
+        await Assert.ThrowsAsync<HttpRequestException>(() => after.GetAsync(new Uri(url)));
+    }
+
+    /// <summary>Issue 15, item 7: with --kubernetes the demo discovers its backends through the Kubernetes API stand-in.</summary>
+    [Fact]
+    public async Task Kubernetes_DiscoversThroughTheStandIn_AndEveryRequestSucceeds()
+    {
+        var text = await RunDemoAsync("--kubernetes", "--duration", "6s", "--plain");
+        output.WriteLine(text);
+
+        Assert.Contains("Started a Kubernetes API stand-in at http://127.0.0.1:", text, StringComparison.Ordinal);
+        Assert.Contains("(discovery: Kubernetes)", text, StringComparison.Ordinal);
+        Assert.Contains("Discovery source: Kubernetes (IMeshStatus, service 'catalog').", text, StringComparison.Ordinal);
+        var requests = RequestsLine().Match(text);
+        Assert.True(requests.Success, "no requests line in the summary");
+        Assert.True(int.Parse(requests.Groups["requests"].Value, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) > 0);
+        Assert.Equal(requests.Groups["requests"].Value, requests.Groups["succeeded"].Value);
+        Assert.Equal("0", requests.Groups["failed"].Value);
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private static Task<string> RunDemoAsync(params string[] arguments) => RunDemoAsync(null, arguments);
+
+    /// <summary>Runs the built demo to its end; <paramref name="onLine"/> sees each line of its output as it comes.</summary>
+    private static async Task<string> RunDemoAsync(Func<string, CancellationToken, Task>? onLine, params string[] arguments)
     {
         var testDirectory = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
         var framework = testDirectory.Name;
@@ -77,13 +162,39 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
         }
 
         using var process = Process.Start(start)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-        await process.WaitForExitAsync(timeout.Token);
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = new StringBuilder();
+        try
+        {
+            while (await process.StandardOutput.ReadLineAsync(timeout.Token) is { } line)
+            {
+                stdout.AppendLine(line);
+                if (onLine is not null)
+                {
+                    await onLine(line, timeout.Token);
+                }
+            }
+
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+        }
+
         Assert.True(process.ExitCode == 0, $"exit code {process.ExitCode}: {await stderr}");
-        return await stdout;
+        return stdout.ToString();
     }
+
+    [GeneratedRegex(@"^  \w+\s+(?<address>http://127\.0\.0\.1:\d+/?)\s+weight", RegexOptions.Multiline)]
+    private static partial Regex BackendLine();
+
+    [GeneratedRegex(@"^(?<requests>[\d,]+) requests: (?<succeeded>[\d,]+) succeeded \([\d.]+%\), (?<failed>[\d,]+) failed", RegexOptions.Multiline)]
+    private static partial Regex RequestsLine();
 
     [GeneratedRegex(@"Outlier detection: (?<ejections>\d+) ejections?, (?<probes>\d+) probes?, (?<readmissions>\d+) readmissions? \(the mesh's log events 200-202; the MeshClient meter counted (?<meter>\d+) ejections?\)\.")]
     private static partial Regex TotalsLine();

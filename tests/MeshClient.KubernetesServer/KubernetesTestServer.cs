@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using k8s;
@@ -10,7 +11,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 
-namespace MeshClient.Tests.Kubernetes;
+namespace MeshClient.KubernetesServer;
 
 /// <summary>A request the stand-in received (the bearer token is never recorded, only whether one came).</summary>
 public sealed record KubernetesRequestRecord(string Path, string Query, bool Watch, bool HadToken);
@@ -38,9 +39,9 @@ public sealed class KubernetesTestServer : IAsyncDisposable
     private long _resourceVersion = 1000;
     private long _compactedBefore;
 
-    private readonly System.Security.Cryptography.X509Certificates.X509Certificate2? _certificate;
+    private readonly X509Certificate2? _certificate;
 
-    private KubernetesTestServer(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate) => _certificate = certificate;
+    private KubernetesTestServer(X509Certificate2? certificate) => _certificate = certificate;
 
     public int Port { get; private set; }
 
@@ -70,7 +71,7 @@ public sealed class KubernetesTestServer : IAsyncDisposable
     public int CountRequests(bool watch) => _requests.Count(r => r.Watch == watch);
 
     /// <summary>Starts a stand-in over http, or over https with <paramref name="certificate"/> (as a real API server).</summary>
-    public static async Task<KubernetesTestServer> CreateAsync(System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
+    public static async Task<KubernetesTestServer> CreateAsync(X509Certificate2? certificate = null)
     {
         var server = new KubernetesTestServer(certificate);
         await server.StartAsync();
@@ -94,7 +95,8 @@ public sealed class KubernetesTestServer : IAsyncDisposable
             {
                 if (_certificate is not null)
                 {
-                    listen.UseHttps(Infrastructure.TestPki.ForKestrel(_certificate));
+                    // Kestrel wants a certificate whose key it can use as is: a PKCS#12 round trip gives it one.
+                    listen.UseHttps(X509CertificateLoader.LoadPkcs12(_certificate.Export(X509ContentType.Pkcs12), null));
                 }
             });
         });
