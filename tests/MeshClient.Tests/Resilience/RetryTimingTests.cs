@@ -141,6 +141,29 @@ public sealed class RetryTimingTests
         });
     }
 
+    [Fact]
+    public async Task RetryAfter_WithMaxEjectionPercentZero_EjectsNothing()
+    {
+        var (host, stub, _) = Create(s =>
+        {
+            s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+            s["Mesh:Resilience:RetryMaxDelay"] = "00:00:00";
+            s["Mesh:Resilience:MaxEjectionPercent"] = "0"; // ejection is off, Retry-After's included
+        });
+        await using var _ = host;
+        stub.Behaviors["10.0.0.1:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(60)));
+        var client = host.CreateClient();
+        for (var i = 0; i < 40; i++)
+        {
+            using var response = await client.GetAsync("http://catalog/");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode); // its 503s are retried elsewhere
+        }
+
+        // Round robin over four: the endpoint keeps its turn (one call in four), where an ejection would leave it one.
+        Assert.True(stub.Count("10.0.0.1:8080") >= 8, $"the endpoint took {stub.Count("10.0.0.1:8080")} attempts");
+        Assert.All(host.Registry.GetTable("catalog").States, s => Assert.Equal(EndpointStatus.Healthy, s.Status));
+    }
+
     private static HttpResponseMessage ServiceUnavailable(TimeSpan retryAfter)
     {
         var response = new HttpResponseMessage(HttpStatusCode.ServiceUnavailable);
