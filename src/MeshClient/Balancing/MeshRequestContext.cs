@@ -65,8 +65,8 @@ internal sealed class MeshRequestContext
     public object? Resilience { get; set; }
 
     /// <summary>
-    /// Takes the context of a finished call off its request: a redirect hop (or a second send of the same message)
-    /// to a pass-through host must not find the first service's retries, budget and timeouts there.
+    /// Takes the context of a finished call off its request before a redirect hop: one to a pass-through host must not
+    /// find the first service's retries, budget and timeouts there.
     /// </summary>
     public static void Remove(HttpRequestMessage request) =>
         ((IDictionary<string, object?>)request.Options).Remove(Key.Key);

@@ -100,23 +100,25 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
     public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
     {
-        // The first answers of an endpoint carried its connection set-up: they are not latency samples (a failure is);
-        // a cancelled attempt and a failure of our own say nothing of the endpoint.
-        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local) && (outcome != AttemptOutcome.Success || !endpoint.State.IsWarmUpAnswer()))
-        {
-            var now = _registry.TimeProvider.GetTimestamp();
-            double rtt = now - startTimestamp;
-            if (outcome != AttemptOutcome.Success)
-            {
-                rtt = Math.Max(rtt, snapshot.FailurePenalty);
-            }
-
-            endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: outcome != AttemptOutcome.Success);
-        }
-
+        // A cancelled attempt and a failure of our own say nothing of the endpoint.
         if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
-            endpoint.State.LastMinute?.Add(marked: outcome != AttemptOutcome.Success);
+            var now = _registry.TimeProvider.GetTimestamp();
+            var failed = outcome != AttemptOutcome.Success;
+
+            // The first answers of an endpoint carried its connection set-up: they are not latency samples (a failure is).
+            if (failed || !endpoint.State.IsWarmUpAnswer())
+            {
+                double rtt = now - startTimestamp;
+                if (failed)
+                {
+                    rtt = Math.Max(rtt, snapshot.FailurePenalty);
+                }
+
+                endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: failed);
+            }
+
+            endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
         if (_registry.HealthObserver is { } observer)

@@ -22,8 +22,7 @@ internal sealed class ConsulTls : IDisposable
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
     private volatile State? _state;
-    private ITimer? _timer;
-    private TimeSpan _interval;
+    private readonly TlsPollTimer _poller;
     private bool _disposed;
 
     public ConsulTls(ConsulOptionsHolder options, MeshOptionsChangeNotifier mesh, TimeProvider time, ConsulConfigurationPath path, ILogger<ConsulTls> logger)
@@ -33,6 +32,7 @@ internal sealed class ConsulTls : IDisposable
         _time = time;
         _key = path.Path;
         _logger = logger;
+        _poller = new TlsPollTimer(time);
     }
 
     /// <summary>
@@ -71,7 +71,7 @@ internal sealed class ConsulTls : IDisposable
         {
             lock (_lock)
             {
-                return _timer is null ? null : _interval;
+                return _poller.Interval;
             }
         }
     }
@@ -118,47 +118,8 @@ internal sealed class ConsulTls : IDisposable
             }
         }
 
-        Schedule(files is not null, interval);
+        _poller.Schedule(files is not null, interval, Poll);
         return new State(options, interval, files);
-    }
-
-    /// <summary>Starts, retimes or stops the polling timer (under the lock).</summary>
-    private void Schedule(bool poll, TimeSpan interval)
-    {
-        if (!poll || _disposed)
-        {
-            _timer?.Dispose();
-            _timer = null;
-            return;
-        }
-
-        if (_timer is null)
-        {
-            // The timer must not capture the execution context of the request that happened to build the state.
-            var suppressed = ExecutionContext.IsFlowSuppressed();
-            if (!suppressed)
-            {
-                ExecutionContext.SuppressFlow();
-            }
-
-            try
-            {
-                _timer = _time.CreateTimer(static s => ((ConsulTls)s!).Poll(), this, interval, interval);
-            }
-            finally
-            {
-                if (!suppressed)
-                {
-                    ExecutionContext.RestoreFlow();
-                }
-            }
-        }
-        else if (interval != _interval)
-        {
-            _timer.Change(interval, interval);
-        }
-
-        _interval = interval;
     }
 
     /// <summary>One timer tick: reads the files again (never throws).</summary>
@@ -176,8 +137,7 @@ internal sealed class ConsulTls : IDisposable
         lock (_lock)
         {
             _disposed = true;
-            _timer?.Dispose();
-            _timer = null;
+            _poller.Dispose();
         }
     }
 

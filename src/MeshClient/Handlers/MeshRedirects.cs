@@ -1,4 +1,5 @@
 using System.Net;
+using MeshClient.Balancing;
 
 namespace MeshClient.Handlers;
 
@@ -39,6 +40,10 @@ internal static class MeshRedirects
 
         request.Options.Set(Hops, hops + 1);
         response.Dispose();
+
+        // The next hop is a new logical call: above all one to a pass-through host must not find the first service's
+        // retries, budget and timeouts on the request.
+        MeshRequestContext.Remove(request);
 
         // The credentials were for the host asked first; .NET drops them on every redirect too.
         request.Headers.Authorization = null;

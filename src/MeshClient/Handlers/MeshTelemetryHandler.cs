@@ -72,8 +72,6 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
         }
         finally
         {
-            // The call is over: what follows (a redirect hop, above all to a pass-through host) is not part of it.
-            MeshRequestContext.Remove(request);
             if (countActive)
             {
                 telemetry.ActiveRequests.Add(-1, serviceTag);

@@ -125,13 +125,11 @@ internal sealed class ResilienceRegistry : IDisposable
         return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
     }
 
-    private static ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
+    private static async ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
     {
-        return delay.IsCompletedSuccessfully ? new ValueTask<TimeSpan?>(Min(delay.Result, max)) : AwaitAsync(delay, max);
-
-        static async ValueTask<TimeSpan?> AwaitAsync(ValueTask<TimeSpan?> delay, TimeSpan max) => Min(await delay.ConfigureAwait(false), max);
-
-        static TimeSpan? Min(TimeSpan? value, TimeSpan max) => value > max ? max : value;
+        // Completes synchronously (no allocation) when the strategy's own delay did.
+        var value = await delay.ConfigureAwait(false);
+        return value > max ? max : value;
     }
 
     private RetryBudget NewBudget(ResilienceSettings settings) =>

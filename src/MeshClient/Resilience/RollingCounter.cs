@@ -26,9 +26,12 @@ internal sealed class RollingCounter
 
     public bool Matches(TimeSpan window) => Window == window;
 
-    public void Add(bool marked)
+    public void Add(bool marked) => Add(marked, _time.GetTimestamp());
+
+    /// <summary>Adds one count at <paramref name="timestamp"/> (a reading of the counter's clock the caller already has).</summary>
+    public void Add(bool marked, long timestamp)
     {
-        var epoch = _time.GetTimestamp() / _bucketTicks;
+        var epoch = timestamp / _bucketTicks;
         var i = (int)(epoch % BucketCount);
         var seen = Volatile.Read(ref _epochs[i]);
         if (seen != epoch && Interlocked.CompareExchange(ref _epochs[i], epoch, seen) == seen)

@@ -28,8 +28,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
 {
     private readonly Lock _lock = new();
     private volatile State? _state;
-    private ITimer? _timer;
-    private TimeSpan _interval;
+    private readonly TlsPollTimer _poller = new(time);
     private bool _disposed;
 
     /// <summary>Gets a value indicating whether any TLS setting is configured (otherwise handlers are left alone).</summary>
@@ -170,8 +169,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
         lock (_lock)
         {
             _disposed = true;
-            _timer?.Dispose();
-            _timer = null;
+            _poller.Dispose();
         }
     }
 
@@ -225,7 +223,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
             }
         }
 
-        Schedule(files.Keys.Any(f => f.CaCertificateFile is not null || f.ClientCertificateFile is not null), global.ReloadInterval ?? MeshTlsOptions.DefaultReloadInterval);
+        _poller.Schedule(files.Keys.Any(f => f.CaCertificateFile is not null || f.ClientCertificateFile is not null), global.ReloadInterval ?? MeshTlsOptions.DefaultReloadInterval, Poll);
         return new State(current, configured, globalBinding, services, files);
     }
 
@@ -257,45 +255,6 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
         }
 
         return new TlsBinding(watched, tls.TrustSystemCertificates ?? global.TrustSystemCertificates ?? false, NullIfEmpty(tls.ServerName ?? global.ServerName));
-    }
-
-    /// <summary>Starts, retimes or stops the polling timer (under the lock).</summary>
-    private void Schedule(bool poll, TimeSpan interval)
-    {
-        if (!poll || _disposed)
-        {
-            _timer?.Dispose();
-            _timer = null;
-            return;
-        }
-
-        if (_timer is null)
-        {
-            // The timer must not capture the execution context of the request that happened to build the state.
-            var suppressed = ExecutionContext.IsFlowSuppressed();
-            if (!suppressed)
-            {
-                ExecutionContext.SuppressFlow();
-            }
-
-            try
-            {
-                _timer = time.CreateTimer(static s => ((MeshTls)s!).Poll(), this, interval, interval);
-            }
-            finally
-            {
-                if (!suppressed)
-                {
-                    ExecutionContext.RestoreFlow();
-                }
-            }
-        }
-        else if (interval != _interval)
-        {
-            _timer.Change(interval, interval);
-        }
-
-        _interval = interval;
     }
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;

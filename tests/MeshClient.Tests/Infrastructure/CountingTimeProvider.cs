@@ -52,6 +52,7 @@ public sealed class CountingTimeProvider(TimeProvider inner) : TimeProvider
     private static string Describe(object? state) => state switch
     {
         null => "(none)",
+        Delegate callback => callback.Target?.GetType().Name ?? callback.Method.DeclaringType?.Name ?? "(delegate)", // a timer whose state is its owner's method
         System.Runtime.CompilerServices.ITuple tuple => "(" + string.Join(", ", Enumerable.Range(0, tuple.Length).Select(i => tuple[i]?.GetType().Name)) + ")",
         _ => state.GetType().Name,
     };
