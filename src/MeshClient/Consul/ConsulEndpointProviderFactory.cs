@@ -24,9 +24,7 @@ internal sealed class ConsulEndpointProviderFactory(ConsulCatalogCache cache) : 
     /// <summary>A thin view over the service's watch; holds no state of its own but its claim on the watch.</summary>
     private sealed class Provider(ConsulCatalogCache cache, string serviceName) : IServiceEndpointProvider
     {
-        private readonly Lock _gate = new();
-        private ConsulServiceWatch? _watch;
-        private int _disposed;
+        private readonly WatchLease<ConsulServiceWatch> _lease = new(() => cache.Acquire(serviceName), cache.Release);
 
         public async ValueTask PopulateAsync(IServiceEndpointBuilder endpoints, CancellationToken cancellationToken)
         {
@@ -36,7 +34,7 @@ internal sealed class ConsulEndpointProviderFactory(ConsulCatalogCache cache) : 
                 return;
             }
 
-            var watch = GetWatch();
+            var watch = _lease.Get();
             if (watch is null)
             {
                 return;
@@ -67,45 +65,9 @@ internal sealed class ConsulEndpointProviderFactory(ConsulCatalogCache cache) : 
             }
         }
 
-        private ConsulServiceWatch? GetWatch()
-        {
-            var watch = Volatile.Read(ref _watch);
-            if (watch is not null)
-            {
-                return watch;
-            }
-
-            lock (_gate)
-            {
-                if (_watch is null && Volatile.Read(ref _disposed) == 0)
-                {
-                    try
-                    {
-                        _watch = cache.Acquire(serviceName);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        // The host is shutting down.
-                    }
-                }
-
-                return _watch;
-            }
-        }
-
         public ValueTask DisposeAsync()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                lock (_gate)
-                {
-                    if (_watch is not null)
-                    {
-                        cache.Release(_watch);
-                    }
-                }
-            }
-
+            _lease.Release();
             return default;
         }
 

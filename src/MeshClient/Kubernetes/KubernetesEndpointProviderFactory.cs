@@ -26,9 +26,7 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
     /// <summary>A thin view over the service's watch; holds no state of its own but its claim on the watch.</summary>
     private sealed class Provider(KubernetesWatchCache cache, KubernetesServiceName service) : IServiceEndpointProvider
     {
-        private readonly Lock _gate = new();
-        private KubernetesServiceWatch? _watch;
-        private int _disposed;
+        private readonly WatchLease<KubernetesServiceWatch> _lease = new(() => cache.Acquire(service), cache.Release);
 
         public async ValueTask PopulateAsync(IServiceEndpointBuilder endpoints, CancellationToken cancellationToken)
         {
@@ -38,7 +36,7 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
                 return;
             }
 
-            var watch = GetWatch();
+            var watch = _lease.Get();
             if (watch is null)
             {
                 return;
@@ -70,45 +68,9 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
             }
         }
 
-        private KubernetesServiceWatch? GetWatch()
-        {
-            var watch = Volatile.Read(ref _watch);
-            if (watch is not null)
-            {
-                return watch;
-            }
-
-            lock (_gate)
-            {
-                if (_watch is null && Volatile.Read(ref _disposed) == 0)
-                {
-                    try
-                    {
-                        _watch = cache.Acquire(service);
-                    }
-                    catch (ObjectDisposedException)
-                    {
-                        // The host is shutting down.
-                    }
-                }
-
-                return _watch;
-            }
-        }
-
         public ValueTask DisposeAsync()
         {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                lock (_gate)
-                {
-                    if (_watch is not null)
-                    {
-                        cache.Release(_watch);
-                    }
-                }
-            }
-
+            _lease.Release();
             return default;
         }
 
