@@ -3,7 +3,6 @@ using System.Net;
 using BenchmarkDotNet.Attributes;
 using MeshClient.Balancing;
 using MeshClient.Handlers;
-using MeshClient.Internal;
 using MeshClient.Resilience;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Configuration;

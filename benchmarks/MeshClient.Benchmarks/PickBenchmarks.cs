@@ -1,7 +1,8 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using BenchmarkDotNet.Attributes;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
-using MeshClient.Internal;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;
 
@@ -38,7 +39,7 @@ public class PickBenchmarks
         {
             var features = new FeatureCollection();
             features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, BenchmarkParams.Weight(Endpoints, i), null));
-            return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.0.{i / 250}.{i % 250}:8080")), features), id => new EndpointState(id))!;
+            return EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.0.{i / 250}.{i % 250}:8080")), features), id => new EndpointState(id))!;
         }).ToArray();
         // In slow start the table scales every weight by 1000 and the ramping endpoint's by its factor (here 10%).
         var weights = SlowStart ? entries.Select((e, i) => e.Weight * (i == 0 ? 100L : 1000L)).ToArray() : null;
@@ -72,7 +73,7 @@ public class SnapshotBuildBenchmarks
         {
             var features = new FeatureCollection();
             features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, BenchmarkParams.Weight(Endpoints, i), null));
-            return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.{i / 65536}.{i / 256 % 256}.{i % 256}:8080")), features), id => new EndpointState(id))!;
+            return EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.{i / 65536}.{i / 256 % 256}.{i % 256}:8080")), features), id => new EndpointState(id))!;
         }).ToArray();
     }
 

@@ -1,3 +1,4 @@
+using MeshClient.Telemetry;
 using System.Diagnostics;
 using System.Net;
 using BenchmarkDotNet.Attributes;

@@ -13,6 +13,7 @@
 //
 // The agent's address, an ACL token and TLS settings go in appsettings.json (Mesh:Consul) or the environment
 // (Mesh__Consul__Address, Mesh__Consul__Token).
+using MeshClient.Status;
 using MeshClient.Balancing;
 
 var builder = WebApplication.CreateBuilder(args);

@@ -1,3 +1,4 @@
+using MeshClient.Status;
 using System.Globalization;
 using System.Text;
 using MeshClient.Balancing;

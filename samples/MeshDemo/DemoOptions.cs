@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Globalization;
 using MeshClient.Balancing;
 

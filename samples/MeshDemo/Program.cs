@@ -13,6 +13,7 @@
 //   dotnet run --project samples/MeshDemo -- --consul http://127.0.0.1:8500   # discover through a Consul agent
 //   dotnet run --project samples/MeshDemo -- --kubernetes                     # discover from EndpointSlices
 //   dotnet run --project samples/MeshDemo -- --status-port 5099               # http://127.0.0.1:5099/mesh
+using MeshClient.Status;
 using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;

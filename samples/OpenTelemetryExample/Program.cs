@@ -11,6 +11,7 @@
 //
 // The OTLP exporter is added when OTEL_EXPORTER_OTLP_ENDPOINT is set (any collector: the OpenTelemetry Collector,
 // Jaeger, the .NET Aspire dashboard), so the example also runs, and exits quickly, with no collector at all.
+using MeshClient.Configuration;
 using System.Net;
 using MeshClient;
 using MeshClient.Balancing;

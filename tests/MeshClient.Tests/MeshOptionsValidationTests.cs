@@ -1,3 +1,5 @@
+using MeshClient.Balancing;
+using MeshClient.Configuration;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

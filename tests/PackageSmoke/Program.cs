@@ -1,6 +1,8 @@
 // PackageSmoke: the MeshClient package, installed from the local feed, makes one mesh call to a real backend; the
 // MeshClient.AspNetCore package serves the status JSON and reports the health of that service.
 // Exit code 0 when all of it worked, 1 otherwise. Everything stays on 127.0.0.1.
+using MeshClient.Configuration;
+using MeshClient.Status;
 using System.Net;
 using System.Reflection;
 using MeshClient;

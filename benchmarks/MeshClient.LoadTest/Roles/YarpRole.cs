@@ -1,3 +1,4 @@
+using MeshClient.Balancing;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;

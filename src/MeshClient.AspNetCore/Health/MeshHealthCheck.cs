@@ -1,3 +1,4 @@
+using MeshClient.Status;
 using MeshClient.Balancing;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 

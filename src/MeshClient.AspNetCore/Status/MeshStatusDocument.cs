@@ -1,3 +1,4 @@
+using MeshClient.Resilience;
 using System.Text.Json.Serialization;
 
 namespace MeshClient.AspNetCore.Status;

@@ -1,3 +1,5 @@
+using MeshClient.Resilience;
+using MeshClient.Status;
 using System.Text.Json;
 using MeshClient.Balancing;
 using Microsoft.AspNetCore.Http;

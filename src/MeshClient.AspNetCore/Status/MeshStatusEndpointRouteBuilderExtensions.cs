@@ -1,3 +1,4 @@
+using MeshClient.Status;
 using MeshClient.AspNetCore.Status;
 using MeshClient.Balancing;
 using Microsoft.AspNetCore.Http;

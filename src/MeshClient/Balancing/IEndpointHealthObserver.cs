@@ -1,3 +1,5 @@
+using MeshClient.Model;
+
 namespace MeshClient.Balancing;
 
 /// <summary>

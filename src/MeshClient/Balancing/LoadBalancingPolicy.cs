@@ -1,4 +1,6 @@
-using MeshClient.Internal;
+
+using MeshClient.Configuration;
+using MeshClient.Model;
 
 namespace MeshClient.Balancing;
 

@@ -1,3 +1,7 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
+using MeshClient.Security;
+using MeshClient.Telemetry;
 using System.Collections.Concurrent;
 using System.Net;
 using MeshClient.Discovery;
@@ -348,7 +352,7 @@ internal sealed partial class ServiceTable : IDisposable
                 continue;
             }
 
-            var entry = EndpointEntry.Create(endpoint, GetOrAddState, out var rejection);
+            var entry = EndpointEntryFactory.Create(endpoint, GetOrAddState, out var rejection);
             if (entry is null)
             {
                 if (newSource)

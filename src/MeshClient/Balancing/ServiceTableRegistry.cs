@@ -1,7 +1,9 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
+using MeshClient.Security;
 using System.Collections.Concurrent;
 using MeshClient.Discovery;
 using System.Diagnostics.Metrics;
-using MeshClient.Internal;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.ServiceDiscovery;
@@ -50,7 +52,7 @@ internal sealed class ServiceTableRegistry : IDisposable
         TimeProvider = timeProvider;
         Random = random;
         Logger = logger;
-        ProviderNames = [.. providerFactories.Select(DescribeProvider).Distinct()];
+        ProviderNames = [.. providerFactories.Select(ProviderDescription.Describe).Distinct()];
 
         // Discovery sources other than configuration do not change with the options: re-filter their endpoints
         // when the allowed networks or names change.
@@ -250,28 +252,6 @@ internal sealed class ServiceTableRegistry : IDisposable
             yield return new Measurement<long>(ejected, service, new KeyValuePair<string, object?>(MeshTags.EndpointState, "ejected"));
             yield return new Measurement<long>(probing, service, new KeyValuePair<string, object?>(MeshTags.EndpointState, "probing"));
         }
-    }
-
-    private static string DescribeProvider(IServiceEndpointProviderFactory factory)
-    {
-        if (factory is MeshConfigurationEndpointProviderFactory)
-        {
-            return MeshConfigurationEndpointProviderFactory.ProviderName;
-        }
-
-        var name = factory.ToString();
-        var typeName = factory.GetType().Name;
-        if (name is null || name == factory.GetType().FullName)
-        {
-            name = typeName switch
-            {
-                "ConfigurationServiceEndpointProviderFactory" => "configuration (Services)",
-                "PassThroughServiceEndpointProviderFactory" => "pass-through",
-                _ => typeName.Replace("ServiceEndpointProviderFactory", string.Empty, StringComparison.Ordinal),
-            };
-        }
-
-        return name;
     }
 
     public void Dispose()

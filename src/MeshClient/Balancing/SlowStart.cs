@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Globalization;
 
 namespace MeshClient.Balancing;
@@ -29,22 +30,4 @@ internal readonly record struct SlowStart(TimeSpan Window, double Aggression, in
 
     /// <summary>How often snapshots are rebuilt while an endpoint ramps: 20 steps per window, 100 ms to 5 s apart.</summary>
     public TimeSpan Step => TimeSpan.FromTicks(Math.Clamp(Window.Ticks / 20, TimeSpan.TicksPerMillisecond * 100, TimeSpan.TicksPerSecond * 5));
-
-    public static void Validate(List<string> failures, string key, SlowStartOptions options)
-    {
-        if (options.Window is { } window && window != TimeSpan.Zero && (window < TimeSpan.FromSeconds(1) || window > TimeSpan.FromHours(1)))
-        {
-            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Window must be 0 (off) or between 00:00:01 and 01:00:00, was {window}."));
-        }
-
-        if (options.Aggression is { } aggression && !(aggression is >= 0.1 and <= 10))
-        {
-            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:Aggression must be between 0.1 and 10, was {aggression}."));
-        }
-
-        if (options.MinWeightPercent is { } percent)
-        {
-            Internal.MeshOptionsValidator.ValidateRange(failures, $"{key}:MinWeightPercent", percent, 1, 100);
-        }
-    }
 }

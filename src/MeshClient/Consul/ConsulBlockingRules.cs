@@ -1,5 +1,5 @@
+using MeshClient.Model;
 using System.Globalization;
-using MeshClient.Internal;
 
 namespace MeshClient.Consul;
 

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -31,9 +32,9 @@ internal sealed partial class ConsulClient
     private readonly string _tokenKey;
     private readonly Lock _statusLock = new();
     private ConsulFailureKind? _status;
-    private readonly ConsulOptionsHolder _options;
+    private readonly LastValidOptions<ConsulOptions> _options;
 
-    public ConsulClient(IHttpClientFactory factory, ConsulOptionsHolder options, TimeProvider timeProvider, ConsulConfigurationPath path, ILogger<ConsulClient> logger)
+    public ConsulClient(IHttpClientFactory factory, LastValidOptions<ConsulOptions> options, TimeProvider timeProvider, ConsulConfigurationPath path, ILogger<ConsulClient> logger)
     {
         _tokenKey = path.Path + ":Token";
         _factory = factory;

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Net;
 using System.Net.Security;
 using MeshClient.Security;
@@ -13,7 +14,7 @@ namespace MeshClient.Consul;
 /// <c>AddConsul()</c>: a default resilience handler (30 s total timeout) would cut blocking queries, and a default
 /// <c>AddServiceDiscovery()</c> would send the Consul client through discovery (Steeltoe's recursion pitfall).
 /// </summary>
-internal sealed class ConsulHttpMessageHandlerBuilderFilter(ConsulOptionsHolder options, ConsulTls tls) : IHttpMessageHandlerBuilderFilter, IDisposable
+internal sealed class ConsulHttpMessageHandlerBuilderFilter(LastValidOptions<ConsulOptions> options, ConsulTls tls) : IHttpMessageHandlerBuilderFilter, IDisposable
 {
     private readonly Lock _lock = new();
     private readonly List<HttpMessageHandler> _handlers = [];

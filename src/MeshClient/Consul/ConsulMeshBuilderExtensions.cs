@@ -1,7 +1,8 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient;
 using MeshClient.Consul;
 using MeshClient.Discovery;
-using MeshClient.Internal;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http;
@@ -51,29 +52,8 @@ public static class ConsulMeshBuilderExtensions
             return;
         }
 
-        var path = (builder is MeshBuilder mesh ? mesh.ConfigurationPath : MeshServiceCollectionExtensions.DefaultSectionName) + ":Consul";
-        var options = services.AddOptions<ConsulOptions>();
-        options.Configure<IServiceProvider>((o, sp) =>
-        {
-            try
-            {
-                sp.GetService<IConfiguration>()?.GetSection(path).Bind(o);
-            }
-            catch (InvalidOperationException ex)
-            {
-                // A value the binder cannot convert ("Wait": "forever") becomes a validation failure naming its key.
-                o.BindingErrors.Add(ex.InnerException is { } inner ? $"{ex.Message} {inner.Message}" : ex.Message);
-            }
-        });
-        services.AddSingleton<IOptionsChangeTokenSource<ConsulOptions>>(sp =>
-            new ConfigurationChangeTokenSource<ConsulOptions>(
-                Options.Options.DefaultName,
-                (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
-        options.ValidateOnStart();
+        var path = ProviderRegistration.AddOptions<ConsulOptions>(builder, "Consul", ConsulConfigurationSchema.Keys, static (section, o) => section.Bind(o), static o => o.BindingErrors);
         services.AddSingleton(new ConsulConfigurationPath(path));
-
-        // Mesh:Consul's keys are checked with the mesh's: a typo there is refused at start-up and on reload too.
-        services.AddSingleton(new MeshConfigurationSubsection("Consul", MeshConfigurationSchema.Consul));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ConsulOptions>, ConsulOptionsValidator>());
 
         // The Consul client never passes through the mesh handlers (nor any other handler: see the filter).
@@ -88,27 +68,11 @@ public static class ConsulMeshBuilderExtensions
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(Randomizer.Shared);
-        services.TryAddSingleton<ConsulOptionsHolder>();
         services.TryAddSingleton<ConsulTls>();
         services.TryAddSingleton<ConsulClient>();
         services.TryAddSingleton<ConsulCatalogCache>();
         services.AddHostedService<ConsulRegistrationService>();
 
-        // After the mesh's configuration provider, before the standard configuration provider.
-        var factory = ServiceDescriptor.Singleton<IServiceEndpointProviderFactory, ConsulEndpointProviderFactory>();
-        var meshProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType == typeof(MeshConfigurationEndpointProviderFactory));
-        var standardProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType?.Name == "ConfigurationServiceEndpointProviderFactory");
-        if (meshProvider is not null)
-        {
-            services.Insert(services.IndexOf(meshProvider) + 1, factory);
-        }
-        else if (standardProvider is not null)
-        {
-            services.Insert(services.IndexOf(standardProvider), factory);
-        }
-        else
-        {
-            services.Add(factory);
-        }
+        ProviderRegistration.AddProviderFactory<ConsulEndpointProviderFactory>(services);
     }
 }

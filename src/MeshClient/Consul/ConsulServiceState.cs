@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Globalization;
 using System.Net;
 using MeshClient.Discovery;

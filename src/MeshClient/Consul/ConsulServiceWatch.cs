@@ -1,4 +1,4 @@
-using MeshClient.Internal;
+using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Consul;

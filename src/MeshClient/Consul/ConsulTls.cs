@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using MeshClient.Discovery;
 using MeshClient.Security;
 using Microsoft.Extensions.Logging;
@@ -15,7 +16,7 @@ namespace MeshClient.Consul;
 /// </summary>
 internal sealed class ConsulTls : IDisposable
 {
-    private readonly ConsulOptionsHolder _options;
+    private readonly LastValidOptions<ConsulOptions> _options;
     private readonly MeshOptionsChangeNotifier _mesh;
     private readonly TimeProvider _time;
     private readonly string _key;
@@ -25,7 +26,7 @@ internal sealed class ConsulTls : IDisposable
     private readonly TlsPollTimer _poller;
     private bool _disposed;
 
-    public ConsulTls(ConsulOptionsHolder options, MeshOptionsChangeNotifier mesh, TimeProvider time, ConsulConfigurationPath path, ILogger<ConsulTls> logger)
+    public ConsulTls(LastValidOptions<ConsulOptions> options, MeshOptionsChangeNotifier mesh, TimeProvider time, ConsulConfigurationPath path, ILogger<ConsulTls> logger)
     {
         _options = options;
         _mesh = mesh;

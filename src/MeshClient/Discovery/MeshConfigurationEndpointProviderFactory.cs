@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Diagnostics.CodeAnalysis;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;

@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+
 namespace MeshClient.Discovery;
 
 /// <summary>

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using MeshClient.Balancing;
 using MeshClient.Resilience;
 

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -30,7 +31,7 @@ internal sealed partial class KubernetesApiClient : IDisposable
 {
     private const int MaxErrorBodyChars = 512;
 
-    private readonly KubernetesOptionsHolder _options;
+    private readonly LastValidOptions<KubernetesOptions> _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
@@ -42,7 +43,7 @@ internal sealed partial class KubernetesApiClient : IDisposable
     private string? _defaultNamespace;
     private bool _disposed;
 
-    public KubernetesApiClient(KubernetesOptionsHolder options, TimeProvider timeProvider, ILogger<KubernetesApiClient> logger)
+    public KubernetesApiClient(LastValidOptions<KubernetesOptions> options, TimeProvider timeProvider, ILogger<KubernetesApiClient> logger)
     {
         _options = options;
         _timeProvider = timeProvider;

@@ -1,6 +1,7 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient;
 using MeshClient.Discovery;
-using MeshClient.Internal;
 using MeshClient.Kubernetes;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -53,52 +54,15 @@ public static class KubernetesMeshBuilderExtensions
             return;
         }
 
-        var path = (builder is MeshBuilder mesh ? mesh.ConfigurationPath : MeshServiceCollectionExtensions.DefaultSectionName) + ":Kubernetes";
-        var options = services.AddOptions<KubernetesOptions>();
-        options.Configure<IServiceProvider>((o, sp) =>
-        {
-            try
-            {
-                sp.GetService<IConfiguration>()?.GetSection(path).Bind(o);
-            }
-            catch (InvalidOperationException ex)
-            {
-                // A value the binder cannot convert ("WatchTimeout": "forever") becomes a validation failure naming its key.
-                o.BindingErrors.Add(ex.InnerException is { } inner ? $"{ex.Message} {inner.Message}" : ex.Message);
-            }
-        });
-        services.AddSingleton<IOptionsChangeTokenSource<KubernetesOptions>>(sp =>
-            new ConfigurationChangeTokenSource<KubernetesOptions>(
-                Options.Options.DefaultName,
-                (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
-        options.ValidateOnStart();
+        var path = ProviderRegistration.AddOptions<KubernetesOptions>(builder, "Kubernetes", KubernetesConfigurationSchema.Keys, static (section, o) => section.Bind(o), static o => o.BindingErrors);
         services.AddSingleton(new KubernetesConfigurationPath(path));
-
-        // Mesh:Kubernetes's keys are checked with the mesh's: a typo there is refused at start-up and on reload too.
-        services.AddSingleton(new MeshConfigurationSubsection("Kubernetes", MeshConfigurationSchema.Kubernetes));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<KubernetesOptions>, KubernetesOptionsValidator>());
 
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton(Randomizer.Shared);
-        services.TryAddSingleton<KubernetesOptionsHolder>();
         services.TryAddSingleton<KubernetesApiClient>();
         services.TryAddSingleton<KubernetesWatchCache>();
 
-        // After the mesh's configuration provider, before the standard configuration provider.
-        var factory = ServiceDescriptor.Singleton<IServiceEndpointProviderFactory, KubernetesEndpointProviderFactory>();
-        var meshProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType == typeof(MeshConfigurationEndpointProviderFactory));
-        var standardProvider = services.FirstOrDefault(d => d.ServiceType == typeof(IServiceEndpointProviderFactory) && d.ImplementationType?.Name == "ConfigurationServiceEndpointProviderFactory");
-        if (meshProvider is not null)
-        {
-            services.Insert(services.IndexOf(meshProvider) + 1, factory);
-        }
-        else if (standardProvider is not null)
-        {
-            services.Insert(services.IndexOf(standardProvider), factory);
-        }
-        else
-        {
-            services.Add(factory);
-        }
+        ProviderRegistration.AddProviderFactory<KubernetesEndpointProviderFactory>(services);
     }
 }

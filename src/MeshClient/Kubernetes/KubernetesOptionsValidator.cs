@@ -1,5 +1,5 @@
+using MeshClient.Configuration;
 using System.Globalization;
-using MeshClient.Internal;
 using Microsoft.Extensions.Options;
 
 namespace MeshClient.Kubernetes;
@@ -71,28 +71,4 @@ internal sealed class KubernetesOptionsValidator(KubernetesConfigurationPath pat
 internal sealed class KubernetesConfigurationPath(string path)
 {
     public string Path { get; } = path;
-}
-
-/// <summary>The last valid <see cref="KubernetesOptions"/> (see <c>ConsulOptionsHolder</c> for why).</summary>
-internal sealed class KubernetesOptionsHolder : IDisposable
-{
-    private readonly IDisposable? _subscription;
-    private volatile KubernetesOptions _current;
-
-    public KubernetesOptionsHolder(IOptionsMonitor<KubernetesOptions> options)
-    {
-        _current = options.CurrentValue;
-        _subscription = options.OnChange((value, name) =>
-        {
-            if (name == Options.DefaultName)
-            {
-                _current = value;
-            }
-        });
-    }
-
-    /// <summary>Gets the last valid options.</summary>
-    public KubernetesOptions Current => _current;
-
-    public void Dispose() => _subscription?.Dispose();
 }

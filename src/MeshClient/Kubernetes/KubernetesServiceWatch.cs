@@ -1,5 +1,5 @@
+using MeshClient.Model;
 using k8s.Models;
-using MeshClient.Internal;
 using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Kubernetes;

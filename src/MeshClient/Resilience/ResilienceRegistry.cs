@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using System.Collections.Concurrent;
 using MeshClient.Balancing;
 using MeshClient.Discovery;

@@ -1,4 +1,5 @@
-using MeshClient.Internal;
+
+using MeshClient.Configuration;
 
 namespace MeshClient.Resilience;
 
@@ -81,65 +82,5 @@ internal sealed record ResilienceSettings
             MaxEjectionTime = settings.MaxEjectionTime < settings.BaseEjectionTime ? settings.BaseEjectionTime : settings.MaxEjectionTime,
             AttemptTimeout = attemptTimeout,
         };
-    }
-
-    /// <summary>Checks one set of options (global or per service), naming the keys under <paramref name="prefix"/>.</summary>
-    public static void Validate(List<string> failures, string prefix, MeshResilienceOptions? options)
-    {
-        if (options is null)
-        {
-            return;
-        }
-
-        Range(failures, prefix, nameof(options.ConsecutiveFailures), options.ConsecutiveFailures, 0, 1000);
-        Range(failures, prefix, nameof(options.FailurePercentageThreshold), options.FailurePercentageThreshold, 0, 100);
-        Range(failures, prefix, nameof(options.FailurePercentageMinimumRequests), options.FailurePercentageMinimumRequests, 1, 100_000);
-        Range(failures, prefix, nameof(options.MaxEjectionPercent), options.MaxEjectionPercent, 0, 100);
-        Range(failures, prefix, nameof(options.PanicThresholdPercent), options.PanicThresholdPercent, 0, 100);
-        Range(failures, prefix, nameof(options.MaxRetries), options.MaxRetries, 0, 10);
-        Range(failures, prefix, nameof(options.RetryBudgetPercent), options.RetryBudgetPercent, 0, 1000);
-        Range(failures, prefix, nameof(options.RetryBudgetMinPerSecond), options.RetryBudgetMinPerSecond, 0, 100_000);
-        Range(failures, prefix, nameof(options.FailurePercentageWindow), options.FailurePercentageWindow, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
-        Range(failures, prefix, nameof(options.BaseEjectionTime), options.BaseEjectionTime, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
-        Range(failures, prefix, nameof(options.MaxEjectionTime), options.MaxEjectionTime, TimeSpan.FromMilliseconds(100), TimeSpan.FromHours(1));
-        Range(failures, prefix, nameof(options.UnreachableEjectionTime), options.UnreachableEjectionTime, TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1));
-        Range(failures, prefix, nameof(options.RetryBaseDelay), options.RetryBaseDelay, TimeSpan.Zero, TimeSpan.FromMinutes(1));
-        Range(failures, prefix, nameof(options.RetryMaxDelay), options.RetryMaxDelay, TimeSpan.Zero, TimeSpan.FromMinutes(5));
-        Range(failures, prefix, nameof(options.RetryBudgetWindow), options.RetryBudgetWindow, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(10));
-        Range(failures, prefix, nameof(options.AttemptTimeout), options.AttemptTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
-        Range(failures, prefix, nameof(options.TotalTimeout), options.TotalTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1));
-        Range(failures, prefix, nameof(options.ConnectTimeout), options.ConnectTimeout, TimeSpan.FromMilliseconds(10), TimeSpan.FromMinutes(10));
-
-        // Only a contradiction written at one level is an error; an unset side adapts (see Resolve).
-        if (options.MaxEjectionTime is { } max && options.BaseEjectionTime is { } baseTime && max < baseTime)
-        {
-            failures.Add($"{prefix}:MaxEjectionTime ({max}) must not be shorter than {prefix}:BaseEjectionTime ({baseTime}).");
-        }
-
-        if (options.TotalTimeout is { } total && options.AttemptTimeout is { } attempt && total < attempt)
-        {
-            failures.Add($"{prefix}:TotalTimeout ({total}) must not be shorter than {prefix}:AttemptTimeout ({attempt}).");
-        }
-
-        if (options.ConnectTimeout is { } connect && options.AttemptTimeout is { } attemptTimeout && connect > attemptTimeout)
-        {
-            failures.Add($"{prefix}:ConnectTimeout ({connect}) must not be longer than {prefix}:AttemptTimeout ({attemptTimeout}).");
-        }
-    }
-
-    private static void Range(List<string> failures, string prefix, string name, int? value, int min, int max)
-    {
-        if (value is { } v)
-        {
-            MeshOptionsValidator.ValidateRange(failures, $"{prefix}:{name}", v, min, max);
-        }
-    }
-
-    private static void Range(List<string> failures, string prefix, string name, TimeSpan? value, TimeSpan min, TimeSpan max)
-    {
-        if (value is { } v)
-        {
-            MeshOptionsValidator.ValidateRange(failures, $"{prefix}:{name}", v, min, max);
-        }
     }
 }

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.ServiceDiscovery;

@@ -1,3 +1,5 @@
+using MeshClient.Model;
+
 namespace MeshClient.Telemetry;
 
 /// <summary>The names of the attributes the mesh puts on its spans and metrics.</summary>

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
@@ -16,15 +17,15 @@ public sealed class EndpointEntryTests
     [InlineData("http://host.internal:81", "https+http://catalog/", "http://host.internal:81/")]
     public void UriEndpoint_TakesSchemeHostPortAndPathBase(string endpoint, string request, string expected)
     {
-        var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(endpoint))), id => new EndpointState(id))!;
+        var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(endpoint))), id => new EndpointState(id))!;
         Assert.Equal(expected, entry.Rewrite(new Uri(request)).AbsoluteUri);
     }
 
     [Fact]
     public void HostPortEndpoint_KeepsTheRequestScheme_FirstOfAPlusScheme()
     {
-        var dns = EndpointEntry.Create(ServiceEndpoint.Create(new DnsEndPoint("node-7", 9000)), id => new EndpointState(id))!;
-        var ip = EndpointEntry.Create(ServiceEndpoint.Create(new IPEndPoint(IPAddress.IPv6Loopback, 9001)), id => new EndpointState(id))!;
+        var dns = EndpointEntryFactory.Create(ServiceEndpoint.Create(new DnsEndPoint("node-7", 9000)), id => new EndpointState(id))!;
+        var ip = EndpointEntryFactory.Create(ServiceEndpoint.Create(new IPEndPoint(IPAddress.IPv6Loopback, 9001)), id => new EndpointState(id))!;
 
         Assert.Equal("https://node-7:9000/x", dns.Rewrite(new Uri("https+http://catalog/x")).AbsoluteUri);
         Assert.Equal("http://[::1]:9001/x", ip.Rewrite(new Uri("http://catalog/x")).AbsoluteUri);
@@ -35,7 +36,7 @@ public sealed class EndpointEntryTests
     {
         var features = new FeatureCollection();
         features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("catalog-7", 5, "eu-1a"));
-        var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("http://10.0.0.7:80")), features), id => new EndpointState(id))!;
+        var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("http://10.0.0.7:80")), features), id => new EndpointState(id))!;
 
         Assert.Equal("catalog-7", entry.Id);
         Assert.Equal(5, entry.Weight);

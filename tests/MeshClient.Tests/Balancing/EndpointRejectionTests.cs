@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using MeshClient.Balancing;
@@ -26,7 +27,7 @@ public sealed class EndpointRejectionTests
     public void UriEndpoint_WithANonHttpScheme_IsRejectedWithTheReason(string address, string reason)
     {
         var created = new List<string>();
-        var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(address))), id => { created.Add(id); return new EndpointState(id); }, out var rejection);
+        var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(address))), id => { created.Add(id); return new EndpointState(id); }, out var rejection);
         Assert.Null(entry);
         Assert.Equal(reason, rejection);
         Assert.Empty(created); // no live state for an endpoint that is not used
@@ -35,15 +36,15 @@ public sealed class EndpointRejectionTests
     [Fact]
     public void RelativeUri_BadDnsHost_AndWeightsOutOfRange_AreRejected()
     {
-        Assert.Null(EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("/x", UriKind.Relative))), id => new EndpointState(id), out var relative));
+        Assert.Null(EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("/x", UriKind.Relative))), id => new EndpointState(id), out var relative));
         Assert.Equal("the address is not an absolute http or https URI", relative);
-        Assert.Null(EndpointEntry.Create(ServiceEndpoint.Create(new DnsEndPoint("a b/c", 80)), id => new EndpointState(id), out var host));
+        Assert.Null(EndpointEntryFactory.Create(ServiceEndpoint.Create(new DnsEndPoint("a b/c", 80)), id => new EndpointState(id), out var host));
         Assert.Equal("the host is not a host name or an IP address", host);
         foreach (var weight in new[] { 0, -1, 65536, int.MinValue })
         {
             var features = new FeatureCollection();
             features.Set<IMeshEndpointFeature>(new AnyWeight(weight));
-            Assert.Null(EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("http://10.0.0.1")), features), id => new EndpointState(id), out var rejection));
+            Assert.Null(EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("http://10.0.0.1")), features), id => new EndpointState(id), out var rejection));
             Assert.Equal($"the weight {weight} is not between 1 and 65535", rejection);
         }
     }
@@ -54,7 +55,7 @@ public sealed class EndpointRejectionTests
     [InlineData("http://[::ffff:10.0.0.1]:81", "http://catalog/", "::ffff:10.0.0.1", 81, "/")]
     public void Ipv6Zones_AndMappedAddresses_SurviveTheRewrite(string endpoint, string request, string idnHost, int port, string pathAndQuery)
     {
-        var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(endpoint))), id => new EndpointState(id))!;
+        var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(endpoint))), id => new EndpointState(id))!;
         var rewritten = entry.Rewrite(new Uri(request));
         Assert.Equal(idnHost, rewritten.IdnHost);
         Assert.Equal(port, rewritten.Port);
@@ -65,9 +66,9 @@ public sealed class EndpointRejectionTests
     public void HostPortEndpoints_WithIpv6_AreBracketed_ZoneIncluded()
     {
         var scoped = IPAddress.Parse("fe80::1%3");
-        var ip = EndpointEntry.Create(ServiceEndpoint.Create(new IPEndPoint(scoped, 9000)), id => new EndpointState(id))!;
+        var ip = EndpointEntryFactory.Create(ServiceEndpoint.Create(new IPEndPoint(scoped, 9000)), id => new EndpointState(id))!;
         Assert.Equal("fe80::1%3", ip.Rewrite(new Uri("http://catalog/x")).IdnHost);
-        var dns = EndpointEntry.Create(ServiceEndpoint.Create(new DnsEndPoint("::1", 9001)), id => new EndpointState(id))!;
+        var dns = EndpointEntryFactory.Create(ServiceEndpoint.Create(new DnsEndPoint("::1", 9001)), id => new EndpointState(id))!;
         Assert.Equal("http://[::1]:9001/x", dns.Rewrite(new Uri("http://catalog/x")).AbsoluteUri);
     }
 

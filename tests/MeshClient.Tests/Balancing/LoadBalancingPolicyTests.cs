@@ -1,5 +1,6 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Balancing;
-using MeshClient.Internal;
 using MeshClient.Tests.Infrastructure;
 
 namespace MeshClient.Tests.Balancing;

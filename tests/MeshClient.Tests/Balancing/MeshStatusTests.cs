@@ -1,3 +1,7 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
+using MeshClient.Resilience;
+using MeshClient.Status;
 using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;

@@ -1,6 +1,7 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
-using MeshClient.Internal;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
 

@@ -1,3 +1,6 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
+using MeshClient.Status;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;

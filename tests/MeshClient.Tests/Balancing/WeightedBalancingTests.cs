@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using Microsoft.AspNetCore.Http;
 using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using MeshClient.ConsulServer;
 
 namespace MeshClient.Tests.Chaos;
 

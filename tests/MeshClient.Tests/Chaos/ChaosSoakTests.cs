@@ -1,3 +1,4 @@
+using MeshClient.Status;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -5,7 +6,6 @@ using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text;
 using MeshClient.Balancing;
-using MeshClient.ConsulServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

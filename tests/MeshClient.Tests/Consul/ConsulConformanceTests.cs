@@ -1,7 +1,6 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using MeshClient.Consul;
-using MeshClient.ConsulServer;
 
 namespace MeshClient.Tests.Consul;
 

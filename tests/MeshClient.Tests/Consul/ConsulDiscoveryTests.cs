@@ -1,4 +1,3 @@
-using MeshClient.ConsulServer;
 using MeshClient.Discovery;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;

@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
@@ -298,7 +300,7 @@ public sealed class ConsulReaderPropertyTests(ITestOutputHelper output)
         var outcome = Read("""[{"Service":{"ID":"a","Address":"fe80::1%1","Port":8080}}]"""u8.ToArray(), PassingOnly);
         var instance = Assert.Single(outcome.Instances!);
         Assert.Equal("fe80::1%1", instance.Address.IdnHost);
-        var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(instance.Address)), id => new EndpointState(id))!;
+        var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(instance.Address)), id => new EndpointState(id))!;
         var rewritten = entry.Rewrite(new Uri("http://web/items?x=1"));
         Assert.Equal("fe80::1%1", rewritten.IdnHost);
         Assert.Equal(8080, rewritten.Port);
@@ -440,7 +442,7 @@ public sealed class ConsulReaderPropertyTests(ITestOutputHelper output)
             Assert.InRange(instance.Weight, MeshEndpointOptions.MinWeight, MeshEndpointOptions.MaxWeight);
             Assert.False(string.IsNullOrEmpty(instance.Id));
 
-            var entry = EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(address)), id => new EndpointState(id), out var rejection);
+            var entry = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(address)), id => new EndpointState(id), out var rejection);
             Assert.True(entry is not null, rejection);
             var rewritten = entry.Rewrite(new Uri("http://web/a/b?c=d"));
             Assert.Equal(address.IdnHost, rewritten.IdnHost);

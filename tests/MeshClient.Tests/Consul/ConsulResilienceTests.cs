@@ -1,5 +1,5 @@
+using MeshClient.Handlers;
 using MeshClient.Consul;
-using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;

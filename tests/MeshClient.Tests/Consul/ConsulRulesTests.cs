@@ -1,6 +1,5 @@
+using MeshClient.Model;
 using MeshClient.Consul;
-using MeshClient.ConsulServer;
-using MeshClient.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Time.Testing;

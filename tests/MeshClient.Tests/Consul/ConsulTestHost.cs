@@ -1,7 +1,6 @@
+using MeshClient.Model;
 using MeshClient.Consul;
-using MeshClient.ConsulServer;
 using MeshClient.Discovery;
-using MeshClient.Internal;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;

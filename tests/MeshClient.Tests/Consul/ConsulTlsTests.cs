@@ -1,5 +1,4 @@
 using System.Security.Cryptography.X509Certificates;
-using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 

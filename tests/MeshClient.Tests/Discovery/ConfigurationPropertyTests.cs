@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using System.Globalization;
 using CsCheck;
 using MeshClient.Balancing;
@@ -306,7 +308,7 @@ public sealed class ConfigurationPropertyTests(ITestOutputHelper output)
             var ids = new HashSet<string>(StringComparer.Ordinal);
             foreach (var endpoint in source.Endpoints)
             {
-                var entry = EndpointEntry.Create(endpoint, id => new EndpointState(id), out var rejection);
+                var entry = EndpointEntryFactory.Create(endpoint, id => new EndpointState(id), out var rejection);
                 Assert.True(entry is not null, $"{endpoint.EndPoint}: {rejection}");
                 Assert.True(ids.Add(entry.Id), $"duplicate id {entry.Id}");
                 Assert.InRange(entry.Weight, MeshEndpointOptions.MinWeight, MeshEndpointOptions.MaxWeight);

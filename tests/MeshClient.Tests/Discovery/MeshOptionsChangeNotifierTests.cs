@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using MeshClient.Discovery;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
@@ -64,7 +65,7 @@ public sealed class MeshOptionsChangeNotifierTests(Xunit.Abstractions.ITestOutpu
 
         // GetChangeToken reads the current token source, then its Token. Replay the interleaving of a reload between
         // the two: before the fix the reload had disposed the source and Token threw ObjectDisposedException.
-        var source = (CancellationTokenSource)typeof(MeshOptionsChangeNotifier)
+        var source = (CancellationTokenSource)typeof(MeshClient.Configuration.LastValidOptions<MeshClient.Configuration.MeshOptions>)
             .GetField("_cts", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!
             .GetValue(notifier)!;
         settings["Mesh:Services:catalog:Endpoints:0:Weight"] = "2";

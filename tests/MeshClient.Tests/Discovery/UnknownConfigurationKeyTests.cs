@@ -1,9 +1,10 @@
+using MeshClient.Configuration;
+using MeshClient.Kubernetes;
 using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using MeshClient.Consul;
 using MeshClient.Discovery;
-using MeshClient.Internal;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -146,8 +147,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
     public void TheSchema_HasEveryPropertyOfTheOptionsClasses_AndNothingElse()
     {
         AssertMatches(MeshConfigurationSchema.Mesh, typeof(MeshOptions), "Mesh");
-        AssertMatches(MeshConfigurationSchema.Consul, typeof(ConsulOptions), "Mesh:Consul");
-        AssertMatches(MeshConfigurationSchema.Kubernetes, typeof(MeshClient.Kubernetes.KubernetesOptions), "Mesh:Kubernetes");
+        AssertMatches(MeshClient.Consul.ConsulConfigurationSchema.Keys, typeof(ConsulOptions), "Mesh:Consul");
+        AssertMatches(MeshClient.Kubernetes.KubernetesConfigurationSchema.Keys, typeof(MeshClient.Kubernetes.KubernetesOptions), "Mesh:Kubernetes");
     }
 
     private static void AssertMatches(ConfigurationSchema schema, Type type, string path)

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
 using Microsoft.AspNetCore.Http.Features;
@@ -11,7 +12,7 @@ internal static class SnapshotFactory
     {
         var features = new FeatureCollection();
         features.Set<IMeshEndpointFeature>(new MeshEndpointFeature(address, weight, zone));
-        return EndpointEntry.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(address)), features), id => state ?? new EndpointState(id))!;
+        return EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri(address)), features), id => state ?? new EndpointState(id))!;
     }
 
     public static EndpointSnapshot Snapshot(LoadBalancingPolicy policy, params EndpointEntry[] entries) =>

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Collections.Concurrent;
 using System.Net;
 using MeshClient.Balancing;

@@ -1,3 +1,5 @@
+using MeshClient.Discovery;
+using MeshClient.Status;
 using System.Globalization;
 using k8s.Models;
 using MeshClient.Balancing;

@@ -1,8 +1,10 @@
+using MeshClient.Consul;
+using MeshClient.Model;
+using MeshClient.Resilience;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
 using MeshClient.Balancing;
-using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;

@@ -1,7 +1,6 @@
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Consul;
-using MeshClient.ConsulServer;
 using MeshClient.Resilience;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;

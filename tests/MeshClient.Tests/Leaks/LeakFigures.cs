@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;

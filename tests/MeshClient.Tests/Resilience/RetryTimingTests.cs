@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Resilience;

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;

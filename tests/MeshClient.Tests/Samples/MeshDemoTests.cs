@@ -1,3 +1,4 @@
+using MeshClient.Status;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;

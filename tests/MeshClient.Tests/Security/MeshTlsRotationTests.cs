@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using MeshClient.Security;
 using System.Collections.Concurrent;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
@@ -348,7 +350,7 @@ public sealed class MeshTlsRotationTests : IDisposable
         await using var mesh = MeshHost.Create(new Dictionary<string, string?> { ["Mesh:Tls:ReloadInterval"] = value });
         var options = mesh.Services.GetRequiredService<IOptionsMonitor<MeshOptions>>().CurrentValue;
         Assert.Equal(value is null ? null : TimeSpan.Parse(value, System.Globalization.CultureInfo.InvariantCulture), options.Tls.ReloadInterval);
-        Assert.Equal(TimeSpan.FromMinutes(1), MeshClient.Security.MeshTlsOptions.DefaultReloadInterval);
+        Assert.Equal(TimeSpan.FromMinutes(1), MeshClient.Configuration.MeshTlsOptions.DefaultReloadInterval);
     }
 
     private async Task<string?> CallAsync(HttpClient http)

@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Net.Http.Headers;
 using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;

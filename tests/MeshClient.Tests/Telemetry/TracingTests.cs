@@ -1,3 +1,4 @@
+using MeshClient.Configuration;
 using System.Diagnostics;
 using System.Net;
 using MeshClient.Balancing;

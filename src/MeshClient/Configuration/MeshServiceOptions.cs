@@ -1,0 +1,40 @@
+using MeshClient.Balancing;
+using MeshClient.Resilience;
+using MeshClient.Security;
+
+namespace MeshClient.Configuration;
+
+/// <summary>
+/// Per-service options, bound from <c>Mesh:Services:{name}</c>.
+/// </summary>
+public sealed class MeshServiceOptions
+{
+    /// <summary>
+    /// Gets or sets the load-balancing policy of this service. When <see langword="null"/>, the global
+    /// <see cref="MeshOptions.LoadBalancer"/> applies.
+    /// </summary>
+    public string? LoadBalancer { get; set; }
+
+    /// <summary>
+    /// Gets the static endpoints of this service (<c>Mesh:Services:{name}:Endpoints:{i}</c>).
+    /// </summary>
+    public IList<MeshEndpointOptions> Endpoints { get; } = new List<MeshEndpointOptions>();
+
+    /// <summary>
+    /// Gets the outlier detection, retry and timeout settings of this service
+    /// (<c>Mesh:Services:{name}:Resilience</c>); unset values take the global ones.
+    /// </summary>
+    public MeshResilienceOptions Resilience { get; } = new();
+
+    /// <summary>
+    /// Gets the slow start of this service (<c>Mesh:Services:{name}:SlowStart</c>); unset values take the global
+    /// <see cref="MeshOptions.SlowStart"/> ones.
+    /// </summary>
+    public MeshClient.Configuration.SlowStartOptions SlowStart { get; } = new();
+
+    /// <summary>
+    /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
+    /// global <see cref="MeshOptions.Tls"/> ones.
+    /// </summary>
+    public MeshTlsOptions Tls { get; } = new();
+}

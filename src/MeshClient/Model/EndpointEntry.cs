@@ -1,0 +1,77 @@
+namespace MeshClient.Model;
+
+/// <summary>
+/// One endpoint of one snapshot: immutable data (weight, zone, how to rewrite a request URI) plus a reference to
+/// the live <see cref="EndpointState"/>.
+/// </summary>
+internal sealed class EndpointEntry
+{
+    private static readonly UriCreationOptions RewriteOptions = new() { DangerousDisablePathAndQueryCanonicalization = true };
+
+    // "scheme://authority/pathbase" for URI endpoints; for host:port endpoints the scheme comes from the request.
+    private readonly string? _fixedPrefix;
+    private readonly string _authorityAndPathBase;
+
+    /// <summary>Creates an entry (see <c>EndpointEntryFactory</c> for discovered endpoints).</summary>
+    /// <param name="state">The live state of the endpoint.</param>
+    /// <param name="weight">Its weight.</param>
+    /// <param name="zone">Its zone, if known.</param>
+    /// <param name="scheme">The scheme of a URI endpoint, or <see langword="null"/> for a host:port one (the request's scheme).</param>
+    /// <param name="authority">host[:port].</param>
+    /// <param name="pathBase">The path base of a URI endpoint, without a trailing slash.</param>
+    /// <param name="hostHeader">The Host header to send, if the endpoint names one.</param>
+    public EndpointEntry(EndpointState state, int weight, string? zone, string? scheme, string authority, string pathBase, string? hostHeader)
+    {
+        State = state;
+        Weight = weight;
+        Zone = zone;
+        HostHeader = hostHeader;
+        _authorityAndPathBase = authority + pathBase;
+        _fixedPrefix = scheme is null ? null : scheme + "://" + _authorityAndPathBase;
+        ServesHttps = scheme is null || scheme == Uri.UriSchemeHttps;
+        Address = (scheme ?? "*") + "://" + _authorityAndPathBase;
+    }
+
+    public EndpointState State { get; }
+
+    public string Id => State.Id;
+
+    public int Weight { get; }
+
+    public string? Zone { get; }
+
+    /// <summary>Gets the value for the <c>Host</c> header (and so TLS SNI), when the endpoint names one.</summary>
+    public string? HostHeader { get; }
+
+    /// <summary>
+    /// Gets a value indicating whether an https request may go to this endpoint: an https address, or a host:port
+    /// endpoint (which keeps the request's scheme). An http address never takes one (see the snapshot's https view).
+    /// </summary>
+    public bool ServesHttps { get; }
+
+    /// <summary>Gets the address for logs and diagnostics.</summary>
+    public string Address { get; }
+
+    /// <summary>
+    /// Builds the URI of <paramref name="original"/> sent to this endpoint (reference/dotnet-platform.md §1.6). An
+    /// endpoint with an address sends with the address's scheme: the balancer gives an https request only endpoints
+    /// that <see cref="ServesHttps"/>, so that scheme is never a downgrade.
+    /// </summary>
+    public Uri Rewrite(Uri original)
+    {
+        string target;
+        if (_fixedPrefix is not null)
+        {
+            target = string.Concat(_fixedPrefix, original.PathAndQuery);
+        }
+        else
+        {
+            // A host:port endpoint keeps the request's scheme; "https+http" means the first one.
+            var scheme = original.Scheme;
+            var plus = scheme.IndexOf('+', StringComparison.Ordinal);
+            target = string.Concat(plus < 0 ? scheme : scheme.AsSpan(0, plus), "://", _authorityAndPathBase, original.PathAndQuery);
+        }
+
+        return new Uri(target, RewriteOptions);
+    }
+}

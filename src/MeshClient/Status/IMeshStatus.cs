@@ -1,0 +1,82 @@
+using MeshClient.Configuration;
+using MeshClient.Resilience;
+
+namespace MeshClient.Status;
+
+/// <summary>
+/// A read-only view of what the mesh knows right now: every service in use, its endpoints, their weight, state and
+/// live load. Resolve it from dependency injection for a status page, a dashboard or a readiness check. Reading it
+/// takes no lock on the request path.
+/// </summary>
+public interface IMeshStatus
+{
+    /// <summary>Returns the services the mesh has resolved, with their endpoints.</summary>
+    /// <returns>A snapshot; it does not change afterwards.</returns>
+    IReadOnlyList<MeshServiceStatus> GetServices();
+}
+
+/// <summary>The state of one service.</summary>
+/// <param name="Name">The service name.</param>
+/// <param name="LoadBalancer">The load-balancing policy in use.</param>
+/// <param name="Panic">Whether too few endpoints are healthy, so traffic goes to all of them.</param>
+/// <param name="Endpoints">The endpoints.</param>
+public sealed record MeshServiceStatus(string Name, string LoadBalancer, bool Panic, IReadOnlyList<MeshEndpointStatus> Endpoints)
+{
+    /// <summary>
+    /// Gets the name of the discovery provider that knows the service (<c>Consul</c>, <c>Kubernetes</c>,
+    /// <c>Mesh configuration (Mesh:Services)</c>), or <see langword="null"/> when the provider does not say.
+    /// </summary>
+    public string? DiscoverySource { get; init; }
+
+    /// <summary>Gets when discovery last changed the endpoints of the service.</summary>
+    public DateTimeOffset? LastUpdated { get; init; }
+
+    /// <summary>Gets when discovery last answered for the service.</summary>
+    public DateTimeOffset? LastRefreshed { get; init; }
+
+    /// <summary>Gets the message of the last discovery failure, while the last known endpoints keep serving; otherwise <see langword="null"/>.</summary>
+    public string? DiscoveryError { get; init; }
+
+    /// <summary>Gets the use of the service's retry budget, or <see langword="null"/> before its first call.</summary>
+    public MeshRetryBudgetStatus? RetryBudget { get; init; }
+}
+
+/// <summary>The use of a service's retry budget over its rolling window.</summary>
+/// <param name="Window">The rolling window.</param>
+/// <param name="Requests">The requests counted in the window (first attempts).</param>
+/// <param name="Retries">The retries taken in the window.</param>
+/// <param name="Allowed">The retries the budget allows in the window: a percentage of the requests plus a reserve per second.</param>
+public sealed record MeshRetryBudgetStatus(TimeSpan Window, int Requests, int Retries, double Allowed);
+
+/// <summary>The state of one endpoint.</summary>
+/// <param name="Id">The stable instance id.</param>
+/// <param name="Address">The address requests are sent to.</param>
+/// <param name="Weight">The weight.</param>
+/// <param name="Zone">The zone, if known.</param>
+/// <param name="State">
+/// One of <c>healthy</c>, <c>ejected</c> (by outlier detection), <c>unreachable</c> (ejected because it refused a
+/// connection), <c>probing</c> (its ejection ended; it gets one probe request).
+/// </param>
+/// <param name="InFlight">The attempts in flight now.</param>
+/// <param name="Attempts">The attempts sent since the endpoint was discovered.</param>
+/// <param name="LatencyEstimate">The peak-EWMA latency estimate, or <see langword="null"/> before the first answer.</param>
+public sealed record MeshEndpointStatus(string Id, string Address, int Weight, string? Zone, string State, int InFlight, long Attempts, TimeSpan? LatencyEstimate)
+{
+    /// <summary>
+    /// Gets the percentage of its weight the endpoint gets while in slow start (<see cref="SlowStartOptions"/>), or
+    /// <see langword="null"/> when it is not in slow start.
+    /// </summary>
+    public int? SlowStartPercent { get; init; }
+
+    /// <summary>Gets the weight the balancer uses now: <see cref="Weight"/> scaled down while in slow start.</summary>
+    public double EffectiveWeight { get; init; }
+
+    /// <summary>Gets the time left in the current ejection, while <see cref="State"/> is <c>ejected</c> or <c>unreachable</c>.</summary>
+    public TimeSpan? EjectionTimeLeft { get; init; }
+
+    /// <summary>Gets the attempts sent to the endpoint that ended in the last minute (answered, failed or timed out; cancelled ones are not counted).</summary>
+    public int RequestsLastMinute { get; init; }
+
+    /// <summary>Gets those of <see cref="RequestsLastMinute"/> that failed (5xx, 429, timeout, connection failure).</summary>
+    public int FailuresLastMinute { get; init; }
+}

@@ -1,0 +1,83 @@
+using MeshClient.Balancing;
+using MeshClient.Model;
+using MeshClient.Resilience;
+
+namespace MeshClient.Status;
+
+internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience) : IMeshStatus
+{
+    public IReadOnlyList<MeshServiceStatus> GetServices()
+    {
+        var time = registry.TimeProvider;
+        var frequency = (double)time.TimestampFrequency;
+        var now = time.GetTimestamp();
+        var options = registry.Options.Current;
+        var services = new List<MeshServiceStatus>();
+        foreach (var table in registry.Tables)
+        {
+            if (table.Snapshot is not { } snapshot)
+            {
+                continue;
+            }
+
+            options.Services.TryGetValue(table.ServiceName, out var service);
+            var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
+            var endpoints = snapshot.All.Select(e =>
+            {
+                var state = e.State;
+                var latency = state.LatencyEstimate;
+                var since = state.SlowStartSince;
+                var factor = since == 0 ? 1.0 : slowStart.Factor(time.GetElapsedTime(since, now));
+                var status = state.Status;
+                var (requests, failures) = state.LastMinute?.Sum() ?? (0, 0);
+                TimeSpan? left = null;
+                if (status == EndpointStatus.Ejected)
+                {
+                    var until = state.EjectedUntil;
+                    left = until > now ? TimeSpan.FromSeconds((until - now) / frequency) : TimeSpan.Zero;
+                }
+
+                return new MeshEndpointStatus(
+                    e.Id,
+                    e.Address,
+                    e.Weight,
+                    e.Zone,
+                    status switch
+                    {
+                        EndpointStatus.Healthy => "healthy",
+                        EndpointStatus.Ejected => state.Unreachable ? "unreachable" : "ejected",
+                        _ => "probing",
+                    },
+                    state.InFlight,
+                    state.Requests,
+                    latency > 0 ? TimeSpan.FromSeconds(latency / frequency) : null)
+                {
+                    SlowStartPercent = factor < 1.0 ? (int)Math.Round(factor * 100) : null,
+                    EffectiveWeight = Math.Round(e.Weight * factor, 2),
+                    EjectionTimeLeft = left,
+                    RequestsLastMinute = requests,
+                    FailuresLastMinute = failures,
+                };
+            }).ToList();
+
+            var discovery = table.Discovery;
+            MeshRetryBudgetStatus? budget = null;
+            if (resilience.FindBudget(table.ServiceName) is { } retryBudget)
+            {
+                var (budgetRequests, retries, allowed) = retryBudget.Usage();
+                budget = new MeshRetryBudgetStatus(retryBudget.Window, budgetRequests, retries, Math.Round(allowed, 2));
+            }
+
+            services.Add(new MeshServiceStatus(table.ServiceName, snapshot.Policy.Name, snapshot.Panic, endpoints)
+            {
+                DiscoverySource = discovery?.Source,
+                LastUpdated = discovery?.Updated,
+                LastRefreshed = discovery?.Refreshed,
+                DiscoveryError = table.LastError?.Message,
+                RetryBudget = budget,
+            });
+        }
+
+        return services.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+    }
+}
