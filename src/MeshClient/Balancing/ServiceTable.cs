@@ -476,7 +476,7 @@ internal sealed partial class ServiceTable : IDisposable
 
             var previousPanic = _snapshot?.Panic ?? false;
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
-            var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
+            var slowStart = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
             _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start, SlowStartWeights(active, slowStart))
             {
                 UnreachableAdmitted = panic && unreachable == all.Length,
@@ -500,10 +500,10 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>
     /// The weights of <paramref name="active"/> while any of them is in slow start (each scaled by its ramp, all by
     /// 1000 to keep the ramp's resolution in integers), or <see langword="null"/> for the discovered weights. While an
-    /// endpoint ramps, a one-shot timer rebuilds the snapshot every <see cref="SlowStart.Step"/>: the picks stay
+    /// endpoint ramps, a one-shot timer rebuilds the snapshot every <see cref="SlowStartRamp.Step"/>: the picks stay
     /// lock- and allocation-free and never read the clock for it.
     /// </summary>
-    private long[]? SlowStartWeights(EndpointEntry[] active, SlowStart slowStart)
+    private long[]? SlowStartWeights(EndpointEntry[] active, SlowStartRamp slowStart)
     {
         const int Scale = 1000;
         var time = _registry.TimeProvider;

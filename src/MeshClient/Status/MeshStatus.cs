@@ -21,7 +21,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
             }
 
             options.Services.TryGetValue(table.ServiceName, out var service);
-            var slowStart = SlowStart.Resolve(options.SlowStart, service?.SlowStart);
+            var slowStart = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
             var endpoints = snapshot.All.Select(e =>
             {
                 var state = e.State;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;

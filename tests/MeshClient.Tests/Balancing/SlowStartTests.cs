@@ -30,7 +30,7 @@ public sealed class SlowStartTests(ITestOutputHelper output)
     [InlineData(1.0, 1.0, 30, 0.30)] // the floor
     public void Factor_FollowsEnvoysFormula(double seconds, double aggression, int minPercent, double expected)
     {
-        var slowStart = new SlowStart(TimeSpan.FromSeconds(10), aggression, minPercent);
+        var slowStart = new SlowStartRamp(TimeSpan.FromSeconds(10), aggression, minPercent);
         Assert.Equal(expected, slowStart.Factor(TimeSpan.FromSeconds(seconds)), 6);
     }
 
@@ -38,14 +38,14 @@ public sealed class SlowStartTests(ITestOutputHelper output)
     public void Off_ByDefault_AndServiceValuesOverrideGlobalOnes()
     {
         var options = new MeshOptions();
-        Assert.False(SlowStart.Resolve(options.SlowStart, null).Enabled);
-        Assert.Equal(1.0, SlowStart.Resolve(options.SlowStart, null).Factor(TimeSpan.Zero));
+        Assert.False(SlowStartRamp.Resolve(options.SlowStart, null).Enabled);
+        Assert.Equal(1.0, SlowStartRamp.Resolve(options.SlowStart, null).Factor(TimeSpan.Zero));
 
         options.SlowStart.Window = TimeSpan.FromSeconds(30);
         options.SlowStart.MinWeightPercent = 20;
         var service = new SlowStartOptions { Window = TimeSpan.FromSeconds(60) };
-        Assert.Equal(new SlowStart(TimeSpan.FromSeconds(60), 1.0, 20), SlowStart.Resolve(options.SlowStart, service));
-        Assert.Equal(TimeSpan.FromSeconds(3), SlowStart.Resolve(options.SlowStart, service).Step);
+        Assert.Equal(new SlowStartRamp(TimeSpan.FromSeconds(60), 1.0, 20), SlowStartRamp.Resolve(options.SlowStart, service));
+        Assert.Equal(TimeSpan.FromSeconds(3), SlowStartRamp.Resolve(options.SlowStart, service).Step);
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Diagnostics;
 
 namespace MeshClient.Tests.Chaos;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Status;
 using System.Collections.Concurrent;
 using System.Diagnostics;

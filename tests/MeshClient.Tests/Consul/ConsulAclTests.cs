@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;

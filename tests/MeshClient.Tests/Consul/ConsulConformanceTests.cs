@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Net.Http.Json;
 using System.Text.Json;
 using MeshClient.Consul;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Discovery;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Globalization;
 using System.Text;
 using MeshClient.Tests.Infrastructure;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

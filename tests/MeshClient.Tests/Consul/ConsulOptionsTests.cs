@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;

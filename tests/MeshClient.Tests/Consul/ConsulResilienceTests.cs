@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Handlers;
 using MeshClient.Consul;
 using MeshClient.Tests.Infrastructure;

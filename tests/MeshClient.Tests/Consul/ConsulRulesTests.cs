@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Model;
 using MeshClient.Consul;
 using Microsoft.Extensions.DependencyInjection;

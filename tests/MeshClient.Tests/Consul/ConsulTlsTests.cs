@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Security.Cryptography.X509Certificates;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

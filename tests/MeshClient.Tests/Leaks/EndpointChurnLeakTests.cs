@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Consul;
 using MeshClient.Model;
 using MeshClient.Resilience;

@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Consul;

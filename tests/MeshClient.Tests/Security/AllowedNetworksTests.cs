@@ -1,3 +1,4 @@
+using MeshClient.ConsulServer;
 using MeshClient.Configuration;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;

@@ -4,11 +4,11 @@ using System.Globalization;
 namespace MeshClient.Balancing;
 
 /// <summary>The effective slow start of one service (<see cref="SlowStartOptions"/> resolved), and its ramp.</summary>
-internal readonly record struct SlowStart(TimeSpan Window, double Aggression, int MinWeightPercent)
+internal readonly record struct SlowStartRamp(TimeSpan Window, double Aggression, int MinWeightPercent)
 {
     public bool Enabled => Window > TimeSpan.Zero;
 
-    public static SlowStart Resolve(SlowStartOptions global, SlowStartOptions? service) => new(
+    public static SlowStartRamp Resolve(SlowStartOptions global, SlowStartOptions? service) => new(
         service?.Window ?? global.Window ?? TimeSpan.Zero,
         service?.Aggression ?? global.Aggression ?? SlowStartOptions.DefaultAggression,
         service?.MinWeightPercent ?? global.MinWeightPercent ?? SlowStartOptions.DefaultMinWeightPercent);
