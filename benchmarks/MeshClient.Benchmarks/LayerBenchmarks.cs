@@ -38,8 +38,8 @@ public class LayerBenchmarks
         var time = TimeProvider.System;
 
         _balancing = Chain(new MeshBalancingHandler(registry));
-        _telemetry = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshBalancingHandler(registry));
-        _full = Chain(new MeshTelemetryHandler(instrumentation, time), new MeshResilienceHandler(resilience), new MeshBalancingHandler(registry), new MeshAttemptHandler());
+        _telemetry = Chain(new MeshCallHandler(instrumentation, time), new MeshBalancingHandler(registry));
+        _full = Chain(new MeshCallHandler(instrumentation, time), new MeshRetryHandler(resilience), new MeshBalancingHandler(registry), new MeshAttemptTimeoutHandler());
         for (var i = 0; i < 100; i++)
         {
             Send(_full).GetAwaiter().GetResult();

@@ -51,6 +51,7 @@ internal sealed class ServiceTableRegistry : IDisposable
         Options = options;
         TimeProvider = timeProvider;
         Random = random;
+        Picker = new EndpointPicker(random, timeProvider);
         Logger = logger;
         ProviderNames = [.. providerFactories.Select(ProviderDescription.Describe).Distinct()];
 
@@ -103,6 +104,9 @@ internal sealed class ServiceTableRegistry : IDisposable
     public TimeProvider TimeProvider { get; }
 
     public Randomizer Random { get; }
+
+    /// <summary>Gets the picker of every service's attempts.</summary>
+    public EndpointPicker Picker { get; }
 
     public ILogger Logger { get; }
 

@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using Microsoft.Extensions.Primitives;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -21,18 +23,18 @@ internal sealed class ConsulCatalogCache : IDisposable
     private string _queryKey;
     private bool _disposed;
 
-    public ConsulCatalogCache(ConsulClient client, Randomizer random, IOptionsMonitor<ConsulOptions> options, ILogger<ConsulCatalogCache> logger)
+    public ConsulCatalogCache(ConsulClient client, Randomizer random, LastValidOptions<ConsulOptions> options, ILogger<ConsulCatalogCache> logger)
     {
         _client = client;
         _random = random;
         _logger = logger;
         _queryKey = QueryKey(client.Options);
-        _optionsSubscription = options.OnChange((value, name) =>
+        _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, () =>
         {
-            // Any configuration reload raises this; only a change of what is asked, or of how answers are read,
-            // restarts the watches (each restart is one non-blocking query per service).
-            var key = QueryKey(value);
-            if (name == Options.DefaultName && Interlocked.Exchange(ref _queryKey, key) != key)
+            // Any valid reload raises this (an invalid one is refused by the holder); only a change of what is asked,
+            // or of how answers are read, restarts the watches (each restart is one non-blocking query per service).
+            var key = QueryKey(options.Current);
+            if (Interlocked.Exchange(ref _queryKey, key) != key)
             {
                 RestartAll();
             }

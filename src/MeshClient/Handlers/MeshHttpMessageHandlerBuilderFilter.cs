@@ -86,10 +86,10 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
         // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        handlers.Add(new MeshTelemetryHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
-        handlers.Add(new MeshResilienceHandler(services.GetRequiredService<ResilienceRegistry>()));
+        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
+        handlers.Add(new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
-        handlers.Add(new MeshAttemptHandler());
+        handlers.Add(new MeshAttemptTimeoutHandler());
 
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);

@@ -6,7 +6,7 @@ namespace MeshClient.Handlers;
 
 /// <summary>
 /// Follows redirects above the mesh instead of inside the primary handler, for clients whose primary handler would
-/// have followed them (the filter turns its own following off; <see cref="MeshTelemetryHandler"/>, the outermost
+/// have followed them (the filter turns its own following off; <see cref="MeshCallHandler"/>, the outermost
 /// mesh handler, sends each hop again through the whole mesh). Inside the primary handler a redirect left the mesh
 /// half-way: it kept the Host override of the first endpoint, sent a mesh service name to DNS, and skipped
 /// balancing and retries. Here every hop is a new logical call: a <c>Location</c> that names a mesh service goes

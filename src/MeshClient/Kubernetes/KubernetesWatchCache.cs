@@ -1,3 +1,5 @@
+using MeshClient.Configuration;
+using Microsoft.Extensions.Primitives;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -21,18 +23,12 @@ internal sealed class KubernetesWatchCache : IDisposable
     private readonly IDisposable? _optionsSubscription;
     private bool _disposed;
 
-    public KubernetesWatchCache(KubernetesApiClient client, Randomizer random, IOptionsMonitor<KubernetesOptions> options, ILogger<KubernetesWatchCache> logger)
+    public KubernetesWatchCache(KubernetesApiClient client, Randomizer random, LastValidOptions<KubernetesOptions> options, ILogger<KubernetesWatchCache> logger)
     {
         _client = client;
         _random = random;
         _logger = logger;
-        _optionsSubscription = options.OnChange((_, name) =>
-        {
-            if (name == Options.DefaultName)
-            {
-                RepublishAll();
-            }
-        });
+        _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, RepublishAll);
     }
 
     public KubernetesApiClient Client => _client;

@@ -19,21 +19,8 @@ internal enum AttemptOutcome
     Cancelled,
 
     /// <summary>
-    /// The attempt failed on our side before the endpoint could answer (<see cref="LocalFailure"/>: a body that cannot
-    /// be read again, a disposed one): says nothing about the endpoint, and is charged to nothing.
+    /// The attempt failed on our side before the endpoint could answer (a body that cannot be read again, a disposed
+    /// one): says nothing about the endpoint, and is charged to nothing.
     /// </summary>
     Local,
-}
-
-/// <summary>Recognises the failures of an attempt that are ours, not the endpoint's.</summary>
-internal static class LocalFailure
-{
-    /// <summary>
-    /// <see langword="true"/> when System.Net.Http wrapped an <see cref="InvalidOperationException"/> or an
-    /// <see cref="ObjectDisposedException"/> of the request (content already consumed, content disposed): the request
-    /// could not be sent as it was, whatever endpoint it went to. Connection errors are never local.
-    /// </summary>
-    public static bool Is(HttpRequestException exception) =>
-        exception.HttpRequestError is not (HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError)
-        && exception.InnerException is InvalidOperationException or ObjectDisposedException;
 }

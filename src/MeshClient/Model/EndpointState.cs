@@ -85,8 +85,8 @@ internal sealed class EndpointState
         set => Volatile.Write(ref _ejectedUntil, value);
     }
 
-    /// <summary>Gets or sets the per-endpoint data of outlier detection (owned by the Resilience feature).</summary>
-    public object? HealthData { get; set; }
+    /// <summary>Gets or sets what outlier detection keeps for the endpoint (written by it, under a lock of this state).</summary>
+    public EndpointHealth? Health { get; set; }
 
     public void SetStatus(EndpointStatus status)
     {

@@ -1,19 +1,23 @@
+using Polly;
+
 namespace MeshClient.Model;
 
 /// <summary>
-/// The state of one logical request across its attempts: which endpoints were tried, how many attempts were made,
-/// and which endpoint served the last one. Created once per logical request by the outermost mesh handler.
+/// The state of one logical call across its attempts, as every feature reads it: which endpoints were tried, how
+/// many attempts were made, which endpoint served the last one and with which policy. Created once per call by the
+/// outermost mesh handler and carried on the request (one typed key). Each feature keeps its own part of the call
+/// elsewhere: the retry state rides in Polly's <see cref="ResilienceContext"/> (<c>Resilience/RetryState</c>).
 /// </summary>
 internal sealed class MeshRequestContext
 {
     public static readonly HttpRequestOptionsKey<MeshRequestContext> Key = new("MeshClient.RequestContext");
 
+    private EndpointState?[] _tried = new EndpointState?[2];
+
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
     }
-
-    private EndpointState?[] _tried = new EndpointState?[2];
 
     public string ServiceName { get; }
 
@@ -21,24 +25,24 @@ internal sealed class MeshRequestContext
 
     public int TriedCount { get; private set; }
 
-    /// <summary>
-    /// Gets or sets how many retries of this call were requeues: a connection refused (nothing was sent) retried at
-    /// once on another endpoint, outside <c>MaxRetries</c> (Finagle's requeues).
-    /// </summary>
-    public int Requeues { get; set; }
-
-    /// <summary>Gets or sets a value indicating whether the retry being prepared is a requeue (sent without backoff).</summary>
-    public bool RequeuePending { get; set; }
-
     public EndpointEntry? LastEndpoint { get; private set; }
 
-    public string? Policy { get; set; }
+    public string? Policy { get; private set; }
 
     /// <summary>
     /// Gets or sets the URI of the current attempt, as the balancer rewrote it: a connection opened for a request whose
     /// URI is another object (a redirect target) is not a connection to a mesh endpoint.
     /// </summary>
     public Uri? AttemptUri { get; set; }
+
+    /// <summary>
+    /// Gets or sets the pipeline around one attempt of this call (the service's attempt timeout), set by the retry
+    /// handler and run by the attempt handler inside the balancer.
+    /// </summary>
+    public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
+
+    /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
+    public bool IsRetry => Attempts > 0;
 
     public bool HasTried(EndpointState state)
     {
@@ -55,22 +59,13 @@ internal sealed class MeshRequestContext
     }
 
     /// <summary>
-    /// Gets or sets the reason of a retry that has been decided (and charged to the service's retry budget) but not
-    /// sent yet, during its backoff. When it is sent it is counted; if the call ends first, it is refunded and not
-    /// counted.
-    /// </summary>
-    public string? PendingRetry { get; set; }
-
-    /// <summary>Gets or sets the resilience bundle of the service (set by the outer resilience handler).</summary>
-    public object? Resilience { get; set; }
-
-    /// <summary>
     /// Takes the context of a finished call off its request before a redirect hop: one to a pass-through host must not
     /// find the first service's retries, budget and timeouts there.
     /// </summary>
     public static void Remove(HttpRequestMessage request) =>
         ((IDictionary<string, object?>)request.Options).Remove(Key.Key);
 
+    /// <summary>Notes the endpoint an attempt goes to (called by the picker when it hands out a lease).</summary>
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
         Attempts++;

@@ -23,7 +23,7 @@ namespace MeshClient.Resilience;
 /// (measured on .NET 10: the callback's token stays uncancelled when the caller gives up), so the timeout is what ends
 /// an attempt on a node that is gone, rather than leaving it pending for the kernel's SYN retries (about 2 min).
 /// </remarks>
-internal sealed partial class MeshConnectTimeout(TimeProvider time, ILogger<MeshConnectTimeout> logger)
+internal sealed partial class MeshConnectTimeout(ResilienceRegistry resilience, TimeProvider time, ILogger<MeshConnectTimeout> logger)
 {
     /// <summary>
     /// Installs the connect timeout on a mesh client's primary handler, unless the application chose a connect timeout
@@ -86,12 +86,11 @@ internal sealed partial class MeshConnectTimeout(TimeProvider time, ILogger<Mesh
     /// connection is not one to a mesh endpoint. The pool may open a connection a moment after the request that asked
     /// for it was served by another one, so the endpoint is recognised by its address as well as by the request's URI.
     /// </summary>
-    private static TimeSpan? TimeoutOf(SocketsHttpConnectionContext context)
+    private TimeSpan? TimeoutOf(SocketsHttpConnectionContext context)
     {
         var request = context.InitialRequestMessage;
         if (!request.Options.TryGetValue(MeshRequestContext.Key, out var mesh)
-            || mesh.AttemptUri is not { } attempt
-            || mesh.Resilience is not ServiceResilience resilience)
+            || mesh.AttemptUri is not { } attempt)
         {
             return null;
         }
@@ -99,7 +98,7 @@ internal sealed partial class MeshConnectTimeout(TimeProvider time, ILogger<Mesh
         if (ReferenceEquals(attempt, request.RequestUri)
             || (attempt.Port == context.DnsEndPoint.Port && string.Equals(attempt.IdnHost.Trim('[', ']'), context.DnsEndPoint.Host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase)))
         {
-            return resilience.Settings.ConnectTimeout;
+            return resilience.Get(mesh.ServiceName).Settings.ConnectTimeout; // per connection, not per request
         }
 
         return null;

@@ -115,7 +115,7 @@ internal sealed partial class OutlierDetector(
         // Marked first: an ejection decided after this point sees the mark under the same lock as the timer, so a
         // failure of an attempt that was in flight when its endpoint left never starts a timer nobody disposes.
         state.MarkRemoved();
-        if (state.HealthData is EndpointHealth health)
+        if (state.Health is { } health)
         {
             lock (health)
             {
@@ -140,26 +140,26 @@ internal sealed partial class OutlierDetector(
 
     private EndpointHealth GetHealth(EndpointState state, ResilienceSettings settings)
     {
-        if (state.HealthData is EndpointHealth health && health.Window.Matches(settings.FailurePercentageWindow))
+        if (state.Health is { } health && health.Window.Matches(settings.FailurePercentageWindow))
         {
             return health;
         }
 
         lock (state)
         {
-            if (state.HealthData is EndpointHealth existing && existing.Window.Matches(settings.FailurePercentageWindow))
+            if (state.Health is { } existing && existing.Window.Matches(settings.FailurePercentageWindow))
             {
                 return existing;
             }
 
             var created = new EndpointHealth(new RollingCounter(time, settings.FailurePercentageWindow));
-            if (state.HealthData is EndpointHealth old)
+            if (state.Health is { } old)
             {
                 created.TimesEjected = old.TimesEjected;
                 created.Timer = old.Timer;
             }
 
-            state.HealthData = created;
+            state.Health = created;
             return created;
         }
     }
@@ -279,18 +279,6 @@ internal sealed partial class OutlierDetector(
         }
 
         Log.Readmitted(logger, table.ServiceName, endpoint.Id);
-    }
-
-    /// <summary>The outlier-detection data of one endpoint, kept in <see cref="EndpointState.HealthData"/>.</summary>
-    private sealed class EndpointHealth(RollingCounter window)
-    {
-        public RollingCounter Window { get; } = window;
-
-        public int TimesEjected { get; set; }
-
-        public long LastReadmitted { get; set; }
-
-        public ITimer? Timer { get; set; }
     }
 
     private sealed class EjectionTimerState(OutlierDetector detector, ServiceTable table, EndpointEntry endpoint)

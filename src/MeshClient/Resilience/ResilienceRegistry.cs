@@ -20,24 +20,15 @@ namespace MeshClient.Resilience;
 /// </summary>
 internal sealed class ResilienceRegistry : IDisposable
 {
-    /// <summary>The request of the current call, for the retry predicate.</summary>
-    internal static readonly ResiliencePropertyKey<HttpRequestMessage> RequestKey = new("MeshClient.Request");
-
     private const int MaxCachedServices = 4096;
 
-    /// <summary>
-    /// The most connection refusals of one call retried at once, outside <c>MaxRetries</c>: enough to walk a service
-    /// whose endpoints are mostly down (the chaos soak: 4 of 5 refusing, and all 5 marked unreachable while the one
-    /// that came back was still serving its ejection) without turning a dead service into a retry storm (each one
-    /// also takes from the retry budget).
-    /// </summary>
-    internal const int MaxRequeues = 4;
     private readonly ConcurrentDictionary<string, ServiceResilience> _services = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, RetryBudget> _budgets = new(StringComparer.OrdinalIgnoreCase);
     private readonly MeshOptionsChangeNotifier _options;
     private readonly TimeProvider _time;
     private readonly MeshInstrumentation _telemetry;
     private readonly IDisposable _optionsSubscription;
+    private readonly RetryPredicate _predicate;
     private bool _disposed;
 
     public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry)
@@ -45,6 +36,7 @@ internal sealed class ResilienceRegistry : IDisposable
         _options = options;
         _time = time;
         _telemetry = telemetry;
+        _predicate = new RetryPredicate(telemetry, () => Volatile.Read(ref _disposed));
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
 
@@ -101,13 +93,13 @@ internal sealed class ResilienceRegistry : IDisposable
             var retry = new HttpRetryStrategyOptions
             {
                 Name = "retry",
-                MaxRetryAttempts = settings.MaxRetries + MaxRequeues,
+                MaxRetryAttempts = settings.MaxRetries + RetryPredicate.MaxRequeues,
                 Delay = settings.RetryBaseDelay,
                 MaxDelay = settings.RetryMaxDelay,
                 BackoffType = DelayBackoffType.Exponential,
                 UseJitter = true,
                 ShouldRetryAfterHeader = true,
-                ShouldHandle = args => new ValueTask<bool>(ShouldRetry(args, settings, budget, serviceName)),
+                ShouldHandle = args => new ValueTask<bool>(_predicate.ShouldRetry(args, settings, budget, serviceName)),
             };
 
             // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff),
@@ -115,7 +107,7 @@ internal sealed class ResilienceRegistry : IDisposable
             // the next attempt goes elsewhere instead of sleeping the call into its total timeout.
             var retryAfter = retry.DelayGenerator;
             var maxDelay = settings.RetryMaxDelay;
-            retry.DelayGenerator = args => IsRequeue(args.Context)
+            retry.DelayGenerator = args => RetryPredicate.IsRequeue(args.Context)
                 ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
                 : retryAfter is null ? new ValueTask<TimeSpan?>((TimeSpan?)null) : Cap(retryAfter(args), maxDelay);
             call.AddRetry(retry);
@@ -136,108 +128,6 @@ internal sealed class ResilienceRegistry : IDisposable
 
     private RetryBudget NewBudget(ResilienceSettings settings) =>
         new(_time, settings.RetryBudgetPercent, settings.RetryBudgetMinPerSecond, settings.RetryBudgetWindow);
-
-    private static bool IsRequeue(ResilienceContext context) =>
-        context.Properties.GetValue(RequestKey, null!) is { } request
-        && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
-        && call.RequeuePending;
-
-    private bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
-    {
-        if (args.Context.CancellationToken.IsCancellationRequested || Volatile.Read(ref _disposed))
-        {
-            // Disposed: the host is gone; a call that was in flight ends with its last outcome, not a new attempt.
-            return false;
-        }
-
-        var reason = Classify(args.Outcome, out var sent);
-        if (reason is null)
-        {
-            return false;
-        }
-
-        var request = args.Context.Properties.GetValue(RequestKey, null!);
-        MeshRequestContext? mesh = null;
-        request?.Options.TryGetValue(MeshRequestContext.Key, out mesh);
-
-        // A refused connection sent nothing and cost a millisecond: it is retried at once on another endpoint without
-        // using up MaxRetries (a requeue, as Finagle does), up to MaxRequeues per call.
-        var requeue = mesh is not null && args.Outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
-            && mesh.Requeues < MaxRequeues;
-        var retries = args.AttemptNumber - (mesh?.Requeues ?? 0);
-        if (!requeue && retries >= settings.MaxRetries)
-        {
-            return false;
-        }
-
-        if (sent && !settings.RetryNonIdempotent && request is not null && !IsIdempotent(request.Method))
-        {
-            // The server may have acted on it: a POST is never sent twice unless the user opts in.
-            return false;
-        }
-
-        if (sent && !ResendableContent.CanResend(request?.Content))
-        {
-            // The body may have been read and cannot be read again: the caller gets this answer, not a local error.
-            return false;
-        }
-
-        if (!budget.TryWithdraw())
-        {
-            _telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName));
-            MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, serviceName);
-            return false;
-        }
-
-        // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent, and
-        // counted only when it is sent (PollyPipelineHandler).
-        if (mesh is not null)
-        {
-            mesh.PendingRetry = reason;
-            mesh.RequeuePending = requeue;
-            mesh.Requeues += requeue ? 1 : 0;
-        }
-
-        return true;
-    }
-
-    /// <summary>
-    /// Says whether an outcome is worth another attempt, and whether the request may have reached the server
-    /// (<paramref name="sent"/>): connection failures and "no endpoint" sent nothing, so any method may retry.
-    /// </summary>
-    internal static string? Classify(Outcome<HttpResponseMessage> outcome, out bool sent)
-    {
-        sent = true;
-        switch (outcome.Exception)
-        {
-            case null:
-                return outcome is { Result: { } response } ? (int)response.StatusCode switch
-                {
-                    >= 500 => "status_5xx",
-                    429 => "status_429",
-                    408 => "status_408",
-                    _ => null,
-                } : null;
-            case NoHealthyEndpointException:
-                sent = false;
-                return "no_endpoint";
-            case HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError }:
-                sent = false;
-                return "connect_failure";
-            case TimeoutRejectedException:
-                return "timeout";
-            case HttpRequestException local when LocalFailure.Is(local):
-                return null; // the request itself cannot be sent (its body was consumed): another attempt would fail too
-            case HttpRequestException:
-                return "error";
-            default:
-                return null;
-        }
-    }
-
-    internal static bool IsIdempotent(HttpMethod method) =>
-        method == HttpMethod.Get || method == HttpMethod.Head || method == HttpMethod.Options
-        || method == HttpMethod.Put || method == HttpMethod.Delete || method == HttpMethod.Trace;
 
     public void Dispose()
     {

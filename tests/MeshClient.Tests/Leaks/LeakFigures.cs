@@ -77,7 +77,7 @@ internal sealed record LeakFigures(
         return new LeakFigures(
             tables.Length,
             tables.Sum(t => t.States.Count),
-            tables.Sum(t => t.States.Count(s => s.HealthData is not null)),
+            tables.Sum(t => t.States.Count(s => s.Health is not null)),
             ((OutlierDetector)services.GetRequiredService<IEndpointHealthObserver>()).EjectionTimers,
             tables.Sum(t => t.ChangeRegistrations),
             services.GetServices<IServiceEndpointProviderFactory>().OfType<MeshConfigurationEndpointProviderFactory>().Single().OptionsTokenLinks,

@@ -8,7 +8,7 @@ namespace MeshClient.Tests.Resilience;
 
 /// <summary>
 /// Requeues: a refused connection (nothing was sent) is retried at once on another endpoint, outside MaxRetries,
-/// up to <see cref="Resilience.ResilienceRegistry.MaxRequeues"/> per call; on a FakeTimeProvider, so a backoff would
+/// up to <see cref="Resilience.RetryPredicate.MaxRequeues"/> per call; on a FakeTimeProvider, so a backoff would
 /// hang the call (the clock is never advanced here unless a test says so).
 /// </summary>
 public sealed class RequeueTests

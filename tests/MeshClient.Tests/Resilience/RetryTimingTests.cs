@@ -272,5 +272,5 @@ public sealed class RetryTimingTests
     [InlineData("POST", false)]
     [InlineData("PATCH", false)]
     public void Idempotency_FollowsRfc9110(string method, bool idempotent) =>
-        Assert.Equal(idempotent, ResilienceRegistry.IsIdempotent(new HttpMethod(method)));
+        Assert.Equal(idempotent, RetryPredicate.IsIdempotent(new HttpMethod(method)));
 }

@@ -7,7 +7,7 @@ using MeshClient.Telemetry;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// The outermost mesh handler: creates the per-call <see cref="MeshRequestContext"/>, one Internal span named
+/// The outermost mesh handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity.
 /// </summary>
@@ -16,7 +16,7 @@ namespace MeshClient.Handlers;
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -62,7 +62,7 @@ internal sealed class MeshTelemetryHandler(MeshInstrumentation telemetry, TimePr
             if (status >= 400)
             {
                 errorType = status < StatusCodes.Length ? StatusCodes[status] : status.ToString(CultureInfo.InvariantCulture);
-                failed = status >= 500;
+                failed = OutcomeClassifier.IsCallFailure(status);
             }
         }
         catch (Exception ex)

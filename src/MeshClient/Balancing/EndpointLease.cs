@@ -1,0 +1,51 @@
+using MeshClient.Model;
+
+namespace MeshClient.Balancing;
+
+/// <summary>
+/// One admitted attempt on one endpoint, as <see cref="EndpointPicker"/> hands it out (grpc-dotnet's
+/// <c>PickResult</c> with its completion, as a struct: nothing is allocated). The endpoint counts the attempt as in
+/// flight until <see cref="Complete"/>, which records the outcome first and then releases the in-flight count, so
+/// that no caller has to know that order.
+/// </summary>
+internal readonly struct EndpointLease
+{
+    private readonly ServiceTable _table;
+    private readonly EndpointSnapshot _snapshot;
+    private readonly long _start;
+    private readonly bool _isProbe;
+
+    internal EndpointLease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, long start)
+    {
+        _table = table;
+        _snapshot = snapshot;
+        Endpoint = endpoint;
+        _isProbe = isProbe;
+        _start = start;
+    }
+
+    /// <summary>Gets the endpoint the attempt goes to.</summary>
+    public EndpointEntry Endpoint { get; }
+
+    /// <summary>Gets a value indicating whether the attempt is the single probe of an endpoint whose ejection ended.</summary>
+    public bool IsProbe => _isProbe;
+
+    /// <summary>
+    /// Ends the attempt: its latency and outcome go to the balancer and to outlier detection (and a <c>Retry-After</c>
+    /// the endpoint sent, when <paramref name="retryAfter"/> is positive), then the endpoint's in-flight count drops.
+    /// The outcome first: between the two, the attempt counts as in flight or as a failure, never as neither, so the
+    /// admission limit of a failing endpoint (failures + in flight) has no gap to let one more through.
+    /// </summary>
+    /// <param name="outcome">How the attempt ended (<see cref="OutcomeClassifier"/>).</param>
+    /// <param name="retryAfter">How long the endpoint asked not to be called, or zero.</param>
+    public void Complete(AttemptOutcome outcome, TimeSpan retryAfter = default)
+    {
+        _table.RecordOutcome(_snapshot, Endpoint, _start, outcome, _isProbe);
+        if (retryAfter > TimeSpan.Zero)
+        {
+            _table.RecordRetryAfter(Endpoint, retryAfter);
+        }
+
+        Endpoint.State.OnAttemptEnded();
+    }
+}

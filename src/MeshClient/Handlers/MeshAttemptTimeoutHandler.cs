@@ -1,0 +1,35 @@
+using MeshClient.Model;
+using Polly;
+
+namespace MeshClient.Handlers;
+
+/// <summary>
+/// The innermost mesh handler: runs one attempt on one endpoint through the call's attempt pipeline (the service's
+/// attempt timeout). It sits inside the balancer, so a timed-out attempt counts against its endpoint.
+/// </summary>
+internal sealed class MeshAttemptTimeoutHandler : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        request.Options.TryGetValue(MeshRequestContext.Key, out var call) && call.AttemptPipeline is { } pipeline
+            ? SendThroughAsync(pipeline, request, cancellationToken)
+            : base.SendAsync(request, cancellationToken);
+
+    private async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        try
+        {
+            return await pipeline.ExecuteAsync(
+                static (ctx, state) => new ValueTask<HttpResponseMessage>(state.Handler.SendInnerAsync(state.Request, ctx.CancellationToken)),
+                context,
+                (Handler: this, Request: request)).ConfigureAwait(false);
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private Task<HttpResponseMessage> SendInnerAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        base.SendAsync(request, cancellationToken);
+}

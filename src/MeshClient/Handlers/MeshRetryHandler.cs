@@ -1,0 +1,62 @@
+using MeshClient.Model;
+using MeshClient.Resilience;
+using Polly;
+
+namespace MeshClient.Handlers;
+
+/// <summary>
+/// Runs a call through its service's call pipeline (total timeout, then retry with backoff, Retry-After and the retry
+/// budget). Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
+/// it is sent; one charged to the budget but not sent (the call ended in its backoff) is refunded.
+/// </summary>
+internal sealed class MeshRetryHandler(ResilienceRegistry registry) : DelegatingHandler
+{
+    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        if (!request.Options.TryGetValue(MeshRequestContext.Key, out var call))
+        {
+            return base.SendAsync(request, cancellationToken);
+        }
+
+        var resilience = registry.Get(call.ServiceName);
+        call.AttemptPipeline = resilience.Attempt;
+        resilience.Budget.OnRequest();
+        return SendThroughAsync(resilience, request, cancellationToken);
+    }
+
+    private async Task<HttpResponseMessage> SendThroughAsync(ServiceResilience resilience, HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(RetryState.RequestKey, request);
+        try
+        {
+            // Polly turns exceptions into outcomes itself; the callback hands it the inner task as it is.
+            return await resilience.Call.ExecuteAsync(
+                static (ctx, state) =>
+                {
+                    if (RetryState.Find(ctx) is { PendingRetry: { } reason } retry)
+                    {
+                        retry.PendingRetry = null; // the retry the budget was charged for is being sent
+                        state.Resilience.OnRetrySent(reason);
+                    }
+
+                    return new ValueTask<HttpResponseMessage>(state.Handler.SendInnerAsync(state.Request, ctx.CancellationToken));
+                },
+                context,
+                (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (RetryState.Find(context) is { PendingRetry: not null } retry)
+            {
+                retry.PendingRetry = null;
+                resilience.Budget.Refund();
+            }
+
+            ResilienceContextPool.Shared.Return(context);
+        }
+    }
+
+    private Task<HttpResponseMessage> SendInnerAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        base.SendAsync(request, cancellationToken);
+}
