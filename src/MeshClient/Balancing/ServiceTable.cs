@@ -23,26 +23,18 @@ internal sealed partial class ServiceTable : IDisposable
     private readonly ConcurrentDictionary<string, EndpointState> _states = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _refreshLock = new(1, 1);
     private readonly CancellationTokenSource _disposed = new();
-    private readonly Lock _rebuildLock = new();
     private readonly ITimer _timer;
     private readonly Task _firstResolution;
-    private volatile EndpointSnapshot? _snapshot;
     private volatile ServiceResolution _resolution;
     private volatile DiscoveryInfo? _discovery;
+    private readonly SnapshotPublisher _publisher;
+    private readonly RefusedEndpointLog _refusedLog;
     private EndpointEntry[] _entries = [];
     private ServiceEndpointSource? _source;
     private IDisposable? _tokenRegistration;
     private Exception? _lastError;
     private int _usedSinceTick = 1;
     private long _lastUsed;
-    private readonly Dictionary<string, int> _refused = new(StringComparer.Ordinal);
-    private int _refreshGeneration;
-    private int _rebuildQueued; // a rebuild is queued or running
-    private int _rebuildDirty; // a change was made since the running rebuild started
-    private TaskCompletionSource? _rebuildWaiters;
-    private int _snapshotsBuilt;
-    private MeshOptions? _builtWith; // the options of the last snapshot
-    private ITimer? _slowStartTimer;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
@@ -50,6 +42,8 @@ internal sealed partial class ServiceTable : IDisposable
         _registry = registry;
         ServiceName = serviceName;
         IsSingleLabel = !serviceName.Contains('.', StringComparison.Ordinal);
+        _publisher = new SnapshotPublisher(registry, serviceName);
+        _refusedLog = new RefusedEndpointLog(serviceName, registry.Logger);
 
         // Unnamed query: the standard configuration provider reads "default", then "http", then "https" sections;
         // the scheme actually sent is decided per request (EndpointEntry.Rewrite).
@@ -63,7 +57,7 @@ internal sealed partial class ServiceTable : IDisposable
 
     public bool IsSingleLabel { get; }
 
-    public EndpointSnapshot? Snapshot => _snapshot;
+    public EndpointSnapshot? Snapshot => _publisher.Current;
 
     public ServiceResolution Resolution => _resolution;
 
@@ -99,7 +93,7 @@ internal sealed partial class ServiceTable : IDisposable
     }
 
     /// <summary>Gets the lock that serialises snapshot rebuilds and health transitions (never taken on the hot path).</summary>
-    public Lock HealthLock => _rebuildLock;
+    public Lock HealthLock => _publisher.Lock;
 
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
     public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
@@ -109,19 +103,7 @@ internal sealed partial class ServiceTable : IDisposable
         {
             var now = _registry.TimeProvider.GetTimestamp();
             var failed = outcome != AttemptOutcome.Success;
-
-            // The first answers of an endpoint carried its connection set-up: they are not latency samples (a failure is).
-            if (failed || !endpoint.State.IsWarmUpAnswer())
-            {
-                double rtt = now - startTimestamp;
-                if (failed)
-                {
-                    rtt = Math.Max(rtt, snapshot.FailurePenalty);
-                }
-
-                endpoint.State.RecordLatency(now, rtt, snapshot.Decay, failure: failed);
-            }
-
+            snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, now - startTimestamp, now, failed);
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
@@ -142,88 +124,20 @@ internal sealed partial class ServiceTable : IDisposable
     public void RecordRetryAfter(EndpointEntry endpoint, TimeSpan retryAfter) =>
         _registry.HealthObserver?.OnRetryAfter(this, endpoint, retryAfter);
 
-    /// <summary>
-    /// Changes whether an endpoint takes traffic and publishes a new snapshot. An endpoint readmitted after an
-    /// ejection enters slow start (when configured): it was down, and may be a process that just restarted.
-    /// </summary>
-    /// <param name="state">The endpoint.</param>
-    /// <param name="status">Its new status.</param>
-    /// <param name="rebuildLater">
-    /// <see langword="true"/> when a request's outcome decided (an ejection, a readmission): the snapshot is then rebuilt
-    /// on the thread pool by one coalescing work item, so the request that tripped the rule neither pays for the
-    /// rebuild nor holds the table lock through it. Until it is published, <see cref="EndpointState.TryAdmit"/> refuses
-    /// an ejected endpoint picked from the old snapshot. A timer's transition rebuilds at once, on the timer's thread.
-    /// </param>
-    public void SetStatus(EndpointState state, EndpointStatus status, bool rebuildLater = false)
-    {
-        lock (_rebuildLock)
-        {
-            if (status == EndpointStatus.Healthy && state.Status != EndpointStatus.Healthy)
-            {
-                state.SlowStartSince = _registry.TimeProvider.GetTimestamp();
-            }
-
-            state.SetStatus(status);
-            if (!rebuildLater)
-            {
-                RebuildSnapshot();
-            }
-        }
-
-        if (rebuildLater)
-        {
-            Volatile.Write(ref _rebuildDirty, 1);
-        }
-
-        if (rebuildLater && Interlocked.Exchange(ref _rebuildQueued, 1) == 0)
-        {
-            ThreadPool.UnsafeQueueUserWorkItem(static table => table.RunQueuedRebuild(), this, preferLocal: false);
-        }
-    }
+    /// <summary>Changes whether an endpoint takes traffic and publishes a new snapshot (<see cref="SnapshotPublisher.SetStatus"/>).</summary>
+    public void SetStatus(EndpointState state, EndpointStatus status, bool rebuildLater = false) => _publisher.SetStatus(state, status, rebuildLater);
 
     /// <summary>Gets a value indicating whether a rebuild is queued or running.</summary>
-    internal bool RebuildQueued => Volatile.Read(ref _rebuildQueued) != 0;
+    internal bool RebuildQueued => _publisher.RebuildQueued;
 
     /// <summary>Gets the number of snapshots built (diagnostics and tests).</summary>
-    internal int SnapshotsBuilt => Volatile.Read(ref _snapshotsBuilt);
+    internal int SnapshotsBuilt => _publisher.Built;
 
-    /// <summary>
-    /// Completes when the queued rebuild (if any) has published its snapshot: a pick that found no endpoint able to
-    /// take an attempt in a snapshot that a health change made stale waits for the new one (the rare path only).
-    /// </summary>
-    internal Task WhenRebuiltAsync(CancellationToken cancellationToken)
-    {
-        var waiters = Volatile.Read(ref _rebuildWaiters);
-        if (waiters is null)
-        {
-            var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            waiters = Interlocked.CompareExchange(ref _rebuildWaiters, created, null) ?? created;
-        }
+    /// <summary>Completes when the queued rebuild (if any) has published its snapshot.</summary>
+    internal Task WhenRebuiltAsync(CancellationToken cancellationToken) => _publisher.WhenRebuiltAsync(cancellationToken);
 
-        // Read after publishing the waiters: the worker clears the flag before it takes them.
-        return RebuildQueued ? waiters.Task.WaitAsync(cancellationToken) : Task.CompletedTask;
-    }
-
-    private void RunQueuedRebuild()
-    {
-        while (true)
-        {
-            Volatile.Write(ref _rebuildDirty, 0);
-            if (!_disposed.IsCancellationRequested)
-            {
-                RebuildSnapshot();
-            }
-
-            // A change made while this rebuild ran is built by this worker, unless one more was queued meanwhile.
-            Volatile.Write(ref _rebuildQueued, 0);
-            if (Volatile.Read(ref _rebuildDirty) == 0 || Interlocked.Exchange(ref _rebuildQueued, 1) != 0)
-            {
-                break;
-            }
-        }
-
-        Interlocked.Exchange(ref _rebuildWaiters, null)?.TrySetResult();
-    }
+    /// <summary>Publishes a new snapshot from the current endpoints, health and options.</summary>
+    public void RebuildSnapshot() => _publisher.Rebuild();
 
     private void OnTimer()
     {
@@ -290,7 +204,7 @@ internal sealed partial class ServiceTable : IDisposable
             _registry.Telemetry.DiscoveryErrors.Add(1, new KeyValuePair<string, object?>(Telemetry.MeshTags.Service, ServiceName));
 
             _lastError = ex;
-            if (_snapshot is null && _resolution != ServiceResolution.Unknown)
+            if (_publisher.Current is null && _resolution != ServiceResolution.Unknown)
             {
                 _resolution = ServiceResolution.Failed;
             }
@@ -347,7 +261,7 @@ internal sealed partial class ServiceTable : IDisposable
         var allowed = _registry.GetAddressFilter();
         foreach (var endpoint in endpoints)
         {
-            if (!AllowsEndpoint(allowed, endpoint))
+            if (!_refusedLog.Allows(allowed, endpoint))
             {
                 continue;
             }
@@ -371,18 +285,7 @@ internal sealed partial class ServiceTable : IDisposable
             }
         }
 
-        lock (_refused)
-        {
-            foreach (var (key, generation) in _refused)
-            {
-                if (generation != _refreshGeneration)
-                {
-                    _refused.Remove(key);
-                }
-            }
-
-            _refreshGeneration++;
-        }
+        _refusedLog.EndPass();
 
         foreach (var id in _states.Keys)
         {
@@ -393,10 +296,8 @@ internal sealed partial class ServiceTable : IDisposable
         }
 
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
-        lock (_rebuildLock)
-        {
-            _entries = [.. entries];
-        }
+        _entries = [.. entries];
+        _publisher.SetEntries(_entries);
 
         _resolution = ServiceResolution.Known;
         var now = _registry.TimeProvider.GetUtcNow();
@@ -404,172 +305,16 @@ internal sealed partial class ServiceTable : IDisposable
 
         // The periodic refresh gets the same source and options back while nothing changed: nothing to rebuild (a
         // rebuild of 10,000 endpoints is work, and it holds the table lock).
-        if (changed || newSource || !ReferenceEquals(_builtWith, _registry.Options.Current))
+        if (changed || newSource || !ReferenceEquals(_publisher.BuiltWith, _registry.Options.Current))
         {
-            RebuildSnapshot();
+            _publisher.Rebuild();
         }
 
         if (changed)
         {
-            Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _snapshot!.Policy.Name);
+            Log.EndpointsChanged(_registry.Logger, ServiceName, entries.Count, _publisher.Current!.Policy.Name);
             _registry.Telemetry.DiscoveryUpdates.Add(1, new KeyValuePair<string, object?>(Telemetry.MeshTags.Service, ServiceName));
         }
-    }
-
-    /// <summary>Publishes a new snapshot from the current endpoints, health and options.</summary>
-    public void RebuildSnapshot()
-    {
-        lock (_rebuildLock)
-        {
-            if (_resolution != ServiceResolution.Known)
-            {
-                return;
-            }
-
-            var options = _registry.Options.Current;
-            _builtWith = options;
-            Interlocked.Increment(ref _snapshotsBuilt);
-            var policyName = LoadBalancerNames.Normalize(
-                options.Services.TryGetValue(ServiceName, out var service) ? service.LoadBalancer : null)
-                ?? LoadBalancerNames.Normalize(options.LoadBalancer)
-                ?? LoadBalancerNames.PeakEwma;
-            var policy = _snapshot?.Policy.Name == policyName && _snapshot.Policy is not PeakEwmaPolicy
-                ? _snapshot.Policy
-                : LoadBalancingPolicy.Create(policyName, options, _registry.TimeProvider);
-            var frequency = _registry.TimeProvider.TimestampFrequency;
-            var all = _entries;
-            var healthy = 0;
-            var admitted = 0;
-            var unreachable = 0;
-            foreach (var entry in all)
-            {
-                var status = entry.State.Status;
-                healthy += status == EndpointStatus.Healthy ? 1 : 0;
-                admitted += status != EndpointStatus.Ejected ? 1 : 0;
-                unreachable += status == EndpointStatus.Ejected && entry.State.Unreachable ? 1 : 0;
-            }
-
-            // Panic (Envoy): with too few healthy endpoints, balance over all of them rather than overload the
-            // few or fail.
-            var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
-            var panic = all.Length > 0 && healthy * 100 < all.Length * panicThreshold;
-            // Panic never brings back an endpoint that refused connections (sending to it only costs a retry),
-            // unless every endpoint did: then attempts go on, and find the first one back.
-            EndpointEntry[] active;
-            if ((panic && (unreachable == 0 || unreachable == all.Length)) || admitted == all.Length)
-            {
-                active = all;
-            }
-            else
-            {
-                active = new EndpointEntry[panic ? all.Length - unreachable : admitted];
-                var n = 0;
-                foreach (var entry in all)
-                {
-                    var ejected = entry.State.Status == EndpointStatus.Ejected;
-                    if (!ejected || (panic && !entry.State.Unreachable))
-                    {
-                        active[n++] = entry;
-                    }
-                }
-            }
-
-            var previousPanic = _snapshot?.Panic ?? false;
-            var start = (int)_registry.Random.NextInt64(int.MaxValue);
-            var slowStart = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
-            _snapshot = new EndpointSnapshot(ServiceName, all, active, policy, panic, start, SlowStartWeights(active, slowStart))
-            {
-                UnreachableAdmitted = panic && unreachable == all.Length,
-                Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
-                FailurePenalty = options.PeakEwma.FailurePenalty.TotalSeconds * frequency,
-            };
-            if (panic != previousPanic)
-            {
-                if (panic)
-                {
-                    Log.PanicEntered(_registry.Logger, ServiceName, healthy, all.Length);
-                }
-                else
-                {
-                    Log.PanicLeft(_registry.Logger, ServiceName, healthy, all.Length);
-                }
-            }
-        }
-    }
-
-    /// <summary>
-    /// The weights of <paramref name="active"/> while any of them is in slow start (each scaled by its ramp, all by
-    /// 1000 to keep the ramp's resolution in integers), or <see langword="null"/> for the discovered weights. While an
-    /// endpoint ramps, a one-shot timer rebuilds the snapshot every <see cref="SlowStartRamp.Step"/>: the picks stay
-    /// lock- and allocation-free and never read the clock for it.
-    /// </summary>
-    private long[]? SlowStartWeights(EndpointEntry[] active, SlowStartRamp slowStart)
-    {
-        const int Scale = 1000;
-        var time = _registry.TimeProvider;
-        long[]? weights = null;
-        var now = time.GetTimestamp();
-        for (var i = 0; i < active.Length; i++)
-        {
-            var since = active[i].State.SlowStartSince;
-            if (since == 0)
-            {
-                continue;
-            }
-
-            var factor = slowStart.Factor(time.GetElapsedTime(since, now));
-            if (factor >= 1.0)
-            {
-                active[i].State.SlowStartSince = 0; // ramped (or slow start is off)
-                continue;
-            }
-
-            if (weights is null)
-            {
-                weights = new long[active.Length];
-                for (var j = 0; j < active.Length; j++)
-                {
-                    weights[j] = (long)active[j].Weight * Scale;
-                }
-            }
-
-            weights[i] = Math.Max(1, (long)Math.Round(active[i].Weight * Scale * factor));
-        }
-
-        if (weights is not null && !_disposed.IsCancellationRequested)
-        {
-            _slowStartTimer ??= time.CreateTimer(static s => ((ServiceTable)s!).RebuildSnapshot(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            _slowStartTimer.Change(slowStart.Step, Timeout.InfiniteTimeSpan);
-        }
-
-        return weights;
-    }
-
-    /// <summary>
-    /// Checks an endpoint against <c>Mesh:AllowedNetworks</c> / <c>AllowedHostNames</c>; a refused one is logged once
-    /// until discovery stops returning it.
-    /// </summary>
-    private bool AllowsEndpoint(Security.EndpointAddressFilter filter, ServiceEndpoint endpoint)
-    {
-        if (filter.Allows(endpoint, out var reason))
-        {
-            return true;
-        }
-
-        var key = endpoint.EndPoint.ToString() ?? string.Empty;
-        lock (_refused)
-        {
-            if (_refused.TryAdd(key, _refreshGeneration))
-            {
-                Log.EndpointNotAllowed(_registry.Logger, ServiceName, key, reason!);
-            }
-            else
-            {
-                _refused[key] = _refreshGeneration;
-            }
-        }
-
-        return false;
     }
 
     private EndpointState GetOrAddState(string id)
@@ -586,12 +331,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     private void SetUnknown()
     {
-        lock (_rebuildLock)
-        {
-            _resolution = ServiceResolution.Unknown;
-            _snapshot = null;
-            _entries = [];
-        }
+        _resolution = ServiceResolution.Unknown;
+        _publisher.Clear();
+        _entries = [];
 
         foreach (var state in _states.Values)
         {
@@ -649,10 +391,7 @@ internal sealed partial class ServiceTable : IDisposable
     {
         _disposed.Cancel();
         _timer.Dispose();
-        lock (_rebuildLock)
-        {
-            _slowStartTimer?.Dispose();
-        }
+        _publisher.Dispose();
 
         Release();
     }
@@ -677,15 +416,6 @@ internal sealed partial class ServiceTable : IDisposable
 
         [LoggerMessage(102, LogLevel.Information, "Service {Service}: discovery recovered.", EventName = "DiscoveryRecovered")]
         public static partial void DiscoveryRecovered(ILogger logger, string service);
-
-        [LoggerMessage(104, LogLevel.Warning, "Service {Service}: panic mode entered, only {Healthy} of {Total} endpoint(s) healthy; balancing over all of them.", EventName = "PanicEntered")]
-        public static partial void PanicEntered(ILogger logger, string service, int healthy, int total);
-
-        [LoggerMessage(105, LogLevel.Information, "Service {Service}: panic mode left, {Healthy} of {Total} endpoint(s) healthy.", EventName = "PanicLeft")]
-        public static partial void PanicLeft(ILogger logger, string service, int healthy, int total);
-
-        [LoggerMessage(110, LogLevel.Warning, "Service {Service}: dropped the discovered endpoint {Endpoint}: {Reason}.", EventName = "EndpointNotAllowed")]
-        public static partial void EndpointNotAllowed(ILogger logger, string service, string endpoint, string reason);
 
         [LoggerMessage(103, LogLevel.Warning, "Service {Service}: ignored endpoint {Endpoint}: {Reason}.", EventName = "UnsupportedEndpoint")]
         public static partial void UnsupportedEndpoint(ILogger logger, string service, string endpoint, string reason);
