@@ -54,12 +54,14 @@ internal sealed class SlowStartWeights(TimeProvider time, Action rebuild) : IDis
 
         if (weights is not null && !_disposed)
         {
-            _timer ??= time.CreateTimer(static s => ((Action)s!)(), rebuild, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _timer ??= time.CreateTimer(static s => ((SlowStartWeights)s!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             _timer.Change(ramp.Step, Timeout.InfiniteTimeSpan);
         }
 
         return weights;
     }
+
+    private void OnTimer() => rebuild();
 
     /// <summary>Stops the timer; call under the lock that serialises rebuilds.</summary>
     public void Dispose()

@@ -159,10 +159,12 @@ public sealed class SlowStartTests(ITestOutputHelper output)
         });
         await SendAsync(host.CreateClient(), 4);
         await AddNewcomerAsync(host, LoadBalancerNames.RoundRobin, s => s["Mesh:SlowStart:Window"] = "00:00:10");
-        Assert.Equal(1, counting.LiveOf(nameof(MeshClient.Balancing.ServiceTable)) - 1); // the table's own timer and the ramp's
+        Assert.Equal(1, counting.LiveOf(nameof(MeshClient.Balancing.ServiceTable))); // the table's own timer
+        Assert.Equal(1, counting.LiveOf(nameof(MeshClient.Balancing.SlowStartWeights))); // and the ramp's
 
         await host.DisposeAsync();
         Assert.Equal(0, counting.LiveOf(nameof(MeshClient.Balancing.ServiceTable)));
+        Assert.Equal(0, counting.LiveOf(nameof(MeshClient.Balancing.SlowStartWeights)));
     }
 
     private static IReadOnlyList<MeshEndpointStatus> Endpoints(MeshHost host) =>
