@@ -6,7 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace MeshClient.Tests;
+namespace MeshClient.Tests.Configuration;
 
 /// <summary>Invalid configuration fails at start-up with a message naming the key.</summary>
 public sealed class MeshOptionsValidationTests

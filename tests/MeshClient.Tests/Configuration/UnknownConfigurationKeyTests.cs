@@ -13,7 +13,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 
-namespace MeshClient.Tests.Discovery;
+namespace MeshClient.Tests.Configuration;
 
 /// <summary>
 /// Issue 12, item 10: a misspelt key under <c>Mesh</c> is refused at start-up and on reload, naming its full path,

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using Xunit.Abstractions;
 
-namespace MeshClient.Tests.Discovery;
+namespace MeshClient.Tests.Configuration;
 
 /// <summary>
 /// A reload to an invalid configuration (a non-http scheme, port 70000, weight -1, a weight that is not a number, an

@@ -7,7 +7,7 @@ using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 
-namespace MeshClient.Tests.Balancing;
+namespace MeshClient.Tests.Status;
 
 public sealed class MeshStatusTests
 {

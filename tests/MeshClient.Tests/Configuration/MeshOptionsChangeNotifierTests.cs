@@ -3,7 +3,7 @@ using MeshClient.Discovery;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
-namespace MeshClient.Tests.Discovery;
+namespace MeshClient.Tests.Configuration;
 
 /// <summary>Issue 12, item 9: a reload racing a read of the change token never throws.</summary>
 public sealed class MeshOptionsChangeNotifierTests(Xunit.Abstractions.ITestOutputHelper output)
