@@ -86,44 +86,7 @@ internal sealed class ResilienceRegistry : IDisposable
                 : state.Registry.NewBudget(state.Settings),
             (Registry: this, Settings: settings));
 
-        var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = _time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
-        if (settings.MaxRetries > 0)
-        {
-            var retry = new HttpRetryStrategyOptions
-            {
-                Name = "retry",
-                MaxRetryAttempts = settings.MaxRetries + RetryPredicate.MaxRequeues,
-                Delay = settings.RetryBaseDelay,
-                MaxDelay = settings.RetryMaxDelay,
-                BackoffType = DelayBackoffType.Exponential,
-                UseJitter = true,
-                ShouldRetryAfterHeader = true,
-                ShouldHandle = args => new ValueTask<bool>(_predicate.ShouldRetry(args, settings, budget, serviceName)),
-            };
-
-            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff),
-            // never above RetryMaxDelay: a long Retry-After keeps its endpoint out of the picks (OutlierDetector), and
-            // the next attempt goes elsewhere instead of sleeping the call into its total timeout.
-            var retryAfter = retry.DelayGenerator;
-            var maxDelay = settings.RetryMaxDelay;
-            retry.DelayGenerator = args => RetryPredicate.IsRequeue(args.Context)
-                ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
-                : retryAfter is null ? new ValueTask<TimeSpan?>((TimeSpan?)null) : Cap(retryAfter(args), maxDelay);
-            call.AddRetry(retry);
-        }
-
-        var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = _time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
-            .Build();
-        return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
-    }
-
-    private static async ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
-    {
-        // Completes synchronously (no allocation) when the strategy's own delay did.
-        var value = await delay.ConfigureAwait(false);
-        return value > max ? max : value;
+        return ServiceResilienceFactory.Create(serviceName, settings, budget, _time, _predicate, _telemetry);
     }
 
     private RetryBudget NewBudget(ResilienceSettings settings) =>

@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Http.Resilience;
+using MeshClient.Telemetry;
+using Polly;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace MeshClient.Resilience;
+
+/// <summary>
+/// Builds the Polly pipelines of one service from its settings: around a call, the total timeout and the retry (the
+/// mesh's predicate, Retry-After capped at <c>RetryMaxDelay</c>, a requeue sent at once); around one attempt, the
+/// attempt timeout.
+/// </summary>
+internal static class ServiceResilienceFactory
+{
+    public static ServiceResilience Create(string serviceName, ResilienceSettings settings, RetryBudget budget, TimeProvider time, RetryPredicate predicate, MeshInstrumentation telemetry)
+    {
+        var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = time }
+            .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
+        if (settings.MaxRetries > 0)
+        {
+            var retry = new HttpRetryStrategyOptions
+            {
+                Name = "retry",
+                MaxRetryAttempts = settings.MaxRetries + RetryPredicate.MaxRequeues,
+                Delay = settings.RetryBaseDelay,
+                MaxDelay = settings.RetryMaxDelay,
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+                ShouldRetryAfterHeader = true,
+                ShouldHandle = args => new ValueTask<bool>(predicate.ShouldRetry(args, settings, budget, serviceName)),
+            };
+
+            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff),
+            // never above RetryMaxDelay: a long Retry-After keeps its endpoint out of the picks (OutlierDetector), and
+            // the next attempt goes elsewhere instead of sleeping the call into its total timeout.
+            var retryAfter = retry.DelayGenerator;
+            var maxDelay = settings.RetryMaxDelay;
+            retry.DelayGenerator = args => RetryPredicate.IsRequeue(args.Context)
+                ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
+                : retryAfter is null ? new ValueTask<TimeSpan?>((TimeSpan?)null) : Cap(retryAfter(args), maxDelay);
+            call.AddRetry(retry);
+        }
+
+        var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = time }
+            .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
+            .Build();
+        return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, telemetry);
+    }
+
+    private static async ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
+    {
+        // Completes synchronously (no allocation) when the strategy's own delay did.
+        var value = await delay.ConfigureAwait(false);
+        return value > max ? max : value;
+    }
+}
