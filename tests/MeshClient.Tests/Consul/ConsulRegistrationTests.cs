@@ -1,3 +1,4 @@
+using MeshClient.Tests.Infrastructure;
 using MeshClient.ConsulServer;
 using System.Net;
 using System.Net.Http.Json;

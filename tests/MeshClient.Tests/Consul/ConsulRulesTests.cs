@@ -1,3 +1,4 @@
+using MeshClient.Tests.Infrastructure;
 using MeshClient.ConsulServer;
 using MeshClient.Model;
 using MeshClient.Consul;

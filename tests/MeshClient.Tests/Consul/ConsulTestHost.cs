@@ -11,19 +11,12 @@ using Microsoft.Extensions.ServiceDiscovery;
 namespace MeshClient.Tests.Consul;
 
 /// <summary>A mesh with <c>AddConsul()</c> pointed at a <see cref="ConsulTestServer"/>, with every log line collected.</summary>
-internal sealed class ConsulTestHost : IAsyncDisposable
+internal sealed class ConsulTestHost : ProviderTestHost
 {
     private ConsulTestHost(MeshHost host, FakeLogCollector logs)
+        : base(host, logs)
     {
-        Host = host;
-        Logs = logs;
     }
-
-    public MeshHost Host { get; }
-
-    public FakeLogCollector Logs { get; }
-
-    public IServiceProvider Services => Host.Services;
 
     public ConsulCatalogCache Cache => Host.Services.GetRequiredService<ConsulCatalogCache>();
 
@@ -42,71 +35,17 @@ internal sealed class ConsulTestHost : IAsyncDisposable
         };
         settings?.Invoke(values);
         var logs = new FakeLogCollector();
-        var host = MeshHost.Create(values, services =>
+        var host = CreateHost(values, logs, services =>
         {
-            services.AddLogging(b =>
-            {
-                b.SetMinimumLevel(LogLevel.Trace);
-                b.AddProvider(new FakeLoggerProvider(logs));
-            });
             services.AddMesh().AddConsul();
             configure?.Invoke(services);
         });
         return new ConsulTestHost(host, logs);
     }
 
-    public HttpClient CreateClient() => Host.CreateClient();
-
     /// <summary>What discovery currently says about the service: endpoint id → weight (through the public resolver).</summary>
-    public async Task<IReadOnlyDictionary<string, int>> EndpointsAsync(string service)
-    {
-        var resolver = Services.GetRequiredService<ServiceEndpointResolver>();
-        var source = await resolver.GetEndpointsAsync("http://" + service, CancellationToken.None);
-        return source.Endpoints.ToDictionary(
-            e => e.Features.Get<IMeshEndpointFeature>()?.Id ?? e.EndPoint.ToString()!,
-            e => e.Features.Get<IMeshEndpointFeature>()?.Weight ?? 1);
-    }
-
-    /// <summary>Log records of one event id.</summary>
-    public IReadOnlyList<FakeLogRecord> Events(int eventId) => [.. Logs.GetSnapshot().Where(r => r.Id.Id == eventId)];
-
-    public async ValueTask DisposeAsync() => await Host.DisposeAsync();
-}
-
-/// <summary>Waits for a condition with bounded polling (never a fixed sleep standing in for "long enough").</summary>
-internal static class Eventually
-{
-    public static async Task<TimeSpan> TrueAsync(Func<bool> condition, TimeSpan timeout, string because)
-    {
-        var started = TimeProvider.System.GetTimestamp();
-        while (!condition())
-        {
-            if (TimeProvider.System.GetElapsedTime(started) > timeout)
-            {
-                Assert.Fail($"Not true within {timeout}: {because}");
-            }
-
-            await Task.Delay(10);
-        }
-
-        return TimeProvider.System.GetElapsedTime(started);
-    }
-
-    public static async Task<TimeSpan> TrueAsync(Func<Task<bool>> condition, TimeSpan timeout, string because)
-    {
-        var started = TimeProvider.System.GetTimestamp();
-        while (!await condition())
-        {
-            if (TimeProvider.System.GetElapsedTime(started) > timeout)
-            {
-                Assert.Fail($"Not true within {timeout}: {because}");
-            }
-
-            await Task.Delay(10);
-        }
-
-        return TimeProvider.System.GetElapsedTime(started);
-    }
+    public Task<IReadOnlyDictionary<string, int>> EndpointsAsync(string service) =>
+        EndpointsAsync(service, e => e.Features.Get<IMeshEndpointFeature>()?.Weight ?? 1);
 }
 
 /// <summary>A <see cref="Randomizer"/> that always draws the same value.</summary>

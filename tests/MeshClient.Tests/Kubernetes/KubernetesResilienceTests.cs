@@ -1,3 +1,4 @@
+using MeshClient.Tests.Infrastructure;
 using MeshClient.Kubernetes;
 using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;

@@ -21,22 +21,15 @@ namespace MeshClient.Tests.Kubernetes;
 /// A mesh with <c>AddKubernetes()</c> pointed at a <see cref="KubernetesTestServer"/> through a kubeconfig file (token
 /// auth, default namespace <c>shop</c>), with every log line collected.
 /// </summary>
-internal sealed class KubernetesTestHost : IAsyncDisposable
+internal sealed class KubernetesTestHost : ProviderTestHost
 {
     private readonly string _directory;
 
     private KubernetesTestHost(MeshHost host, FakeLogCollector logs, string directory)
+        : base(host, logs)
     {
-        Host = host;
-        Logs = logs;
         _directory = directory;
     }
-
-    public MeshHost Host { get; }
-
-    public FakeLogCollector Logs { get; }
-
-    public IServiceProvider Services => Host.Services;
 
     public KubernetesWatchCache Cache => Host.Services.GetRequiredService<KubernetesWatchCache>();
 
@@ -59,14 +52,8 @@ internal sealed class KubernetesTestHost : IAsyncDisposable
         };
         settings?.Invoke(values);
         var logs = new FakeLogCollector();
-        var host = MeshHost.Create(values, services =>
+        var host = CreateHost(values, logs, services =>
         {
-            services.AddLogging(b =>
-            {
-                b.SetMinimumLevel(LogLevel.Trace);
-                b.AddProvider(new FakeLoggerProvider(logs));
-            });
-
             // No service-account directory on a test machine (nor one that could leak in from the environment).
             services.AddMesh().AddKubernetes(o => o.ServiceAccountPath = Path.Combine(directory, "no-serviceaccount"));
             configure?.Invoke(services);
@@ -94,33 +81,13 @@ internal sealed class KubernetesTestHost : IAsyncDisposable
         current-context: test
         """;
 
-    public HttpClient CreateClient() => Host.CreateClient();
-
     /// <summary>What discovery currently says about the service: endpoint id → address (through the public resolver).</summary>
-    public async Task<IReadOnlyDictionary<string, string>> EndpointsAsync(string service)
-    {
-        var resolver = Services.GetRequiredService<ServiceEndpointResolver>();
-        for (var attempt = 0; ; attempt++)
-        {
-            var source = await resolver.GetEndpointsAsync("http://" + service, CancellationToken.None);
-            try
-            {
-                return source.Endpoints.ToDictionary(
-                    e => e.Features.Get<IMeshEndpointFeature>()?.Id ?? e.EndPoint.ToString()!,
-                    e => e.EndPoint.ToString()!);
-            }
-            catch (ObjectDisposedException) when (attempt < 3)
-            {
-                // The resolver replaced (and disposed) that source while it was read: read the current one.
-            }
-        }
-    }
+    public Task<IReadOnlyDictionary<string, string>> EndpointsAsync(string service) =>
+        EndpointsAsync(service, e => e.EndPoint.ToString()!);
 
-    public IReadOnlyList<FakeLogRecord> Events(int eventId) => [.. Logs.GetSnapshot().Where(r => r.Id.Id == eventId)];
-
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        await Host.DisposeAsync();
+        await base.DisposeAsync();
         try
         {
             Directory.Delete(_directory, recursive: true);
