@@ -101,11 +101,11 @@ public static class Program
         var b = profiles.FirstOrDefault(p => p.Label == baseline) ?? profiles[0];
         sb.AppendLine("### Trace summary");
         sb.AppendLine();
-        sb.AppendLine("| cell | CPU trace s | requests in it | sampler interval ms | samples: running / idle | running thread time µs/req (samples) | measured CPU µs/req (untraced) | scale | alloc trace: requests | allocation ticks | allocated bytes/req (ticks) |");
-        sb.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+        sb.AppendLine("| cell | CPU trace s | requests in it | sampler interval ms | samples: running / idle | running thread time µs/req (samples) | measured CPU µs/req (untraced) | scale | alloc trace: requests | allocation events | event | allocated bytes/req (events) |");
+        sb.AppendLine("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|");
         foreach (var p in profiles)
         {
-            sb.AppendLine(F($"| {p.Label} | {p.DurationSeconds:0.0} | {p.CpuRequests:0} | {p.IntervalMs:0.000} | {p.RunningSamples} / {p.IdleSamples} | {p.RunningSamples * p.IntervalMs * 1000 / Math.Max(1, p.CpuRequests):0.0} | {(p.MeasuredCpuUs is { } m ? m.ToString("0.0", Inv) : "—")} | {p.CpuScale:0.000} | {p.AllocRequests:0} | {p.AllocTicks} | {p.AllocBytes / Math.Max(1, p.AllocRequests):0} |"));
+            sb.AppendLine(F($"| {p.Label} | {p.DurationSeconds:0.0} | {p.CpuRequests:0} | {p.IntervalMs:0.000} | {p.RunningSamples} / {p.IdleSamples} | {p.RunningSamples * p.IntervalMs * 1000 / Math.Max(1, p.CpuRequests):0.0} | {(p.MeasuredCpuUs is { } m ? m.ToString("0.0", Inv) : "—")} | {p.CpuScale:0.000} | {p.AllocRequests:0} | {p.AllocTicks} | {p.AllocMethod} | {p.AllocBytes / Math.Max(1, p.AllocRequests):0} |"));
         }
 
         void Table(string title, Func<Profile, Dictionary<string, double>> pick, Func<Profile, double, double> perRequest, string unit, string format, int rows)
@@ -197,6 +197,8 @@ public static class Program
         public long AllocTicks { get; set; }
 
         public double AllocBytes { get; set; }
+
+        public string AllocMethod { get; set; } = "—";
 
         public Dictionary<string, double> AllocBySource { get; } = [];
 
@@ -342,8 +344,21 @@ public static class Program
             var ticks = new HashSet<long>();
             double first = double.MaxValue, last = 0;
             using var dumpWriter = dump is null ? null : new StreamWriter(dump);
+            var census = Environment.GetEnvironmentVariable("TRACE_CENSUS") is not null ? new Dictionary<string, int>() : null;
             foreach (var ev in log.Events)
             {
+                if (census is not null)
+                {
+                    var key = $"{ev.ProviderName}/{ev.EventName}/{(int)ev.ID}";
+                    if ((int)ev.ID == 303 && !census.ContainsKey(key))
+                    {
+                        var d = ev.EventData();
+                        Console.Error.WriteLine($"  303: {ev.GetType().Name} len {d.Length}: {Convert.ToHexString(d.AsSpan(0, Math.Min(80, d.Length)))} stack {ev.CallStackIndex()}");
+                    }
+
+                    census[key] = census.GetValueOrDefault(key) + 1;
+                }
+
                 if (ev.ProviderName == "Microsoft-DotNETCore-SampleProfiler")
                 {
                     var ms = ev.TimeStampRelativeMSec;
@@ -372,12 +387,34 @@ public static class Program
 
                     dumpWriter?.WriteLine($"CPU {source} :: {string.Join(" <- ", frames.Take(12))}");
                 }
-                else if (ev is GCAllocationTickTraceData tick)
+                else if (ev is GCAllocationTickTraceData or { ProviderName: "Microsoft-Windows-DotNETRuntime", ID: (TraceEventID)303 })
                 {
+                    double amount;
+                    string typeName;
+                    if (ev is GCAllocationTickTraceData tick)
+                    {
+                        // AllocationTick: the object that crossed the ~100 KB mark, carrying the bytes since the last
+                        // tick. Biased per type when allocations repeat in a fixed pattern (aliasing); kept as a fallback.
+                        amount = tick.AllocationAmount64 > 0 ? tick.AllocationAmount64 : tick.AllocationAmount;
+                        typeName = tick.TypeName ?? "?";
+                        profile.AllocMethod = "AllocationTick";
+                    }
+                    else if (ParseAllocationSampled(ev.EventData()) is { } sampled)
+                    {
+                        // .NET 10 AllocationSampled (keyword 0x80000000000): a Poisson process over the allocated
+                        // bytes, mean 100 KB between samples, so each sampled object of size s stands for
+                        // s / (1 - exp(-s / 100 KB)) bytes: unbiased per type.
+                        typeName = sampled.TypeName;
+                        amount = sampled.Size / (1 - Math.Exp(-sampled.Size / 102400.0));
+                        profile.AllocMethod = "AllocationSampled";
+                    }
+                    else
+                    {
+                        continue;
+                    }
+
                     profile.AllocTicks++;
-                    var amount = tick.AllocationAmount64 > 0 ? tick.AllocationAmount64 : tick.AllocationAmount;
                     profile.AllocBytes += amount;
-                    var typeName = tick.TypeName ?? "?";
                     var frames = Frames(ev.CallStack());
                     var source = Classify(frames, typeName);
                     Add(profile.AllocBySource, source, amount);
@@ -389,6 +426,14 @@ public static class Program
                     }
 
                     dumpWriter?.WriteLine($"ALLOC {source} {typeName} :: {string.Join(" <- ", frames.Take(12))}");
+                }
+            }
+
+            if (census is not null)
+            {
+                foreach (var (key, n) in census.OrderByDescending(c => c.Value).Take(15))
+                {
+                    Console.Error.WriteLine($"  {n,8} {key}");
                 }
             }
 
@@ -431,6 +476,26 @@ public static class Program
             // The socket engine's thread is in epoll_wait when its leaf is native; otherwise it is dispatching events.
             return IdleFrames.Any(f => first.StartsWith(f, StringComparison.Ordinal))
                 || (i > 0 && first.StartsWith("System.Net.Sockets.SocketAsyncEngine.EventLoop", StringComparison.Ordinal) && !frames[i - 1].Contains("PollGC", StringComparison.Ordinal));
+        }
+
+        /// <summary>AllocationSampled payload: UInt32 kind, UInt16 CLR instance, pointer type id, UTF-16 type name, pointer address, UInt64 size, UInt64 offset.</summary>
+        private static (string TypeName, double Size)? ParseAllocationSampled(byte[] data)
+        {
+            var o = 4 + 2 + 8;
+            var end = o;
+            while (end + 1 < data.Length && (data[end] != 0 || data[end + 1] != 0))
+            {
+                end += 2;
+            }
+
+            if (end + 2 + 8 + 8 > data.Length)
+            {
+                return null;
+            }
+
+            var name = Encoding.Unicode.GetString(data, o, end - o);
+            var size = BitConverter.ToUInt64(data, end + 2 + 8);
+            return (name, size);
         }
 
         private static void Add(Dictionary<string, double> map, string key, double value) =>

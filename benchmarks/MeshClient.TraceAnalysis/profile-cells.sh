@@ -21,8 +21,9 @@ DLL="$ROOT/benchmarks/MeshClient.LoadTest/bin/Release/net10.0/MeshClient.LoadTes
 mkdir -p "$OUT"
 # CPU: the sample profiler (every thread's stack, about every ms); Loader (0x8) + JIT (0x10) name the methods.
 CPU_PROVIDERS="Microsoft-DotNETCore-SampleProfiler,Microsoft-Windows-DotNETRuntime:0x18:4"
-# Allocations: runtime GC keyword (0x1) at level 5 (verbose) = AllocationTick (about every 100 KB) with stacks.
-ALLOC_PROVIDERS="Microsoft-Windows-DotNETRuntime:0x19:5"
+# Allocations: .NET 10 AllocationSampled (keyword 0x80000000000, a Poisson process with a mean of 100 KB between
+# samples: unbiased per type, unlike AllocationTick) with stacks; Loader (0x8) + JIT (0x10) name the methods.
+ALLOC_PROVIDERS="Microsoft-Windows-DotNETRuntime:0x80000000018:4"
 
 one() { # contender tool
   local c=$1 tool=$2 log="$OUT/$1-$2.log"
