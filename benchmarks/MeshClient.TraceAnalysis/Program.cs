@@ -344,17 +344,13 @@ public static class Program
             var ticks = new HashSet<long>();
             double first = double.MaxValue, last = 0;
             using var dumpWriter = dump is null ? null : new StreamWriter(dump);
+            // TRACE_CENSUS=1: list the events of each trace by provider/name/id (to check what a trace holds).
             var census = Environment.GetEnvironmentVariable("TRACE_CENSUS") is not null ? new Dictionary<string, int>() : null;
             foreach (var ev in log.Events)
             {
                 if (census is not null)
                 {
                     var key = $"{ev.ProviderName}/{ev.EventName}/{(int)ev.ID}";
-                    if ((int)ev.ID == 303 && !census.ContainsKey(key))
-                    {
-                        var d = ev.EventData();
-                        Console.Error.WriteLine($"  303: {ev.GetType().Name} len {d.Length}: {Convert.ToHexString(d.AsSpan(0, Math.Min(80, d.Length)))} stack {ev.CallStackIndex()}");
-                    }
 
                     census[key] = census.GetValueOrDefault(key) + 1;
                 }
