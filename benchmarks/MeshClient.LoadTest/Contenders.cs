@@ -14,6 +14,12 @@ public interface IContender : IAsyncDisposable
 
     Uri RequestUri { get; }
 
+    /// <summary>
+    /// Gets the client for the next request: <see cref="Client"/>, or, for a contender that balances in the caller
+    /// (<c>rr</c>, <c>factory</c>), the next of its per-endpoint clients in turn.
+    /// </summary>
+    HttpClient NextClient() => Client;
+
     /// <summary>Gets the CPU time used so far by the contender's own process outside this one (a sidecar), if any.</summary>
     TimeSpan? SidecarCpuTime();
 
@@ -44,19 +50,34 @@ internal static class Contenders
                 var nginx = environment.Nginx ?? throw new InvalidOperationException("The nginx sidecar is not running.");
                 await nginx.UpdateAsync(endpoints);
                 return new RawContender(Contender.Nginx, nginx.Address, nginx);
-            case Contender.Factory:
-                // The control: what IHttpClientFactory's own handler chain costs, without the mesh.
-                return await HostedContender.StartAsync(Contender.Factory, endpoints, _ => new Dictionary<string, string?>(), services =>
+            case Contender.RoundRobin:
+                // The floor for "balancing across the endpoints": one SocketsHttpHandler, round robin in the caller.
+                return new RoundRobinContender(endpoints);
+            case Contender.Factory1:
+                // The control: what IHttpClientFactory's own handler chain costs, without the mesh, on backend #1 (like raw).
+                return await HostedContender.StartAsync(Contender.Factory1, endpoints, [ServiceName], _ => new Dictionary<string, string?>(), services =>
                     services.AddHttpClient(ServiceName, c => c.BaseAddress = endpoints[0]));
+            case Contender.Factory:
+                // The factory alone over the same endpoints as rr: one named client per endpoint (BaseAddress = that
+                // endpoint), created once, picked in turn by the caller. No handler of our own, nothing mesh-like.
+                var names = endpoints.Select((_, i) => FactoryClientName(i)).ToArray();
+                return await HostedContender.StartAsync(Contender.Factory, endpoints, names, _ => new Dictionary<string, string?>(), services =>
+                {
+                    for (var i = 0; i < endpoints.Count; i++)
+                    {
+                        var endpoint = endpoints[i];
+                        services.AddHttpClient(names[i], c => c.BaseAddress = endpoint);
+                    }
+                });
             case Contender.Mesh:
-                return await HostedContender.StartAsync(Contender.Mesh, endpoints, e => MeshSettings(e, options.MeshLoadBalancer), services =>
+                return await HostedContender.StartAsync(Contender.Mesh, endpoints, [ServiceName], e => MeshSettings(e, options.MeshLoadBalancer), services =>
                 {
                     // The public surface only: AddMesh() bound from the "Mesh" section, a named factory client.
                     services.AddMesh();
                     services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}"));
                 });
             case Contender.Stock:
-                return await HostedContender.StartAsync(Contender.Stock, endpoints, StockSettings, services =>
+                return await HostedContender.StartAsync(Contender.Stock, endpoints, [ServiceName], StockSettings, services =>
                 {
                     // The .NET Aspire ServiceDefaults order: resilience outer, discovery inner (each retry re-resolves).
                     services.AddServiceDiscovery();
@@ -68,6 +89,9 @@ internal static class Contenders
                 throw new ArgumentOutOfRangeException(nameof(name), name, "Unknown contender.");
         }
     }
+
+    /// <summary>The name of the <c>factory</c> contender's client for endpoint <paramref name="index"/> (0-based): backend-1, backend-2, ...</summary>
+    public static string FactoryClientName(int index) => string.Create(CultureInfo.InvariantCulture, $"{ServiceName}-{index + 1}");
 
     /// <summary><c>Mesh:Services:backend:Endpoints:{i}:Address|Weight</c> (+ <c>Mesh:LoadBalancer</c> when asked).</summary>
     public static Dictionary<string, string?> MeshSettings(IReadOnlyList<Uri> endpoints, string? loadBalancer)
@@ -120,6 +144,47 @@ internal static class Contenders
     }
 
     /// <summary>
+    /// A bare <see cref="HttpClient"/> per endpoint, all on one shared default <see cref="SocketsHttpHandler"/> (so one
+    /// connection pool manager with a pool per endpoint, as the mesh has), each with BaseAddress = its endpoint, so a
+    /// request does exactly what raw's does (relative URI combined with the base); the caller takes them in turn
+    /// (one shared counter, <see cref="Interlocked.Increment(ref int)"/>). No factory, no resilience.
+    /// </summary>
+    private sealed class RoundRobinContender : IContender
+    {
+        private readonly SocketsHttpHandler _handler = new();
+        private readonly HttpClient[] _clients;
+        private int _next = -1;
+
+        public RoundRobinContender(IReadOnlyList<Uri> endpoints)
+        {
+            _clients = [.. endpoints.Select(e => new HttpClient(_handler, disposeHandler: false) { BaseAddress = e, Timeout = TimeSpan.FromSeconds(30) })];
+        }
+
+        public string Name => Contender.RoundRobin;
+
+        public HttpClient Client => _clients[0];
+
+        public Uri RequestUri { get; } = new(Path, UriKind.Relative);
+
+        public HttpClient NextClient() => _clients[(int)((uint)Interlocked.Increment(ref _next) % (uint)_clients.Length)];
+
+        public TimeSpan? SidecarCpuTime() => null;
+
+        public Task UpdateEndpointsAsync(IReadOnlyList<Uri> endpoints) => Task.CompletedTask;
+
+        public ValueTask DisposeAsync()
+        {
+            foreach (var client in _clients)
+            {
+                client.Dispose();
+            }
+
+            _handler.Dispose();
+            return default;
+        }
+    }
+
+    /// <summary>
     /// A generic host with only a reloadable in-memory configuration (no logging providers, no defaults), and one
     /// factory client; churn replaces the configuration and fires its reload token, like an edited appsettings file.
     /// </summary>
@@ -128,14 +193,18 @@ internal static class Contenders
         private readonly IHost _host;
         private readonly ReloadableConfiguration _configuration;
         private readonly Func<IReadOnlyList<Uri>, Dictionary<string, string?>> _settings;
+        private readonly HttpClient[] _clients;
+        private int _next = -1;
 
-        private HostedContender(string name, IHost host, ReloadableConfiguration configuration, Func<IReadOnlyList<Uri>, Dictionary<string, string?>> settings)
+        private HostedContender(string name, IHost host, ReloadableConfiguration configuration, IReadOnlyList<string> clientNames, Func<IReadOnlyList<Uri>, Dictionary<string, string?>> settings)
         {
             Name = name;
             _host = host;
             _configuration = configuration;
             _settings = settings;
-            Client = host.Services.GetRequiredService<IHttpClientFactory>().CreateClient(ServiceName);
+            var factory = host.Services.GetRequiredService<IHttpClientFactory>();
+            _clients = [.. clientNames.Select(factory.CreateClient)];
+            Client = _clients[0];
         }
 
         public string Name { get; }
@@ -144,9 +213,12 @@ internal static class Contenders
 
         public Uri RequestUri { get; } = new(Path, UriKind.Relative);
 
+        public HttpClient NextClient() => _clients.Length == 1 ? Client : _clients[(int)((uint)Interlocked.Increment(ref _next) % (uint)_clients.Length)];
+
         public static async Task<IContender> StartAsync(
             string name,
             IReadOnlyList<Uri> endpoints,
+            IReadOnlyList<string> clientNames,
             Func<IReadOnlyList<Uri>, Dictionary<string, string?>> settings,
             Action<IServiceCollection> configure)
         {
@@ -157,7 +229,7 @@ internal static class Contenders
             configure(builder.Services);
             var host = builder.Build();
             await host.StartAsync();
-            return new HostedContender(name, host, configuration, settings);
+            return new HostedContender(name, host, configuration, clientNames, settings);
         }
 
         public TimeSpan? SidecarCpuTime() => null;
@@ -170,7 +242,11 @@ internal static class Contenders
 
         public async ValueTask DisposeAsync()
         {
-            Client.Dispose();
+            foreach (var client in _clients)
+            {
+                client.Dispose();
+            }
+
             using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
             await _host.StopAsync(cts.Token);
             _host.Dispose();

@@ -7,7 +7,7 @@ namespace MeshClient.LoadTest;
 /// <summary>What one shape produced: every request's latency, and how many completed inside the measured window.</summary>
 public sealed record ShapeResult(LatencyRecorder Latency, LatencyRecorder? SenderLag, long CompletedInWindow, TimeSpan Window, TimeSpan Elapsed);
 
-/// <summary>The two ways of sending: an open model at a fixed rate, and a closed model at fixed concurrency.</summary>
+/// <summary>The two ways of sending (each request takes its client from <c>client()</c>: one client, or the next in turn): an open model at a fixed rate, and a closed model at fixed concurrency.</summary>
 public static class LoadGenerator
 {
     private static readonly string[] StatusTexts = Enumerable.Range(0, 600).Select(code => "HTTP " + code.ToString(CultureInfo.InvariantCulture)).ToArray();
@@ -20,7 +20,7 @@ public static class LoadGenerator
     /// Requests still running <paramref name="drainCap"/> after that are cancelled and count as failed.
     /// </summary>
     public static async Task<ShapeResult> RunRateAsync(
-        HttpClient client, Uri uri, int rate, TimeSpan duration, int maxInFlight, TimeSpan grace, TimeSpan drainCap, CancellationToken cancellationToken)
+        Func<HttpClient> client, Uri uri, int rate, TimeSpan duration, int maxInFlight, TimeSpan grace, TimeSpan drainCap, CancellationToken cancellationToken)
     {
         var total = Math.Max(1, (long)Math.Round(rate * duration.TotalSeconds));
         var latency = new LatencyRecorder(total);
@@ -46,7 +46,7 @@ public static class LoadGenerator
 
         async Task OneAsync(long intended)
         {
-            var (ok, error) = await SendAsync(client, uri, cancel.Token);
+            var (ok, error) = await SendAsync(client(), uri, cancel.Token);
             var now = Stopwatch.GetTimestamp();
             latency.Record(now - intended, ok, error);
             if (now <= windowEnd)
@@ -132,7 +132,7 @@ public static class LoadGenerator
     /// Throughput = completions inside the window ÷ window.
     /// </summary>
     public static async Task<ShapeResult> RunSaturationAsync(
-        HttpClient client, Uri uri, int concurrency, TimeSpan duration, TimeSpan drainCap, long expected, CancellationToken cancellationToken)
+        Func<HttpClient> client, Uri uri, int concurrency, TimeSpan duration, TimeSpan drainCap, long expected, CancellationToken cancellationToken)
     {
         var latency = new LatencyRecorder(expected);
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -151,7 +151,7 @@ public static class LoadGenerator
                     return;
                 }
 
-                var (ok, error) = await SendAsync(client, uri, cancel.Token);
+                var (ok, error) = await SendAsync(client(), uri, cancel.Token);
                 var now = Stopwatch.GetTimestamp();
                 latency.Record(now - sent, ok, error);
                 if (now <= end)

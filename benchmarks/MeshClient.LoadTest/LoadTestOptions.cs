@@ -11,9 +11,13 @@ public sealed class LoadTestOptions
           dotnet run -c Release --project benchmarks/MeshClient.LoadTest -- [options]
 
           --scenario LIST      all | comma list of healthy,slow,failing,refused,churn   (default all)
-          --contenders LIST    comma list of raw,factory,mesh,stock,yarp,nginx   (default raw,mesh,stock,yarp,nginx;
-                               nginx is skipped when no nginx binary is installed; factory is a control:
-                               an IHttpClientFactory client to backend #1 without the mesh, healthy only)
+          --contenders LIST    comma list of raw,rr,factory1,factory,mesh,stock,yarp,nginx
+                               (default raw,mesh,stock,yarp,nginx; with --rounds: raw,rr,factory,mesh,stock;
+                               nginx is skipped when no nginx binary is installed). The floors, healthy only:
+                               raw = bare HttpClient to backend #1; rr = bare HttpClients on one SocketsHttpHandler,
+                               one per backend, taken in turn by the caller; factory1 = an IHttpClientFactory
+                               client to backend #1, no mesh; factory = one IHttpClientFactory client per backend,
+                               taken in turn by the caller, no mesh
           --shapes LIST        comma list of rate,sat   (default rate,sat)
           --duration T         measured time per cell, e.g. 20s, 500ms   (default 20s)
           --warmup T           warm-up per cell, same client, not counted   (default 3s)
@@ -26,19 +30,28 @@ public sealed class LoadTestOptions
           --drain-cap T        requests still running T after the end are cancelled (count as failed)   (default 35s)
           --mesh-lb NAME       sets Mesh:LoadBalancer (default: not set, the library default)
           --runs N             repeat the whole matrix N times, contender order reversed on even runs (default 1)
+          --rounds N           drift-robust comparison instead of the matrix: healthy only, N rounds of short
+                               cells (--duration, --warmup each), the contender order rotated by one each round;
+                               writes loadtest-rounds.md: each contender's ratios to raw and to rr as the median
+                               of its rounds with the min–max range (e.g. --rounds 5 --duration 10s)
+          --announce           print a line when each cell's measured phase starts (to attach dotnet-trace or
+                               dotnet-counters to this process at the right time)
           --out DIR            where the report goes   (default benchmarks/results of the repository)
           --no-files           print the report, write nothing
         """;
 
     public static readonly IReadOnlyList<string> AllScenarios = [Scenario.Healthy, Scenario.Slow, Scenario.Failing, Scenario.Refused, Scenario.Churn];
 
-    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.Factory, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
+    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.RoundRobin, Contender.Factory1, Contender.Factory, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
 
-    /// <summary>The contenders of a run that names none: all but the <c>factory</c> control.</summary>
+    /// <summary>The contenders of a run that names none: all but the floors rr, factory1 and factory.</summary>
     public static readonly IReadOnlyList<string> DefaultContenders = [Contender.Raw, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
 
-    /// <summary>The contenders that talk to backend #1 alone, and so run in the healthy scenario only.</summary>
-    public static readonly IReadOnlyList<string> SingleBackendContenders = [Contender.Raw, Contender.Factory];
+    /// <summary>The contenders of a <c>--rounds</c> run that names none.</summary>
+    public static readonly IReadOnlyList<string> DefaultRoundsContenders = [Contender.Raw, Contender.RoundRobin, Contender.Factory, Contender.Mesh, Contender.Stock];
+
+    /// <summary>The floors (no discovery, no resilience, no churn updates), which run in the healthy scenario only.</summary>
+    public static readonly IReadOnlyList<string> HealthyOnlyContenders = [Contender.Raw, Contender.RoundRobin, Contender.Factory1, Contender.Factory];
 
     public static readonly IReadOnlyList<string> AllShapes = [Shape.Rate, Shape.Sat];
 
@@ -81,6 +94,12 @@ public sealed class LoadTestOptions
 
     public int Runs { get; set; } = 1;
 
+    /// <summary>Gets or sets the rounds of the drift-robust comparison (0: the matrix instead).</summary>
+    public int Rounds { get; set; }
+
+    /// <summary>Gets or sets whether to print a line when each measured phase starts.</summary>
+    public bool Announce { get; set; }
+
     public string? OutDirectory { get; set; }
 
     public bool WriteFiles { get; set; } = true;
@@ -94,6 +113,7 @@ public sealed class LoadTestOptions
     public static LoadTestOptions Parse(IReadOnlyList<string> args)
     {
         var options = new LoadTestOptions { CommandLine = string.Join(' ', args) };
+        var contendersGiven = false;
         for (var i = 0; i < args.Count; i++)
         {
             var name = args[i];
@@ -113,7 +133,7 @@ public sealed class LoadTestOptions
                 case "--scenario":
                 case "--scenarios": options.Scenarios = ParseList(Value(), AllScenarios, name); break;
                 case "--contenders":
-                case "--contender": options.Contenders = ParseList(Value(), AllContenders, name); break;
+                case "--contender": options.Contenders = ParseList(Value(), AllContenders, name); contendersGiven = true; break;
                 case "--shapes":
                 case "--shape": options.Shapes = ParseList(Value(), AllShapes, name); break;
                 case "--duration": options.Duration = ParseTime(Value(), name); break;
@@ -130,11 +150,18 @@ public sealed class LoadTestOptions
                 case "--drain-cap": options.DrainCap = ParseTime(Value(), name); break;
                 case "--mesh-lb": options.MeshLoadBalancer = Value(); break;
                 case "--runs": options.Runs = ParseInt(Value(), name, 1); break;
+                case "--rounds": options.Rounds = ParseInt(Value(), name, 1); break;
+                case "--announce": options.Announce = true; break;
                 case "--out": options.OutDirectory = Value(); break;
                 case "--no-files": options.WriteFiles = false; break;
                 case "--destinations": options.Destinations = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 default: throw new ArgumentException($"Unknown option '{name}'.");
             }
+        }
+
+        if (options.Rounds > 0 && !contendersGiven)
+        {
+            options.Contenders = DefaultRoundsContenders;
         }
 
         if (options.ChurnPeriod <= options.ChurnLag)
@@ -205,6 +232,8 @@ public static class Scenario
 public static class Contender
 {
     public const string Raw = "raw";
+    public const string RoundRobin = "rr";
+    public const string Factory1 = "factory1";
     public const string Factory = "factory";
     public const string Mesh = "mesh";
     public const string Stock = "stock";

@@ -192,21 +192,7 @@ public sealed class LoadTestReport(
             sb.AppendLine("**Incomplete run** (interrupted): only the cells completed before the interruption are shown.");
         }
 
-        sb.AppendLine();
-        sb.AppendLine("## Machine");
-        sb.AppendLine();
-        sb.AppendLine(F($"- started (UTC): {m.StartedUtc:yyyy-MM-dd HH:mm:ss}; total wall time of this invocation: {WallTime.TotalMinutes:0.0} min"));
-        sb.AppendLine(F($"- CPU model name (/proc/cpuinfo): {m.CpuModel}; cpu MHz: {m.CpuMhz}{(m.Hypervisor ? "; virtual (hypervisor flag set)" : string.Empty)}"));
-        sb.AppendLine(F($"- cores: {m.Cores} (Environment.ProcessorCount)"));
-        sb.AppendLine(F($"- memory: {m.MemoryGiB:0.0} GiB"));
-        sb.AppendLine(F($"- OS: {m.Os}"));
-        sb.AppendLine(F($"- .NET runtime: {m.Runtime}; GC: {m.Gc} (same runtimeconfig for every process of the run)"));
-        sb.AppendLine(F($"- /proc/loadavg at start: {m.LoadAverage}; at end: {LoadAverageAtEnd}"));
-        sb.AppendLine(F($"- assemblies loaded (informational versions): {string.Join(", ", m.Assemblies)}"));
-        if (m.GitCommit is not null)
-        {
-            sb.AppendLine(F($"- source: git {m.GitCommit}"));
-        }
+        AppendMachine(sb, m, WallTime, LoadAverageAtEnd);
 
         sb.AppendLine();
         sb.AppendLine("## Settings");
@@ -214,7 +200,7 @@ public sealed class LoadTestReport(
         var o = Options;
         sb.AppendLine(F($"- command: `dotnet run -c Release --project benchmarks/MeshClient.LoadTest -- {o.CommandLine}`"));
         sb.AppendLine(F($"- measured duration D = {o.Duration.TotalSeconds:0.###} s per cell; warm-up {o.Warmup.TotalSeconds:0.###} s per cell (same contender, shape and client, not counted); per scenario, after the server processes start, {o.ProcessWarmup.TotalSeconds:0.###} s of 16-worker traffic straight to the backends and {o.ProcessWarmup.TotalSeconds:0.###} s through each sidecar (JIT), not counted"));
-        sb.AppendLine(F($"- runs: {o.Runs}; loop order: run → scenario → shape → contender (back to back); contender order {string.Join(", ", ContendersRun)}{(o.Runs > 1 ? ", reversed on even runs" : string.Empty)}; raw{(ContendersRun.Contains(Contender.Factory) ? " and factory run" : " runs")} in healthy only (backend #1 alone)"));
+        sb.AppendLine(F($"- runs: {o.Runs}; loop order: run → scenario → shape → contender (back to back); contender order {string.Join(", ", ContendersRun)}{(o.Runs > 1 ? ", reversed on even runs" : string.Empty)}; {string.Join(", ", ContendersRun.Where(LoadTestOptions.HealthyOnlyContenders.Contains))} run in healthy only (the floors)"));
         sb.AppendLine(F($"- shape `rate`: open model, {o.Rate} req/s, sends due at fixed 1/{o.Rate} s intervals from a dedicated sender thread (clock_nanosleep TIMER_ABSTIME, 1 ns timer slack), latency from the *intended* send time; at most {o.MaxInFlight} in flight (the sender waits when full); sends not made by D + {o.SendGrace.TotalSeconds:0.#} s count as failed ('unsent'); drain cap {o.DrainCap.TotalSeconds:0} s"));
         sb.AppendLine(F($"- shape `sat`: closed model, {o.Concurrency} concurrent workers each send → await the full response → repeat, for D s; req/s = completions inside the D window ÷ D"));
         sb.AppendLine(F($"- backends: one child process (`--role backends`) hosting Kestrel servers on 127.0.0.1:0, HTTP/1.1 plaintext, GET /work → 1,024-byte body, no logging; all server processes are restarted for every scenario"));
@@ -225,9 +211,9 @@ public sealed class LoadTestReport(
 
         sb.AppendLine("- contenders (each cell gets a fresh client; every request is `GetAsync(\"/work\")`, reading the whole body):");
         sb.AppendLine("  - raw: `new HttpClient(new SocketsHttpHandler())`, Timeout 30 s, BaseAddress = backend #1 (the floor)");
-        if (ContendersRun.Contains(Contender.Factory))
+        foreach (var line in FloorDescriptions(ContendersRun))
         {
-            sb.AppendLine("  - factory (control): the generic host below without the mesh, `AddHttpClient(\"backend\")` with BaseAddress = backend #1: what IHttpClientFactory's own handler chain costs; healthy only");
+            sb.AppendLine(line);
         }
 
         sb.AppendLine(F($"  - mesh: generic host (no defaults, no logging), `services.AddMesh()` + `AddHttpClient(\"backend\")` with BaseAddress http://backend; configuration `Mesh:Services:backend:Endpoints:{{i}}:Address|Weight` (weight 1){(o.MeshLoadBalancer is null ? "; `Mesh:LoadBalancer` not set (the library default)" : F($"; `Mesh:LoadBalancer` = {o.MeshLoadBalancer}"))}; churn replaces the configuration and fires its reload token"));
@@ -288,6 +274,45 @@ public sealed class LoadTestReport(
         sb.AppendLine("- Failures are caller-visible outcomes after the contender's own retries (stock and nginx retry; raw, YARP and, until its resilience lands, the mesh do not). Backend hits per request > 1 shows retries.");
         sb.AppendLine("- Loopback HTTP/1.1 only, no TLS: a sidecar's added latency here is two extra loopback hops + proxy CPU, not a cross-host mesh.");
         return sb.ToString();
+    }
+
+    /// <summary>The settings lines of the floor contenders that ran (rr, factory1, factory).</summary>
+    internal static IEnumerable<string> FloorDescriptions(IReadOnlyList<string> contenders)
+    {
+        if (contenders.Contains(Contender.RoundRobin))
+        {
+            yield return "  - rr (floor for balancing): one shared `new SocketsHttpHandler()` and one `new HttpClient(handler, disposeHandler: false)` per backend (BaseAddress = that backend, Timeout 30 s), taken in turn by the caller (one shared Interlocked counter); no factory, no resilience; healthy only";
+        }
+
+        if (contenders.Contains(Contender.Factory1))
+        {
+            yield return "  - factory1 (control): the generic host below without the mesh, `AddHttpClient(\"backend\")` with BaseAddress = backend #1: what IHttpClientFactory's own handler chain costs, against raw; healthy only";
+        }
+
+        if (contenders.Contains(Contender.Factory))
+        {
+            yield return "  - factory (control): the generic host below without the mesh, one named client per backend (`AddHttpClient(\"backend-{i}\")`, BaseAddress = backend #i), created once and taken in turn by the caller like rr: what IHttpClientFactory's own handler chain costs, against rr; healthy only";
+        }
+    }
+
+    /// <summary>The "## Machine" section, shared with the rounds report.</summary>
+    internal static void AppendMachine(StringBuilder sb, MachineInfo m, TimeSpan wallTime, string loadAverageAtEnd)
+    {
+        sb.AppendLine();
+        sb.AppendLine("## Machine");
+        sb.AppendLine();
+        sb.AppendLine(F($"- started (UTC): {m.StartedUtc:yyyy-MM-dd HH:mm:ss}; total wall time of this invocation: {wallTime.TotalMinutes:0.0} min"));
+        sb.AppendLine(F($"- CPU model name (/proc/cpuinfo): {m.CpuModel}; cpu MHz: {m.CpuMhz}{(m.Hypervisor ? "; virtual (hypervisor flag set)" : string.Empty)}"));
+        sb.AppendLine(F($"- cores: {m.Cores} (Environment.ProcessorCount)"));
+        sb.AppendLine(F($"- memory: {m.MemoryGiB:0.0} GiB"));
+        sb.AppendLine(F($"- OS: {m.Os}"));
+        sb.AppendLine(F($"- .NET runtime: {m.Runtime}; GC: {m.Gc} (same runtimeconfig for every process of the run)"));
+        sb.AppendLine(F($"- /proc/loadavg at start: {m.LoadAverage}; at end: {loadAverageAtEnd}"));
+        sb.AppendLine(F($"- assemblies loaded (informational versions): {string.Join(", ", m.Assemblies)}"));
+        if (m.GitCommit is not null)
+        {
+            sb.AppendLine(F($"- source: git {m.GitCommit}"));
+        }
     }
 
     private void AppendRatios(StringBuilder sb, List<CellResult> runCells)

@@ -32,6 +32,11 @@ public static class LoadTestRunner
             }
         }
 
+        if (options.Rounds > 0)
+        {
+            return await RunRoundsAsync(options, log, machine, notes, contenders, stopwatch, cancellationToken);
+        }
+
         log.WriteLine($"MeshClient.LoadTest: scenarios {string.Join(",", options.Scenarios)}; contenders {string.Join(",", contenders)}; shapes {string.Join(",", options.Shapes)}; {options.Duration.TotalSeconds:0.###} s per cell (+{options.Warmup.TotalSeconds:0.###} s warm-up)");
         log.WriteLine($"machine: {machine.CpuModel}, {machine.Cores} cores, {machine.MemoryGiB:0.#} GiB, {machine.Os}, {machine.Runtime}");
 
@@ -44,7 +49,7 @@ public static class LoadTestRunner
                 var order = run % 2 == 1 ? contenders : Enumerable.Reverse(contenders).ToList();
                 foreach (var scenario in options.Scenarios)
                 {
-                    var inScenario = order.Where(c => !LoadTestOptions.SingleBackendContenders.Contains(c) || scenario == Scenario.Healthy).ToList();
+                    var inScenario = order.Where(c => !LoadTestOptions.HealthyOnlyContenders.Contains(c) || scenario == Scenario.Healthy).ToList();
                     if (inScenario.Count == 0)
                     {
                         continue;
@@ -93,7 +98,76 @@ public static class LoadTestRunner
         return report;
     }
 
-    private static async Task<CellResult> RunCellAsync(
+    /// <summary>
+    /// The drift-robust comparison: the healthy servers start once; then, for each round, each shape, each contender
+    /// (the order rotated left by one each round) a short cell. Writes <see cref="RoundsReport.MarkdownFile"/> only.
+    /// </summary>
+    private static async Task<LoadTestReport> RunRoundsAsync(
+        LoadTestOptions options, TextWriter log, MachineInfo machine, List<string> notes, List<string> contenders, Stopwatch stopwatch, CancellationToken cancellationToken)
+    {
+        if (!options.Scenarios.SequenceEqual([Scenario.Healthy]) && options.Scenarios.Count != LoadTestOptions.AllScenarios.Count)
+        {
+            notes.Add("--rounds runs the healthy scenario only; --scenario was ignored.");
+        }
+
+        var perCell = options.Warmup + options.Duration;
+        log.WriteLine($"MeshClient.LoadTest --rounds {options.Rounds}: contenders {string.Join(",", contenders)}; shapes {string.Join(",", options.Shapes)}; {options.Duration.TotalSeconds:0.###} s per cell (+{options.Warmup.TotalSeconds:0.###} s warm-up); about {(perCell * options.Rounds * contenders.Count * options.Shapes.Count).TotalMinutes:0.0} min");
+        log.WriteLine($"machine: {machine.CpuModel}, {machine.Cores} cores, {machine.MemoryGiB:0.#} GiB, {machine.Os}, {machine.Runtime}");
+        var cells = new List<CellResult>();
+        var positions = new Dictionary<(int, string, string), int>();
+        var completed = true;
+        try
+        {
+            await using var environment = await ScenarioEnvironment.StartAsync(
+                Scenario.Healthy,
+                options,
+                yarp: contenders.Contains(Contender.Yarp),
+                nginxBinary: contenders.Contains(Contender.Nginx) ? NginxSidecar.FindBinary() : null,
+                log,
+                cancellationToken);
+            await environment.WarmUpProcessesAsync(cancellationToken);
+            for (var round = 1; round <= options.Rounds; round++)
+            {
+                var shift = (round - 1) % contenders.Count;
+                var order = contenders.Skip(shift).Concat(contenders.Take(shift)).ToList();
+                log.WriteLine($"round {round}/{options.Rounds}: order {string.Join(", ", order)}");
+                foreach (var shape in options.Shapes)
+                {
+                    for (var i = 0; i < order.Count; i++)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        var cell = await RunCellAsync(environment, order[i], shape, round, options, cancellationToken);
+                        cells.Add(cell);
+                        positions[(round, order[i], shape)] = i + 1;
+                        log.WriteLine(
+                            $"  {order[i],-8} {shape,-4} n={cell.Count,8} ok={cell.SuccessPercent,7:0.00}% p50={cell.P50,8:0} p99={cell.P99,8:0} µs " +
+                            $"{cell.RequestsPerSecond,8:0} req/s cpu={cell.ClientPlusProxyCpuMsPer1k,6:0.0} ms/1k alloc={cell.AllocatedBytesPerRequest / 1024,5:0.00} KB/req other={cell.OtherCpuPercent,3:0}%");
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            completed = false;
+            notes.Add("The run was interrupted (Ctrl+C or SIGTERM): the report holds the cells completed before that.");
+        }
+
+        var rounds = new RoundsReport(options, machine, cells, notes, stopwatch.Elapsed, completed, contenders, positions);
+        if (options.WriteFiles && cells.Count > 0)
+        {
+            var directory = options.OutDirectory ?? DefaultOutDirectory();
+            rounds.WriteFile(directory);
+            log.WriteLine($"report: {Path.Combine(directory, RoundsReport.MarkdownFile)}");
+        }
+        else
+        {
+            log.WriteLine(rounds.Markdown());
+        }
+
+        return new LoadTestReport(options, machine, cells, notes, stopwatch.Elapsed, completed, contenders);
+    }
+
+    internal static async Task<CellResult> RunCellAsync(
         ScenarioEnvironment environment, string name, string shape, int run, LoadTestOptions options, CancellationToken cancellationToken)
     {
         await using var contender = await Contenders.CreateAsync(name, environment, options);
@@ -113,6 +187,13 @@ public static class LoadTestRunner
             GC.Collect();
             var hitsBefore = await environment.CountsAsync();
             var churnStart = environment.ChurnEvents;
+            if (options.Announce)
+            {
+                // A line a script can wait for before attaching dotnet-trace or dotnet-counters (pid in the line).
+                Console.Out.WriteLine(FormattableString.Invariant($"measuring {name} {shape} for {options.Duration.TotalSeconds:0.###} s (pid {Environment.ProcessId})"));
+                Console.Out.Flush();
+            }
+
             var before = Snapshot.Take(environment, contender);
             var result = await RunShapeAsync(contender, uri, shape, options.Duration, options, cancellationToken);
             var after = Snapshot.Take(environment, contender);
@@ -133,8 +214,8 @@ public static class LoadTestRunner
 
     private static Task<ShapeResult> RunShapeAsync(IContender contender, Uri uri, string shape, TimeSpan duration, LoadTestOptions options, CancellationToken cancellationToken) =>
         shape == Shape.Rate
-            ? LoadGenerator.RunRateAsync(contender.Client, uri, options.Rate, duration, options.MaxInFlight, options.SendGrace, options.DrainCap, cancellationToken)
-            : LoadGenerator.RunSaturationAsync(contender.Client, uri, options.Concurrency, duration, options.DrainCap, (long)(40_000 * duration.TotalSeconds), cancellationToken);
+            ? LoadGenerator.RunRateAsync(contender.NextClient, uri, options.Rate, duration, options.MaxInFlight, options.SendGrace, options.DrainCap, cancellationToken)
+            : LoadGenerator.RunSaturationAsync(contender.NextClient, uri, options.Concurrency, duration, options.DrainCap, (long)(40_000 * duration.TotalSeconds), cancellationToken);
 
     private static CellResult Summarize(
         ScenarioEnvironment environment,

@@ -22,6 +22,8 @@ internal static class SvgChart
     private static readonly Dictionary<string, string> Colors = new(StringComparer.Ordinal)
     {
         [Contender.Raw] = "#6b6b6b",
+        [Contender.RoundRobin] = "#3b3b3b",
+        [Contender.Factory1] = "#c4c4c4",
         [Contender.Factory] = "#a0a0a0",
         [Contender.Mesh] = "#1f63b4",
         [Contender.Stock] = "#e07b00",
