@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using BenchmarkDotNet.Attributes;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;
 

@@ -1,7 +1,7 @@
-using MeshClient.Telemetry;
 using System.Diagnostics;
 using System.Net;
 using BenchmarkDotNet.Attributes;
+using MeshClient.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;

@@ -1,7 +1,7 @@
-using MeshClient.Status;
 using System.Globalization;
 using System.Text;
 using MeshClient.Balancing;
+using MeshClient.Status;
 using Spectre.Console;
 using Spectre.Console.Rendering;
 

@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Globalization;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 
 namespace MeshDemo;
 

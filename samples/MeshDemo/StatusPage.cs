@@ -1,7 +1,7 @@
-using MeshClient.Status;
 using System.Globalization;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Status;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,5 +1,5 @@
-using MeshClient.Balancing;
 using System.Net;
+using MeshClient.Balancing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;

@@ -1,5 +1,5 @@
-using MeshClient.Status;
 using MeshClient.Balancing;
+using MeshClient.Status;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 
 namespace MeshClient.AspNetCore.Health;

@@ -1,5 +1,5 @@
-using MeshClient.Resilience;
 using System.Text.Json.Serialization;
+using MeshClient.Resilience;
 
 namespace MeshClient.AspNetCore.Status;
 

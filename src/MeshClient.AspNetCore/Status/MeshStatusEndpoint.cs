@@ -1,7 +1,7 @@
-using MeshClient.Resilience;
-using MeshClient.Status;
 using System.Text.Json;
 using MeshClient.Balancing;
+using MeshClient.Resilience;
+using MeshClient.Status;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 

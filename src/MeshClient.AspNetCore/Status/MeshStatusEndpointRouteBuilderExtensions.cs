@@ -1,6 +1,6 @@
-using MeshClient.Status;
 using MeshClient.AspNetCore.Status;
 using MeshClient.Balancing;
+using MeshClient.Status;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;

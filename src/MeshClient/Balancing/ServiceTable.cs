@@ -1,10 +1,10 @@
+using System.Collections.Concurrent;
+using System.Net;
 using MeshClient.Configuration;
+using MeshClient.Discovery;
 using MeshClient.Model;
 using MeshClient.Security;
 using MeshClient.Telemetry;
-using System.Collections.Concurrent;
-using System.Net;
-using MeshClient.Discovery;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.ServiceDiscovery;
 

@@ -1,9 +1,9 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using MeshClient.Configuration;
+using MeshClient.Discovery;
 using MeshClient.Model;
 using MeshClient.Security;
-using System.Collections.Concurrent;
-using MeshClient.Discovery;
-using System.Diagnostics.Metrics;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.ServiceDiscovery;

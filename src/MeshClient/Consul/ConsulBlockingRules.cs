@@ -1,5 +1,5 @@
-using MeshClient.Model;
 using System.Globalization;
+using MeshClient.Model;
 
 namespace MeshClient.Consul;
 

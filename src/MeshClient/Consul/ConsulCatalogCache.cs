@@ -1,8 +1,8 @@
 using MeshClient.Configuration;
-using Microsoft.Extensions.Primitives;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Primitives;
 
 namespace MeshClient.Consul;
 

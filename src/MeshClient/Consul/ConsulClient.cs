@@ -1,4 +1,3 @@
-using MeshClient.Configuration;
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -6,6 +5,7 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using MeshClient.Configuration;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 

@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Net;
 using System.Net.Security;
+using MeshClient.Configuration;
 using MeshClient.Security;
 using Microsoft.Extensions.Http;
 using Microsoft.Extensions.Options;

@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using MeshClient;
+using MeshClient.Configuration;
 using MeshClient.Consul;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Http;

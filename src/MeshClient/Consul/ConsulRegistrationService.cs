@@ -1,6 +1,6 @@
-using MeshClient.Model;
 using System.Globalization;
 using System.Net;
+using MeshClient.Model;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 

@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Globalization;
 using System.Net;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
 using Microsoft.Extensions.Primitives;
 

@@ -1,12 +1,12 @@
-using MeshClient.Configuration;
-using MeshClient.Handlers;
-using MeshClient.Model;
-using MeshClient.Security;
-using MeshClient.Status;
 using MeshClient;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
+using MeshClient.Handlers;
+using MeshClient.Model;
 using MeshClient.Resilience;
+using MeshClient.Security;
+using MeshClient.Status;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;

@@ -1,5 +1,5 @@
-using MeshClient.Configuration;
 using System.Diagnostics.CodeAnalysis;
+using MeshClient.Configuration;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;
 

@@ -1,7 +1,7 @@
-using MeshClient.Model;
 using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;
+using MeshClient.Model;
 using MeshClient.Telemetry;
 
 namespace MeshClient.Handlers;

@@ -1,10 +1,10 @@
-using MeshClient.Configuration;
-using MeshClient.Security;
 using System.Collections.Concurrent;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Handlers;
 using MeshClient.Resilience;
+using MeshClient.Security;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Http;

@@ -1,4 +1,3 @@
-using MeshClient.Configuration;
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -6,9 +5,10 @@ using System.Net.Http.Headers;
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using MeshClient.Configuration;
+using Microsoft.Extensions.Logging;
 using k8s;
 using k8s.Models;
-using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Kubernetes;
 

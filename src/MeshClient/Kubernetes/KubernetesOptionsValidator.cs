@@ -1,5 +1,5 @@
-using MeshClient.Configuration;
 using System.Globalization;
+using MeshClient.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace MeshClient.Kubernetes;

@@ -1,6 +1,6 @@
 using MeshClient.Model;
-using k8s.Models;
 using Microsoft.Extensions.Logging;
+using k8s.Models;
 
 namespace MeshClient.Kubernetes;
 

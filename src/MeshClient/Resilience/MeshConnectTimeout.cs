@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Net;
 using System.Net.Sockets;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Resilience;

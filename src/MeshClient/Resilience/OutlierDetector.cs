@@ -1,5 +1,5 @@
-using MeshClient.Model;
 using MeshClient.Balancing;
+using MeshClient.Model;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Logging;
 

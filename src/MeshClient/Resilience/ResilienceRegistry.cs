@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Collections.Concurrent;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Primitives;

@@ -1,5 +1,5 @@
-using Microsoft.Extensions.Http.Resilience;
 using MeshClient.Telemetry;
+using Microsoft.Extensions.Http.Resilience;
 using Polly;
 using Polly.Retry;
 using Polly.Timeout;

@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Net;
 using System.Net.Sockets;
+using MeshClient.Configuration;
 using Microsoft.Extensions.ServiceDiscovery;
 
 namespace MeshClient.Security;

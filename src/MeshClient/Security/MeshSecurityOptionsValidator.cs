@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Globalization;
 using System.Security.Cryptography;
+using MeshClient.Configuration;
 using Microsoft.Extensions.Options;
 
 namespace MeshClient.Security;

@@ -1,11 +1,11 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography.X509Certificates;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Security;

@@ -1,7 +1,7 @@
-using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;
 

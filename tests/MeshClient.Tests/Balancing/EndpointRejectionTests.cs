@@ -1,8 +1,8 @@
-using MeshClient.Model;
 using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,7 +1,7 @@
-using MeshClient.ConsulServer;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 

@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Globalization;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 
 namespace MeshClient.Tests.Balancing;

@@ -1,6 +1,6 @@
+using MeshClient.Balancing;
 using MeshClient.Configuration;
 using MeshClient.Model;
-using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;
 
 namespace MeshClient.Tests.Balancing;

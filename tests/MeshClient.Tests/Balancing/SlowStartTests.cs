@@ -1,8 +1,8 @@
+using System.Net;
+using MeshClient.Balancing;
 using MeshClient.Configuration;
 using MeshClient.Model;
 using MeshClient.Status;
-using System.Net;
-using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;

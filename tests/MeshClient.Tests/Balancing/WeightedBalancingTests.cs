@@ -1,7 +1,7 @@
-using MeshClient.Configuration;
-using Microsoft.AspNetCore.Http;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Tests.Infrastructure;
+using Microsoft.AspNetCore.Http;
 
 namespace MeshClient.Tests.Balancing;
 

@@ -1,5 +1,5 @@
-using MeshClient.ConsulServer;
 using System.Diagnostics;
+using MeshClient.ConsulServer;
 
 namespace MeshClient.Tests.Chaos;
 

@@ -1,5 +1,3 @@
-using MeshClient.ConsulServer;
-using MeshClient.Status;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -7,6 +5,8 @@ using System.Net;
 using System.Runtime.CompilerServices;
 using System.Text;
 using MeshClient.Balancing;
+using MeshClient.ConsulServer;
+using MeshClient.Status;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,10 +1,10 @@
-using MeshClient.Configuration;
-using MeshClient.Kubernetes;
 using System.Globalization;
 using System.Reflection;
 using System.Text.RegularExpressions;
+using MeshClient.Configuration;
 using MeshClient.Consul;
 using MeshClient.Discovery;
+using MeshClient.Kubernetes;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,7 +1,7 @@
-using MeshClient.ConsulServer;
 using System.Net.Http.Json;
 using System.Text.Json;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
 
 namespace MeshClient.Tests.Consul;
 

@@ -1,6 +1,6 @@
-using MeshClient.ConsulServer;
 using System.Globalization;
 using System.Text;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;

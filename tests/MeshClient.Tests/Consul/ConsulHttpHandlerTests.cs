@@ -1,5 +1,5 @@
-using MeshClient.ConsulServer;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Http;

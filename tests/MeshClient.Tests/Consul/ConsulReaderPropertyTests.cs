@@ -1,11 +1,11 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using CsCheck;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Consul;
+using MeshClient.Model;
 using Microsoft.Extensions.ServiceDiscovery;
 using Xunit.Abstractions;
 

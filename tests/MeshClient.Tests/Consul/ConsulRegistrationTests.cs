@@ -1,9 +1,9 @@
-using MeshClient.Tests.Infrastructure;
-using MeshClient.ConsulServer;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
+using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;

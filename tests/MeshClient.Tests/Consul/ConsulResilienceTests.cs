@@ -1,6 +1,6 @@
+using MeshClient.Consul;
 using MeshClient.ConsulServer;
 using MeshClient.Handlers;
-using MeshClient.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;

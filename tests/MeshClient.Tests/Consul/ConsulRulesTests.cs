@@ -1,7 +1,7 @@
-using MeshClient.Tests.Infrastructure;
+using MeshClient.Consul;
 using MeshClient.ConsulServer;
 using MeshClient.Model;
-using MeshClient.Consul;
+using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Time.Testing;

@@ -1,7 +1,7 @@
-using MeshClient.ConsulServer;
-using MeshClient.Model;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;

@@ -1,9 +1,9 @@
-using MeshClient.ConsulServer;
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Time.Testing;

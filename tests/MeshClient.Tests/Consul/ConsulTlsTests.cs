@@ -1,5 +1,5 @@
-using MeshClient.ConsulServer;
 using System.Security.Cryptography.X509Certificates;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 

@@ -1,9 +1,9 @@
-using MeshClient.ConsulServer;
 using System.Collections;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

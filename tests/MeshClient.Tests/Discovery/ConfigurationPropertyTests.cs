@@ -1,9 +1,9 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Globalization;
 using CsCheck;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;

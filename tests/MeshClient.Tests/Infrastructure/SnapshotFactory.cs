@@ -1,6 +1,6 @@
-using MeshClient.Model;
 using MeshClient.Balancing;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.ServiceDiscovery;
 

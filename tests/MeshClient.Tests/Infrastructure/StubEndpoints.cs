@@ -1,7 +1,7 @@
-using MeshClient.Configuration;
 using System.Collections.Concurrent;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 

@@ -1,10 +1,9 @@
-using MeshClient.Discovery;
-using MeshClient.Status;
 using System.Globalization;
-using k8s.Models;
 using MeshClient.Balancing;
+using MeshClient.Discovery;
 using MeshClient.Kubernetes;
 using MeshClient.KubernetesServer;
+using MeshClient.Status;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http.Features;
@@ -13,6 +12,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 using Microsoft.Extensions.ServiceDiscovery;
 using Xunit.Abstractions;
+using k8s.Models;
 
 namespace MeshClient.Tests.Kubernetes;
 

@@ -1,7 +1,7 @@
-using MeshClient.Tests.Infrastructure;
 using MeshClient.Kubernetes;
 using MeshClient.KubernetesServer;
 using MeshClient.Tests.Consul;
+using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using Xunit.Abstractions;

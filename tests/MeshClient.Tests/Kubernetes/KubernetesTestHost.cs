@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Net;
-using k8s.Models;
 using MeshClient.Discovery;
 using MeshClient.Kubernetes;
 using MeshClient.KubernetesServer;
@@ -14,6 +13,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.ServiceDiscovery;
+using k8s.Models;
 
 namespace MeshClient.Tests.Kubernetes;
 

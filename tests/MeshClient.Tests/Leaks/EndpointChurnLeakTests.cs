@@ -1,11 +1,11 @@
-using MeshClient.ConsulServer;
-using MeshClient.Consul;
-using MeshClient.Model;
-using MeshClient.Resilience;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
 using MeshClient.Balancing;
+using MeshClient.Consul;
+using MeshClient.ConsulServer;
+using MeshClient.Model;
+using MeshClient.Resilience;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;

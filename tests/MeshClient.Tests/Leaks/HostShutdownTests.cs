@@ -1,7 +1,7 @@
-using MeshClient.ConsulServer;
 using System.Net;
 using MeshClient.Balancing;
 using MeshClient.Consul;
+using MeshClient.ConsulServer;
 using MeshClient.Resilience;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;

@@ -1,10 +1,10 @@
-using MeshClient.Model;
 using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using MeshClient.Balancing;
 using MeshClient.Consul;
 using MeshClient.Discovery;
+using MeshClient.Model;
 using MeshClient.Resilience;
 using MeshClient.Telemetry;
 using MeshClient.Tests.Infrastructure;
@@ -29,7 +29,7 @@ public sealed class LeakGroup
 internal sealed record LeakFigures(
     int Tables,
     int EndpointStates,
-    int HealthData,
+    int Health,
     int EjectionTimers,
     int ChangeRegistrations,
     int OptionsTokenLinks,
@@ -110,7 +110,7 @@ internal sealed record LeakFigures(
         Row("figure", "baseline", "after churn");
         Row("service tables", before.Tables, after.Tables);
         Row("EndpointState objects (all tables)", before.EndpointStates, after.EndpointStates);
-        Row("outlier-detection data (HealthData)", before.HealthData, after.HealthData);
+        Row("outlier-detection data (EndpointState.Health)", before.Health, after.Health);
         Row("ejection timers (OutlierDetector)", before.EjectionTimers, after.EjectionTimers);
         Row("change-token registrations (tables)", before.ChangeRegistrations, after.ChangeRegistrations);
         Row("options-token links (Mesh:Services providers)", before.OptionsTokenLinks, after.OptionsTokenLinks);
@@ -135,7 +135,7 @@ internal sealed record LeakFigures(
     {
         Assert.Equal(before.Tables, after.Tables);
         Assert.Equal(before.EndpointStates, after.EndpointStates);
-        Assert.Equal(before.HealthData, after.HealthData);
+        Assert.Equal(before.Health, after.Health);
         Assert.Equal(before.EjectionTimers, after.EjectionTimers);
         Assert.Equal(before.ChangeRegistrations, after.ChangeRegistrations);
         Assert.Equal(before.OptionsTokenLinks, after.OptionsTokenLinks);

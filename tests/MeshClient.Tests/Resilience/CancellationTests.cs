@@ -1,7 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
+using System.Diagnostics.Metrics;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Resilience;
 using MeshClient.Telemetry;
 using MeshClient.Tests.Infrastructure;
@@ -9,7 +10,6 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
-using System.Diagnostics.Metrics;
 
 namespace MeshClient.Tests.Resilience;
 

@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Diagnostics;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;

@@ -1,7 +1,7 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 

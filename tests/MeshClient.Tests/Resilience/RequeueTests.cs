@@ -1,6 +1,6 @@
-using MeshClient.Model;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.Time.Testing;
 

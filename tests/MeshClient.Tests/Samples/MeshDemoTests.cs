@@ -1,4 +1,3 @@
-using MeshClient.Status;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -6,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using MeshClient.Status;
 
 namespace MeshClient.Tests.Samples;
 

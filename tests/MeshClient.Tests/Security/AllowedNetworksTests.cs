@@ -1,5 +1,5 @@
-using MeshClient.ConsulServer;
 using MeshClient.Configuration;
+using MeshClient.ConsulServer;
 using MeshClient.Tests.Consul;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,8 +1,8 @@
-using MeshClient.Configuration;
-using MeshClient.Security;
 using System.Collections.Concurrent;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using MeshClient.Configuration;
+using MeshClient.Security;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Https;

@@ -1,6 +1,6 @@
-using MeshClient.Configuration;
 using System.Net.Http.Headers;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,8 +1,8 @@
+using MeshClient.Balancing;
 using MeshClient.Configuration;
 using MeshClient.Model;
 using MeshClient.Resilience;
 using MeshClient.Status;
-using MeshClient.Balancing;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,12 +1,12 @@
-using MeshClient.Configuration;
-using MeshClient.Model;
+using System.Diagnostics.Metrics;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
+using MeshClient.Model;
 using MeshClient.Telemetry;
 using MeshClient.Tests.Infrastructure;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace MeshClient.Tests.Telemetry;
 

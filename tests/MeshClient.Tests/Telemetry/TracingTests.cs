@@ -1,7 +1,7 @@
-using MeshClient.Configuration;
 using System.Diagnostics;
 using System.Net;
 using MeshClient.Balancing;
+using MeshClient.Configuration;
 using MeshClient.Telemetry;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
