@@ -21,41 +21,12 @@ internal sealed class ConsulEndpointProviderFactory(ConsulCatalogCache cache) : 
 
     public override string ToString() => ProviderName;
 
-    /// <summary>A thin view over the service's watch; holds no state of its own but its claim on the watch.</summary>
-    private sealed class Provider(ConsulCatalogCache cache, string serviceName) : IServiceEndpointProvider
+    /// <summary>The service's endpoints from its watch (<see cref="WatchedServiceProvider{TWatch, TState}"/>).</summary>
+    private sealed class Provider(ConsulCatalogCache cache, string serviceName)
+        : WatchedServiceProvider<ConsulServiceWatch, ConsulServiceState>(() => cache.Acquire(serviceName), cache.Release, ConsulEndpointProviderFactory.ProviderName)
     {
-        private readonly WatchLease<ConsulServiceWatch> _lease = new(() => cache.Acquire(serviceName), cache.Release);
-
-        public async ValueTask PopulateAsync(IServiceEndpointBuilder endpoints, CancellationToken cancellationToken)
+        protected override void AddEndpoints(ConsulServiceState state, IServiceEndpointBuilder endpoints)
         {
-            if (endpoints.Endpoints.Count != 0)
-            {
-                // An earlier provider (static configuration) knows the service: no need to watch it in Consul.
-                return;
-            }
-
-            var watch = _lease.Get();
-            if (watch is null)
-            {
-                return;
-            }
-
-            if (!watch.State.HasAnswer)
-            {
-                // First use: wait for the first (non-blocking) query; bounded by Mesh:Consul:RequestTimeout.
-                await watch.FirstAttempt.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            // Never throws from here on: Consul unreachable at first use leaves the builder empty (other providers
-            // may know the service) with a token that fires once Consul answers.
-            var state = watch.State;
-            endpoints.AddChangeToken(state.ChangeToken);
-            if (!state.Known)
-            {
-                return;
-            }
-
-            endpoints.Features.Set<IMeshServiceFeature>(new MeshServiceFeature(ProviderName));
             foreach (var instance in state.Instances)
             {
                 var features = new FeatureCollection();
@@ -64,13 +35,5 @@ internal sealed class ConsulEndpointProviderFactory(ConsulCatalogCache cache) : 
                 endpoints.Endpoints.Add(ServiceEndpoint.Create(new UriEndPoint(instance.Address), features));
             }
         }
-
-        public ValueTask DisposeAsync()
-        {
-            _lease.Release();
-            return default;
-        }
-
-        public override string ToString() => ProviderName;
     }
 }

@@ -13,7 +13,7 @@ internal sealed record ConsulInstance(string Id, Uri Address, int Weight, string
 /// The immutable last-known-good view of one Consul service, with the active change token that fires when the
 /// discoverable set changes (not when only the index moves).
 /// </summary>
-internal sealed class ConsulServiceState
+internal sealed class ConsulServiceState : IWatchedService
 {
     private readonly CancellationTokenSource _changed;
 

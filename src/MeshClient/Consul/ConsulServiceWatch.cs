@@ -1,3 +1,4 @@
+using MeshClient.Discovery;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 
@@ -9,7 +10,7 @@ namespace MeshClient.Consul;
 /// set changes, last-known-good through every failure, and exponential backoff with jitter. Owned by
 /// <see cref="ConsulCatalogCache"/>, which ends it once no provider has used it for the idle period.
 /// </summary>
-internal sealed partial class ConsulServiceWatch : IDisposable
+internal sealed partial class ConsulServiceWatch : IServiceWatch<ConsulServiceState>, IDisposable
 {
     // Churn limiter (§2.1 "Rate limit"): a token bucket with a burst of 3 lets the happy path proceed without
     // waiting, and degrades a service whose index moves all the time into at most two queries a second.

@@ -23,41 +23,12 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
 
     public override string ToString() => ProviderName;
 
-    /// <summary>A thin view over the service's watch; holds no state of its own but its claim on the watch.</summary>
-    private sealed class Provider(KubernetesWatchCache cache, KubernetesServiceName service) : IServiceEndpointProvider
+    /// <summary>The service's endpoints from its watch (<see cref="WatchedServiceProvider{TWatch, TState}"/>).</summary>
+    private sealed class Provider(KubernetesWatchCache cache, KubernetesServiceName service)
+        : WatchedServiceProvider<KubernetesServiceWatch, KubernetesServiceState>(() => cache.Acquire(service), cache.Release, KubernetesEndpointProviderFactory.ProviderName)
     {
-        private readonly WatchLease<KubernetesServiceWatch> _lease = new(() => cache.Acquire(service), cache.Release);
-
-        public async ValueTask PopulateAsync(IServiceEndpointBuilder endpoints, CancellationToken cancellationToken)
+        protected override void AddEndpoints(KubernetesServiceState state, IServiceEndpointBuilder endpoints)
         {
-            if (endpoints.Endpoints.Count != 0)
-            {
-                // An earlier provider (static configuration) knows the service: no need to watch it.
-                return;
-            }
-
-            var watch = _lease.Get();
-            if (watch is null)
-            {
-                return;
-            }
-
-            if (!watch.State.HasAnswer)
-            {
-                // First use: wait for the first list; bounded by Mesh:Kubernetes:RequestTimeout.
-                await watch.FirstAttempt.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            // Never throws from here on: an API server unreachable at first use leaves the builder empty (other
-            // providers may know the service) with a token that fires once the list is answered.
-            var state = watch.State;
-            endpoints.AddChangeToken(state.ChangeToken);
-            if (!state.Known)
-            {
-                return;
-            }
-
-            endpoints.Features.Set<IMeshServiceFeature>(new MeshServiceFeature(ProviderName));
             foreach (var instance in state.Instances)
             {
                 var features = new FeatureCollection();
@@ -67,13 +38,5 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
                 endpoints.Endpoints.Add(ServiceEndpoint.Create(new UriEndPoint(instance.Address), features));
             }
         }
-
-        public ValueTask DisposeAsync()
-        {
-            _lease.Release();
-            return default;
-        }
-
-        public override string ToString() => ProviderName;
     }
 }

@@ -1,8 +1,9 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using k8s.Models;
+using MeshClient.Discovery;
 using Microsoft.Extensions.Primitives;
+using k8s.Models;
 
 namespace MeshClient.Kubernetes;
 
@@ -22,7 +23,7 @@ internal sealed record KubernetesInstance(string Id, Uri Address, string? Zone, 
 /// The immutable last-known-good view of one Kubernetes service, with the active change token that fires when the
 /// routable set changes (not when only the resourceVersion moves).
 /// </summary>
-internal sealed class KubernetesServiceState
+internal sealed class KubernetesServiceState : IWatchedService
 {
     private static readonly string[] PreferredPortNames = ["http", "https", "grpc"];
 

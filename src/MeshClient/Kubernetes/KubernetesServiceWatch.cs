@@ -1,3 +1,4 @@
+using MeshClient.Discovery;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using k8s.Models;
@@ -11,7 +12,7 @@ namespace MeshClient.Kubernetes;
 /// endpoints keep serving. Each event that changes the routable set fires the change token at once. Owned by
 /// <see cref="KubernetesWatchCache"/>, which ends it once no provider has used it for the idle period.
 /// </summary>
-internal sealed partial class KubernetesServiceWatch : IDisposable
+internal sealed partial class KubernetesServiceWatch : IServiceWatch<KubernetesServiceState>, IDisposable
 {
     private const int MaxRejectionsLogged = 5;
 
