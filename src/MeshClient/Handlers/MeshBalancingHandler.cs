@@ -73,6 +73,10 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             {
                 retryAfter = RetryAfter(response);
             }
+            else if (GrpcProtocol.TrailersOnlyStatus(response) != GrpcProtocol.NoStatus)
+            {
+                outcome = OutcomeClassifier.OfGrpcStatus(response.Headers, out retryAfter); // a trailers-only gRPC answer
+            }
 
             return response;
         }
