@@ -22,6 +22,7 @@ public sealed class GrpcTestServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private int _count;
+    private int _streams;
 
     private GrpcTestServer(string name, WebApplication app)
     {
@@ -35,6 +36,9 @@ public sealed class GrpcTestServer : IAsyncDisposable
 
     /// <summary>Gets the number of calls received.</summary>
     public int Count => Volatile.Read(ref _count);
+
+    /// <summary>Gets the number of streaming calls received.</summary>
+    public int Streams => Volatile.Read(ref _streams);
 
     /// <summary>Gets the HTTP protocol of the last call received ("HTTP/2" for h2c).</summary>
     public string? LastProtocol { get; private set; }
@@ -85,6 +89,19 @@ public sealed class GrpcTestServer : IAsyncDisposable
         return new EchoReply { Server = Name, Text = request.Text };
     }
 
+    private async Task WatchAsync(WatchRequest request, IServerStreamWriter<EchoReply> responses, ServerCallContext context)
+    {
+        Interlocked.Increment(ref _streams);
+        var end = DateTime.UtcNow.AddMilliseconds(request.DurationMs);
+        var sent = 0;
+        do
+        {
+            await responses.WriteAsync(new EchoReply { Server = Name, Text = (sent++).ToString(System.Globalization.CultureInfo.InvariantCulture) }, context.CancellationToken);
+            await Task.Delay(Math.Max(1, request.IntervalMs), context.CancellationToken);
+        }
+        while (DateTime.UtcNow < end);
+    }
+
     internal sealed class Holder
     {
         public GrpcTestServer Server { get; set; } = null!;
@@ -93,5 +110,8 @@ public sealed class GrpcTestServer : IAsyncDisposable
     internal sealed class EchoService(Holder holder) : Echo.EchoBase
     {
         public override Task<EchoReply> Say(EchoRequest request, ServerCallContext context) => holder.Server.SayAsync(request, context);
+
+        public override Task Watch(WatchRequest request, IServerStreamWriter<EchoReply> responseStream, ServerCallContext context) =>
+            holder.Server.WatchAsync(request, responseStream, context);
     }
 }
