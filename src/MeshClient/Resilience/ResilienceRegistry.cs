@@ -36,7 +36,7 @@ internal sealed class ResilienceRegistry : IDisposable
         _options = options;
         _time = time;
         _telemetry = telemetry;
-        _predicate = new RetryPredicate(telemetry, () => Volatile.Read(ref _disposed));
+        _predicate = new RetryPredicate(telemetry, time, () => Volatile.Read(ref _disposed));
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
 
@@ -87,7 +87,12 @@ internal sealed class ResilienceRegistry : IDisposable
             (Registry: this, Settings: settings));
 
         var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = _time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
+            .AddTimeout(new TimeoutStrategyOptions
+            {
+                Name = "total-timeout",
+                Timeout = settings.TotalTimeout,
+                TimeoutGenerator = args => new ValueTask<TimeSpan>(WithinDeadline(settings.TotalTimeout, args.Context)),
+            });
         if (settings.MaxRetries > 0)
         {
             var retry = new HttpRetryStrategyOptions
@@ -114,10 +119,36 @@ internal sealed class ResilienceRegistry : IDisposable
         }
 
         var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = _time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
+            .AddTimeout(new TimeoutStrategyOptions
+            {
+                Name = "attempt-timeout",
+                Timeout = settings.AttemptTimeout,
+                TimeoutGenerator = args => new ValueTask<TimeSpan>(WithinDeadline(settings.AttemptTimeout, args.Context)),
+            })
             .Build();
         return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, _telemetry);
     }
+
+    /// <summary>
+    /// A timeout of the service, bounded by the time the call has left before its own deadline (gRPC's
+    /// <c>grpc-timeout</c>, <see cref="MeshRequestContext.Remaining"/>, which adds a small grace so that Grpc.Net.Client
+    /// ends the call first with <c>DEADLINE_EXCEEDED</c>): the shorter wins. Never below a millisecond (Polly applies no
+    /// timeout at all at zero).
+    /// </summary>
+    private TimeSpan WithinDeadline(TimeSpan timeout, ResilienceContext context)
+    {
+        if (context.Properties.TryGetValue(RetryState.RequestKey, out var request)
+            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+            && call.Remaining(_time) is { } remaining
+            && remaining < timeout)
+        {
+            return remaining > MinimumTimeout ? remaining : MinimumTimeout;
+        }
+
+        return timeout;
+    }
+
+    private static readonly TimeSpan MinimumTimeout = TimeSpan.FromMilliseconds(1);
 
     private static async ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)
     {

@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using Grpc.Core;
+using Microsoft.AspNetCore.Http;
+using MeshClient.Tests.Grpc.Proto;
+using MeshClient.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Polly.Timeout;
+using Xunit.Abstractions;
+
+namespace MeshClient.Tests.Grpc;
+
+/// <summary>Issue 14, item 4: the call's deadline (<c>grpc-timeout</c>) bounds the mesh's total and attempt timeouts.</summary>
+public sealed class GrpcDeadlineTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task ADeadlineOf100Ms_ToSlowServers_EndsInTime_WithDeadlineExceeded_AndOneAttemptPerCall()
+    {
+        await using var servers = await GrpcServers.StartAsync(3);
+        foreach (var server in servers)
+        {
+            server.Behavior = context => Task.Delay(TimeSpan.FromSeconds(5), context.CancellationToken);
+        }
+
+        await using var mesh = servers.CreateMesh();
+        var client = mesh.Services.GetRequiredService<Echo.EchoClient>();
+
+        var longest = TimeSpan.Zero;
+        for (var i = 0; i < 10; i++)
+        {
+            var watch = Stopwatch.StartNew();
+            var ex = await Assert.ThrowsAsync<RpcException>(() => client.SayAsync(new EchoRequest(), deadline: DateTime.UtcNow.AddMilliseconds(100)).ResponseAsync);
+            watch.Stop();
+            Assert.Equal(StatusCode.DeadlineExceeded, ex.StatusCode);
+            longest = watch.Elapsed > longest ? watch.Elapsed : longest;
+        }
+
+        output.WriteLine($"longest call: {longest.TotalMilliseconds:F0} ms; calls received: {string.Join(", ", servers.Select(s => $"{s.Name}={s.Count}"))}");
+        Assert.True(longest < TimeSpan.FromSeconds(1), $"a call took {longest}");
+        Assert.Equal(10, servers.Sum(s => s.Count)); // no retry: one attempt per call
+    }
+
+    /// <summary>
+    /// The mesh's own bound, without Grpc.Net.Client's timer: a gRPC request with <c>grpc-timeout: 100m</c> sent through a
+    /// plain mesh client to a server that never answers ends at the deadline (the mesh's total timeout), after one
+    /// attempt, although the service's timeouts are the defaults (10 s per attempt, 30 s in all).
+    /// </summary>
+    [Fact]
+    public async Task TheGrpcTimeoutHeader_BoundsTheMeshTimeouts_ForThatCall()
+    {
+        // A GET is answered at once (the warm-up: connection and first runs of the code); a POST after 10 s.
+        await using var slow = await TestBackend.StartAsync("slow", context => context.Request.Method == "GET"
+            ? context.Response.WriteAsync("ok")
+            : Task.Delay(TimeSpan.FromSeconds(10), context.RequestAborted));
+        await using var mesh = MeshHost.Create(MeshHost.ServiceSettings("slow", "RoundRobin", (slow, 1)));
+        var client = mesh.CreateClient();
+        (await client.GetAsync("http://slow/warm")).Dispose();
+
+        var watch = Stopwatch.StartNew();
+        using var request = GrpcRequest("100m");
+        await Assert.ThrowsAsync<TimeoutRejectedException>(() => client.SendAsync(request));
+        watch.Stop();
+
+        var attempts = slow.Requests.Count(r => r.Method == "POST");
+        output.WriteLine($"ended after {watch.Elapsed.TotalMilliseconds:F0} ms, {attempts} attempt(s)");
+        Assert.InRange(watch.Elapsed, TimeSpan.FromMilliseconds(90), TimeSpan.FromSeconds(2));
+        Assert.Equal(1, attempts);
+
+        // Without the header the same request is bounded by the service's timeouts only.
+        using var plain = GrpcRequest(null);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(600));
+        watch.Restart();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => client.SendAsync(plain, cts.Token));
+        Assert.True(watch.Elapsed >= TimeSpan.FromMilliseconds(550), $"ended after {watch.Elapsed}");
+    }
+
+    private static HttpRequestMessage GrpcRequest(string? timeout)
+    {
+        var content = new ByteArrayContent([0, 0, 0, 0, 0]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        var request = new HttpRequestMessage(HttpMethod.Post, "http://slow/meshtests.Echo/Say") { Content = content };
+        if (timeout is not null)
+        {
+            request.Headers.TryAddWithoutValidation("grpc-timeout", timeout);
+        }
+
+        return request;
+    }
+}
