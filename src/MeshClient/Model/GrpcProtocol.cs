@@ -119,6 +119,26 @@ internal static class GrpcProtocol
     public static bool IsSingleMessage(HttpContent? content) =>
         content?.GetType() is { IsGenericType: true, Name: "PushUnaryContent`2", Namespace: "Grpc.Net.Client.Internal" };
 
+    /// <summary>
+    /// A trailers-only <c>DEADLINE_EXCEEDED</c> answer to <paramref name="request"/>, made by the mesh when the call's
+    /// deadline ended it before any answer: what a gRPC caller expects (Grpc.Net.Client reports it as
+    /// <c>StatusCode.DeadlineExceeded</c> whichever of its timer and the mesh's ended the call first), where an exception
+    /// of the mesh would reach it as <c>INTERNAL</c>.
+    /// </summary>
+    public static HttpResponseMessage DeadlineExceededAnswer(HttpRequestMessage request)
+    {
+        var response = new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            RequestMessage = request,
+            Version = request.Version,
+            Content = new ByteArrayContent([]),
+        };
+        response.Content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
+        response.Headers.TryAddWithoutValidation(StatusHeader, "4");
+        response.Headers.TryAddWithoutValidation("grpc-message", "Deadline Exceeded (the call's deadline ended it in the mesh)");
+        return response;
+    }
+
     /// <summary>The canonical name of a status (<c>UNAVAILABLE</c>), or its number for a code gRPC does not define.</summary>
     public static string Name(int status) =>
         (uint)status < (uint)Names.Length ? Names[status] : status.ToString(CultureInfo.InvariantCulture);

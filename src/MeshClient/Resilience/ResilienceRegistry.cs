@@ -40,6 +40,9 @@ internal sealed class ResilienceRegistry : IDisposable
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
 
+    /// <summary>Gets the clock of the pipelines (and of the calls' deadlines).</summary>
+    public TimeProvider Time => _time;
+
     /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
     internal int Count => _services.Count;
 
