@@ -41,6 +41,11 @@ public sealed class GrpcDeadlineTests(ITestOutputHelper output)
         output.WriteLine($"longest call: {longest.TotalMilliseconds:F0} ms; calls received: {string.Join(", ", servers.Select(s => $"{s.Name}={s.Count}"))}");
         Assert.True(longest < TimeSpan.FromSeconds(1), $"a call took {longest}");
         Assert.InRange(servers.Sum(s => s.Count) - warmUp, 1, 10); // no retry: at most one attempt per call
+
+        // A call cancelled at its deadline is the endpoint's timeout, not the caller's change of mind: it counts.
+        var states = mesh.Registry.GetTable("echo").States;
+        output.WriteLine($"endpoints: {string.Join(", ", states.Select(s => $"{s.Status}/{s.ConsecutiveFailures}"))}");
+        Assert.Contains(states, s => s.ConsecutiveFailures > 0 || s.Status != MeshClient.Model.EndpointStatus.Healthy);
     }
 
     /// <summary>
