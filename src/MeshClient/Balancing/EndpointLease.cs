@@ -48,4 +48,37 @@ internal readonly struct EndpointLease
 
         Endpoint.State.OnAttemptEnded();
     }
+
+    /// <summary>
+    /// Marks the response headers of a gRPC call whose body (messages, then trailers with the status) is still to come:
+    /// the time to the headers is the endpoint's latency sample (a stream's length is the caller's business, not the
+    /// endpoint's speed), and the call stops being load for the pick but stays open on the endpoint
+    /// (<see cref="EndpointState.OpenStreams"/>) until <see cref="CompleteStream"/>, called once, when the body ends.
+    /// </summary>
+    /// <returns>The timestamp of the headers, for <see cref="CompleteStream"/>.</returns>
+    public long Answered()
+    {
+        var answeredAt = _table.RecordAnswer(_snapshot, Endpoint, _start);
+        Endpoint.State.OnAnswered();
+        return answeredAt;
+    }
+
+    /// <summary>
+    /// Ends a call marked by <see cref="Answered"/> when its response body ended: the outcome its trailers said (or
+    /// <see cref="AttemptOutcome.Cancelled"/> when the caller let go of the body first) goes to outlier detection, a
+    /// failure also to the balancer as a failure sample (the penalty, not the stream's length), then the stream is released.
+    /// </summary>
+    /// <param name="outcome">How the call ended (<see cref="OutcomeClassifier.OfGrpcStatus"/> of its trailers).</param>
+    /// <param name="retryAfter">How long the endpoint asked not to be called (a pushback), or zero.</param>
+    /// <param name="answeredAt">The timestamp <see cref="Answered"/> returned.</param>
+    public void CompleteStream(AttemptOutcome outcome, TimeSpan retryAfter, long answeredAt)
+    {
+        _table.RecordLateOutcome(_snapshot, Endpoint, _start, answeredAt, outcome, _isProbe);
+        if (retryAfter > TimeSpan.Zero)
+        {
+            _table.RecordRetryAfter(Endpoint, retryAfter);
+        }
+
+        Endpoint.State.OnStreamEnded();
+    }
 }

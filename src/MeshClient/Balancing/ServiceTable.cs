@@ -107,6 +107,45 @@ internal sealed partial class ServiceTable : IDisposable
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
+        Judge(endpoint, outcome, wasProbe);
+    }
+
+    /// <summary>
+    /// Records the response headers of a gRPC call whose body is still open (<see cref="EndpointLease.Answered"/>): the
+    /// time to them is a latency sample of a success. Returns the timestamp of the headers.
+    /// </summary>
+    public long RecordAnswer(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp)
+    {
+        var now = _registry.TimeProvider.GetTimestamp();
+        snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, now - startTimestamp, now, failed: false);
+        return now;
+    }
+
+    /// <summary>
+    /// Records how a gRPC call recorded by <see cref="RecordAnswer"/> ended, when its body ended: for outlier detection
+    /// and the last-minute counts; a failure (a status in the trailers) also as a failure sample of the balancer, whose
+    /// latency is the time to the headers (the penalty decides), never the time the stream stayed open. The attempt
+    /// was counted once in flight and is released once (by the lease): nothing here touches the in-flight counts.
+    /// </summary>
+    public void RecordLateOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, long answeredAt, AttemptOutcome outcome, bool wasProbe)
+    {
+        if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
+        {
+            var now = _registry.TimeProvider.GetTimestamp();
+            var failed = outcome != AttemptOutcome.Success;
+            if (failed)
+            {
+                snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, answeredAt - startTimestamp, now, failed: true);
+            }
+
+            endpoint.State.LastMinute?.Add(marked: failed, now);
+        }
+
+        Judge(endpoint, outcome, wasProbe);
+    }
+
+    private void Judge(EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
+    {
         if (_registry.HealthObserver is { } observer)
         {
             observer.OnOutcome(this, endpoint, outcome, wasProbe);

@@ -1,11 +1,12 @@
 using MeshClient.Model;
+using MeshClient.Resilience;
 using Polly;
 
 namespace MeshClient.Handlers;
 
 /// <summary>
 /// The innermost mesh handler: runs one attempt on one endpoint through the call's attempt pipeline (the service's
-/// attempt timeout). It sits inside the balancer, so a timed-out attempt counts against its endpoint.
+/// attempt timeout, bounded by the time left before the call's deadline). It sits inside the balancer, so a timed-out attempt counts against its endpoint.
 /// </summary>
 internal sealed class MeshAttemptTimeoutHandler : DelegatingHandler
 {
@@ -17,6 +18,7 @@ internal sealed class MeshAttemptTimeoutHandler : DelegatingHandler
     private async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
+        context.Properties.Set(RetryState.RequestKey, request); // the attempt timeout reads the call's deadline from it
         try
         {
             return await pipeline.ExecuteAsync(

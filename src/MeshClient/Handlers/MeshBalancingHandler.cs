@@ -7,7 +7,8 @@ namespace MeshClient.Handlers;
 /// <summary>
 /// Resolves the request's host to a service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request
 /// URI (and Host header) to it, sends, and completes the lease with the attempt's outcome
-/// (<see cref="OutcomeClassifier"/>). The original URI is restored after the attempt. IP literals and
+/// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
+/// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The original URI is restored after the attempt. IP literals and
 /// <c>localhost</c> pass through without a lookup; dotted names that no provider knows pass through; single-label
 /// names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
 /// </summary>
@@ -65,6 +66,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
         var outcome = AttemptOutcome.Failure;
         var retryAfter = TimeSpan.Zero;
+        var watched = false;
         try
         {
             var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
@@ -73,12 +75,26 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             {
                 retryAfter = RetryAfter(response);
             }
+            else if (response.StatusCode == HttpStatusCode.OK && GrpcProtocol.IsGrpc(request))
+            {
+                if (GrpcProtocol.StatusOf(response.Headers) != GrpcProtocol.NoStatus)
+                {
+                    outcome = OutcomeClassifier.OfGrpcStatus(response.Headers, out retryAfter); // a trailers-only answer
+                }
+                else
+                {
+                    // The status comes in the trailers, after the messages: the lease ends with the body.
+                    GrpcResponseBody.Watch(response, lease);
+                    watched = true;
+                }
+            }
 
             return response;
         }
         catch (Exception ex)
         {
-            outcome = OutcomeClassifier.OfException(ex, cancellationToken.IsCancellationRequested);
+            var callerCancelled = cancellationToken.IsCancellationRequested;
+            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && context.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET
@@ -91,7 +107,11 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         }
         finally
         {
-            lease.Complete(outcome, retryAfter);
+            if (!watched)
+            {
+                lease.Complete(outcome, retryAfter);
+            }
+
             request.RequestUri = original;
             if (setHost)
             {

@@ -9,7 +9,9 @@ namespace MeshClient.Handlers;
 /// <summary>
 /// The outermost mesh handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
-/// creates a second Client span), and the call metrics. With no listener it creates no activity.
+/// creates a second Client span), and the call metrics. With no listener it creates no activity. A gRPC call whose
+/// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
+/// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>).
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
@@ -43,6 +45,12 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
     {
         var context = new MeshRequestContext(service);
         request.Options.Set(MeshRequestContext.Key, context);
+        var start = time.GetTimestamp();
+        if (GrpcProtocol.Timeout(request) is { } deadline)
+        {
+            context.SetDeadline(deadline, start); // bounds this call's total and attempt timeouts
+        }
+
         var activity = MeshInstrumentation.Source.StartActivity(service, ActivityKind.Internal);
         var serviceTag = new KeyValuePair<string, object?>(MeshTags.Service, service);
         var countActive = telemetry.ActiveRequests.Enabled;
@@ -51,9 +59,11 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             telemetry.ActiveRequests.Add(1, serviceTag);
         }
 
-        var start = time.GetTimestamp();
+        var call = new CallRecord(context, activity, serviceTag, countActive, start);
         string? errorType = null;
         var failed = false;
+        var grpcStatus = GrpcProtocol.NoStatus;
+        GrpcResponseBody? body = null;
         HttpResponseMessage response;
         try
         {
@@ -64,6 +74,14 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
                 errorType = status < StatusCodes.Length ? StatusCodes[status] : status.ToString(CultureInfo.InvariantCulture);
                 failed = OutcomeClassifier.IsCallFailure(status);
             }
+            else if (response.Content is GrpcResponseBody watched)
+            {
+                body = watched; // a gRPC status still to come in the trailers: the call is recorded when its body ends
+            }
+            else if ((grpcStatus = GrpcProtocol.TrailersOnlyStatus(response)) != GrpcProtocol.NoStatus)
+            {
+                (errorType, failed) = OfGrpcStatus(grpcStatus);
+            }
         }
         catch (Exception ex)
         {
@@ -73,31 +91,17 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         }
         finally
         {
-            if (countActive)
+            if (body is null)
             {
-                telemetry.ActiveRequests.Add(-1, serviceTag);
+                End(call, errorType, failed, grpcStatus);
             }
+        }
 
-            if (context.Attempts > 0 && telemetry.Attempts.Enabled)
-            {
-                telemetry.Attempts.Add(context.Attempts, serviceTag);
-            }
-
-            if (telemetry.RequestDuration.Enabled)
-            {
-                var tags = new TagList { serviceTag, { MeshTags.Outcome, failed ? "failure" : "success" } };
-                if (errorType is not null)
-                {
-                    tags.Add(MeshTags.ErrorType, errorType);
-                }
-
-                telemetry.RequestDuration.Record(time.GetElapsedTime(start).TotalSeconds, tags);
-            }
-
-            if (activity is not null)
-            {
-                Complete(activity, context, errorType);
-            }
+        if (body is not null)
+        {
+            var ending = (Handler: this, Call: call);
+            body.WhenEnded(ended => ending.Handler.OnBodyEnded(ending.Call, ended));
+            return response;
         }
 
         // The next hop is a new logical call, with its own span and metrics.
@@ -105,6 +109,61 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             ? await SendAsync(request, cancellationToken).ConfigureAwait(false)
             : response;
     }
+
+    /// <summary>
+    /// What a gRPC status says of the call: any status but <c>OK</c> is an error of the span, named as its
+    /// <c>error.type</c> (OpenTelemetry's RPC conventions for client spans); a failure of the call in the metrics only for
+    /// a server error (<see cref="OutcomeClassifier.IsGrpcCallFailure"/>).
+    /// </summary>
+    private static (string? ErrorType, bool Failed) OfGrpcStatus(int status) =>
+        status == GrpcProtocol.Ok ? (null, false) : (GrpcProtocol.Name(status), OutcomeClassifier.IsGrpcCallFailure(status));
+
+    /// <summary>Records a call whose gRPC body ended: with the status of its trailers, or the failure of its reading.</summary>
+    private void OnBodyEnded(CallRecord call, GrpcResponseBody body)
+    {
+        var (errorType, failed) = body.Status != GrpcProtocol.NoStatus ? OfGrpcStatus(body.Status)
+            : body.Error is { } error and not (OperationCanceledException or ObjectDisposedException) ? (error.GetType().FullName, true)
+            : (null, false); // the caller let go of it (a stream cancelled): nothing more to say
+        End(call, errorType, failed, body.Status);
+    }
+
+    /// <summary>Ends a call's telemetry: the active count, its attempts, its duration, its span.</summary>
+    private void End(CallRecord call, string? errorType, bool failed, int grpcStatus)
+    {
+        if (call.CountActive)
+        {
+            telemetry.ActiveRequests.Add(-1, call.ServiceTag);
+        }
+
+        if (call.Context.Attempts > 0 && telemetry.Attempts.Enabled)
+        {
+            telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag);
+        }
+
+        if (telemetry.RequestDuration.Enabled)
+        {
+            var tags = new TagList { call.ServiceTag, { MeshTags.Outcome, failed ? "failure" : "success" } };
+            if (errorType is not null)
+            {
+                tags.Add(MeshTags.ErrorType, errorType);
+            }
+
+            telemetry.RequestDuration.Record(time.GetElapsedTime(call.Start).TotalSeconds, tags);
+        }
+
+        if (call.Activity is { } activity)
+        {
+            if (grpcStatus != GrpcProtocol.NoStatus && activity.IsAllDataRequested)
+            {
+                activity.SetTag(MeshTags.GrpcStatusCode, grpcStatus);
+            }
+
+            Complete(activity, call.Context, errorType);
+        }
+    }
+
+    /// <summary>What the end of a call's telemetry needs, kept while a gRPC body is open.</summary>
+    private readonly record struct CallRecord(MeshRequestContext Context, Activity? Activity, KeyValuePair<string, object?> ServiceTag, bool CountActive, long Start);
 
     private static void Complete(Activity activity, MeshRequestContext context, string? errorType)
     {

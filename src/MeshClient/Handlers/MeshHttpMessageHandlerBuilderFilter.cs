@@ -94,6 +94,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
         services.GetRequiredService<Security.MeshTls>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);
+        GrpcSubchannels.TurnOff(builder.PrimaryHandler); // a gRPC channel on this client: each call through the mesh
     };
 
     /// <summary>

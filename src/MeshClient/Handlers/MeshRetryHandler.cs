@@ -1,12 +1,14 @@
 using MeshClient.Model;
 using MeshClient.Resilience;
 using Polly;
+using Polly.Timeout;
 
 namespace MeshClient.Handlers;
 
 /// <summary>
 /// Runs a call through its service's call pipeline (total timeout, then retry with backoff, Retry-After and the retry
-/// budget). Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
+/// budget). When the call's gRPC deadline ended it, the caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
+/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception. Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
 /// it is sent; one charged to the budget but not sent (the call ended in its backoff) is refunded.
 /// </summary>
 internal sealed class MeshRetryHandler(ResilienceRegistry registry) : DelegatingHandler
@@ -44,6 +46,13 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
                 },
                 context,
                 (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
+        }
+        catch (TimeoutRejectedException) when (GrpcProtocol.IsGrpc(request)
+            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+            && call.DeadlinePassed(registry.Time))
+        {
+            // The call's own deadline ended it (its grpc-timeout bounds the mesh's timeouts): the gRPC answer to that.
+            return GrpcProtocol.DeadlineExceededAnswer(request);
         }
         finally
         {

@@ -8,6 +8,7 @@ namespace MeshClient.Model;
 internal sealed class EndpointState
 {
     private int _inFlight;
+    private int _openStreams;
     private long _ewmaBits; // double, in TimeProvider timestamp units; 0 = no sample yet
     private long _lastSampleTimestamp;
     private int _answers;
@@ -45,7 +46,16 @@ internal sealed class EndpointState
 
     public string Id { get; }
 
+    /// <summary>
+    /// Gets the attempts waiting for their response headers: the load the policies weigh (and the failure limit counts).
+    /// </summary>
     public int InFlight => Volatile.Read(ref _inFlight);
+
+    /// <summary>
+    /// Gets the gRPC calls whose response headers arrived and whose response body (messages, then trailers) is still
+    /// open: in flight as far as the endpoint's lease goes, but no longer load for the pick (<see cref="OnAnswered"/>).
+    /// </summary>
+    public int OpenStreams => Volatile.Read(ref _openStreams);
 
     /// <summary>Gets whether the endpoint takes traffic (set by outlier detection).</summary>
     public EndpointStatus Status => (EndpointStatus)Volatile.Read(ref _status);
@@ -317,6 +327,21 @@ internal sealed class EndpointState
     }
 
     public void OnAttemptEnded() => Interlocked.Decrement(ref _inFlight);
+
+    /// <summary>
+    /// Moves an attempt whose response headers arrived from <see cref="InFlight"/> to <see cref="OpenStreams"/>: a
+    /// server-streaming call open for minutes would otherwise weigh on every pick as a request waiting all that time,
+    /// and starve its endpoint of the unary calls it can serve meanwhile (Linkerd's balancer likewise counts a request
+    /// as pending only until the first data of its response). <see cref="OnStreamEnded"/> ends it.
+    /// </summary>
+    public void OnAnswered()
+    {
+        Interlocked.Increment(ref _openStreams);
+        Interlocked.Decrement(ref _inFlight);
+    }
+
+    /// <summary>Ends a call moved to <see cref="OpenStreams"/> by <see cref="OnAnswered"/>: its response body ended.</summary>
+    public void OnStreamEnded() => Interlocked.Decrement(ref _openStreams);
 
     /// <summary>
     /// Folds a latency sample into the peak-EWMA estimate (Finagle, Linkerd). A sample above the estimate is a peak

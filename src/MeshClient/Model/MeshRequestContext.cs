@@ -41,6 +41,41 @@ internal sealed class MeshRequestContext
     /// </summary>
     public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
+    /// <summary>
+    /// Gets the call's own deadline, from its start (gRPC's <c>grpc-timeout</c> request header), or <see langword="null"/>:
+    /// it bounds the service's total and attempt timeouts for this call (the shorter wins).
+    /// </summary>
+    public TimeSpan? Deadline { get; private set; }
+
+    private long _deadlineStart;
+
+    /// <summary>Sets the call's deadline, counted from <paramref name="startTimestamp"/> (a <see cref="TimeProvider"/> timestamp).</summary>
+    public void SetDeadline(TimeSpan deadline, long startTimestamp)
+    {
+        Deadline = deadline;
+        _deadlineStart = startTimestamp;
+    }
+
+    /// <summary>
+    /// The time left before the call's deadline, plus <see cref="DeadlineGrace"/>, or <see langword="null"/> without a
+    /// deadline: what bounds the mesh's timeouts. The grace lets Grpc.Net.Client, whose own timer started a little before
+    /// the mesh read the header, end the call first with <c>DEADLINE_EXCEEDED</c>; the mesh's bound is the backstop
+    /// (for a caller without such a timer, or one stuck below it).
+    /// </summary>
+    public TimeSpan? Remaining(TimeProvider time) => Deadline - time.GetElapsedTime(_deadlineStart) + DeadlineGrace;
+
+    /// <summary>Gets a tenth of the deadline, at least 20 ms and at most 250 ms (zero without a deadline).</summary>
+    public TimeSpan DeadlineGrace => Deadline is { } deadline
+        ? TimeSpan.FromTicks(Math.Clamp(deadline.Ticks / 10, 20 * TimeSpan.TicksPerMillisecond, 250 * TimeSpan.TicksPerMillisecond))
+        : TimeSpan.Zero;
+
+    /// <summary>
+    /// Whether the call's deadline has passed, within <see cref="DeadlineGrace"/> (Grpc.Net.Client's own timer, which
+    /// cancels the call at the deadline, started a little before this handler read the header).
+    /// </summary>
+    public bool DeadlinePassed(TimeProvider time) =>
+        Deadline is { } deadline && time.GetElapsedTime(_deadlineStart) >= deadline - DeadlineGrace;
+
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;
 

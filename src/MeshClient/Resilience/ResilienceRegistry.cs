@@ -36,9 +36,12 @@ internal sealed class ResilienceRegistry : IDisposable
         _options = options;
         _time = time;
         _telemetry = telemetry;
-        _predicate = new RetryPredicate(telemetry, () => Volatile.Read(ref _disposed));
+        _predicate = new RetryPredicate(telemetry, time, () => Volatile.Read(ref _disposed));
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
+
+    /// <summary>Gets the clock of the pipelines (and of the calls' deadlines).</summary>
+    public TimeProvider Time => _time;
 
     /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
     internal int Count => _services.Count;

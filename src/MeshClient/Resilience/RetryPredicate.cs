@@ -7,8 +7,9 @@ namespace MeshClient.Resilience;
 
 /// <summary>The retry predicate of every service's call pipeline: which outcomes are retried, and which are requeued.</summary>
 /// <param name="telemetry">Counts the retries refused by the budget.</param>
+/// <param name="time">The clock of the calls' deadlines.</param>
 /// <param name="isDisposed">Says whether the host is gone (a call in flight then ends with its last outcome).</param>
-internal sealed class RetryPredicate(MeshInstrumentation telemetry, Func<bool> isDisposed)
+internal sealed class RetryPredicate(MeshInstrumentation telemetry, TimeProvider time, Func<bool> isDisposed)
 {
     /// <summary>
     /// The most connection refusals of one call retried at once, outside <c>MaxRetries</c>: enough to walk a service
@@ -41,6 +42,12 @@ internal sealed class RetryPredicate(MeshInstrumentation telemetry, Func<bool> i
         }
 
         var request = args.Context.Properties.GetValue(RetryState.RequestKey, null!);
+        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call) && call.DeadlinePassed(time))
+        {
+            // The call's own deadline (gRPC's grpc-timeout) is up: another attempt could only be cut short.
+            return false;
+        }
+
         var state = RetryState.Find(args.Context);
 
         // A refused connection sent nothing and cost a millisecond: it is retried at once on another endpoint without

@@ -1,3 +1,4 @@
+using MeshClient.Model;
 using MeshClient.Telemetry;
 using Microsoft.Extensions.Http.Resilience;
 using Polly;
@@ -16,7 +17,12 @@ internal static class ServiceResilienceFactory
     public static ServiceResilience Create(string serviceName, ResilienceSettings settings, RetryBudget budget, TimeProvider time, RetryPredicate predicate, MeshInstrumentation telemetry)
     {
         var call = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-call", InstanceName = serviceName, TimeProvider = time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "total-timeout", Timeout = settings.TotalTimeout });
+            .AddTimeout(new TimeoutStrategyOptions
+            {
+                Name = "total-timeout",
+                Timeout = settings.TotalTimeout,
+                TimeoutGenerator = args => new ValueTask<TimeSpan>(WithinDeadline(settings.TotalTimeout, args.Context, time)),
+            });
         if (settings.MaxRetries > 0)
         {
             var retry = new HttpRetryStrategyOptions
@@ -43,9 +49,35 @@ internal static class ServiceResilienceFactory
         }
 
         var attempt = new ResiliencePipelineBuilder<HttpResponseMessage> { Name = "mesh-attempt", InstanceName = serviceName, TimeProvider = time }
-            .AddTimeout(new TimeoutStrategyOptions { Name = "attempt-timeout", Timeout = settings.AttemptTimeout })
+            .AddTimeout(new TimeoutStrategyOptions
+            {
+                Name = "attempt-timeout",
+                Timeout = settings.AttemptTimeout,
+                TimeoutGenerator = args => new ValueTask<TimeSpan>(WithinDeadline(settings.AttemptTimeout, args.Context, time)),
+            })
             .Build();
         return new ServiceResilience(serviceName, settings, call.Build(), attempt, budget, telemetry);
+    }
+
+    private static readonly TimeSpan MinimumTimeout = TimeSpan.FromMilliseconds(1);
+
+    /// <summary>
+    /// A timeout of the service, bounded by the time the call has left before its own deadline (gRPC's
+    /// <c>grpc-timeout</c>, <see cref="MeshRequestContext.Remaining"/>, which adds a small grace so that Grpc.Net.Client
+    /// ends the call first with <c>DEADLINE_EXCEEDED</c>): the shorter wins. Never below a millisecond (Polly applies no
+    /// timeout at all at zero).
+    /// </summary>
+    private static TimeSpan WithinDeadline(TimeSpan timeout, ResilienceContext context, TimeProvider time)
+    {
+        if (context.Properties.TryGetValue(RetryState.RequestKey, out var request)
+            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+            && call.Remaining(time) is { } remaining
+            && remaining < timeout)
+        {
+            return remaining > MinimumTimeout ? remaining : MinimumTimeout;
+        }
+
+        return timeout;
     }
 
     private static async ValueTask<TimeSpan?> Cap(ValueTask<TimeSpan?> delay, TimeSpan max)

@@ -57,7 +57,7 @@ public sealed record MeshRetryBudgetStatus(TimeSpan Window, int Requests, int Re
 /// One of <c>healthy</c>, <c>ejected</c> (by outlier detection), <c>unreachable</c> (ejected because it refused a
 /// connection), <c>probing</c> (its ejection ended; it gets one probe request).
 /// </param>
-/// <param name="InFlight">The attempts in flight now.</param>
+/// <param name="InFlight">The attempts in flight now, open gRPC streams included.</param>
 /// <param name="Attempts">The attempts sent since the endpoint was discovered.</param>
 /// <param name="LatencyEstimate">The peak-EWMA latency estimate, or <see langword="null"/> before the first answer.</param>
 public sealed record MeshEndpointStatus(string Id, string Address, int Weight, string? Zone, string State, int InFlight, long Attempts, TimeSpan? LatencyEstimate)

@@ -48,7 +48,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
                         EndpointStatus.Ejected => state.Unreachable ? "unreachable" : "ejected",
                         _ => "probing",
                     },
-                    state.InFlight,
+                    state.InFlight + state.OpenStreams, // an open gRPC stream is in flight too
                     state.Requests,
                     latency > 0 ? TimeSpan.FromSeconds(latency / frequency) : null)
                 {

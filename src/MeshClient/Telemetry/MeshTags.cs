@@ -23,7 +23,7 @@ public static class MeshTags
     /// <summary>The outcome of a call: <c>success</c> or <c>failure</c>.</summary>
     public const string Outcome = "mesh.outcome";
 
-    /// <summary>Why a retry happened: <c>connect_failure</c>, <c>no_endpoint</c>, <c>timeout</c>, <c>status_5xx</c>, <c>status_429</c>, <c>status_408</c>, <c>error</c>.</summary>
+    /// <summary>Why a retry happened: <c>connect_failure</c>, <c>no_endpoint</c>, <c>timeout</c>, <c>status_5xx</c>, <c>status_429</c>, <c>status_408</c>, <c>grpc_unavailable</c> (a trailers-only gRPC <c>UNAVAILABLE</c>), <c>error</c>.</summary>
     public const string RetryReason = "mesh.retry.reason";
 
     /// <summary>The state of endpoints counted by the endpoint gauge: <c>healthy</c>, <c>ejected</c>, <c>probing</c>.</summary>
@@ -32,6 +32,12 @@ public static class MeshTags
     /// <summary>Why an endpoint was ejected: <c>consecutive_failures</c>, <c>failure_percentage</c>, <c>probe_failed</c>.</summary>
     public const string EjectionReason = "mesh.ejection.reason";
 
-    /// <summary>The OpenTelemetry error type: an exception type name or an HTTP status code.</summary>
+    /// <summary>
+    /// The numeric gRPC status of a gRPC call (OpenTelemetry's RPC conventions), on the mesh's span: read from the headers
+    /// of a trailers-only answer, or from the trailers when the response body has been read to its end (spans only).
+    /// </summary>
+    public const string GrpcStatusCode = "rpc.grpc.status_code";
+
+    /// <summary>The OpenTelemetry error type: an exception type name, an HTTP status code, or a gRPC status name (<c>UNAVAILABLE</c>).</summary>
     public const string ErrorType = "error.type";
 }
