@@ -80,13 +80,14 @@ internal static class Report
     {
         var cpuinfo = Read("/proc/cpuinfo");
         var model = cpuinfo.Split('\n').Where(l => l.StartsWith("model name", StringComparison.Ordinal)).Select(l => l[(l.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim()).FirstOrDefault() ?? RuntimeInformation.ProcessArchitecture.ToString();
+        var mhz = cpuinfo.Split('\n').Where(l => l.StartsWith("cpu MHz", StringComparison.Ordinal)).Select(l => l[(l.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim()).FirstOrDefault();
         var os = Read("/etc/os-release").Split('\n').FirstOrDefault(l => l.StartsWith("PRETTY_NAME=", StringComparison.Ordinal))?["PRETTY_NAME=".Length..].Trim('"') ?? RuntimeInformation.OSDescription;
         var memTotal = Read("/proc/meminfo").Split('\n').FirstOrDefault(l => l.StartsWith("MemTotal:", StringComparison.Ordinal));
         var memGiB = memTotal is null ? 0 : double.Parse(memTotal.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024 / 1024;
         return Inv($"""
-            Machine: {model}, {Environment.ProcessorCount} cores{(cpuinfo.Contains(" hypervisor", StringComparison.Ordinal) ? " (virtual machine)" : "")}, {memGiB:F0} GiB, {os} ({RuntimeInformation.OSArchitecture}), kernel {Environment.OSVersion.Version}
-            .NET: SDK {Run("dotnet", "--version") ?? "?"}, runtime {RuntimeInformation.FrameworkDescription}, workstation concurrent GC; {Version(typeof(Grpc.Net.Client.GrpcChannel))}, {Version(typeof(Grpc.AspNetCore.Server.GrpcServiceOptions))} (servers), MeshClient at {Run("git", "describe --always --dirty --abbrev=12") ?? "?"}
-            Run: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC (end); load average at the end {Read("/proc/loadavg").Trim()}. The machine is shared (other engineers' builds may run on it).
+            - Machine: {model}{(mhz is null ? "" : $" ({mhz} MHz)")}, {Environment.ProcessorCount} cores{(cpuinfo.Contains(" hypervisor", StringComparison.Ordinal) ? " (virtual machine)" : "")}, {memGiB:F0} GiB, {os} ({RuntimeInformation.OSArchitecture}), kernel {Environment.OSVersion.Version}
+            - .NET: SDK {Run("dotnet", "--version") ?? "?"}, runtime {RuntimeInformation.FrameworkDescription}, workstation concurrent GC; {Version(typeof(Grpc.Net.Client.GrpcChannel))}, {Version(typeof(Grpc.AspNetCore.Server.GrpcServiceOptions))} (servers), MeshClient at {Run("git", "describe --always --dirty --abbrev=12") ?? "?"}
+            - Run: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC (end); load average at the end {Read("/proc/loadavg").Trim()}. The machine is shared (other engineers' builds may run on it).
             """);
     }
 
