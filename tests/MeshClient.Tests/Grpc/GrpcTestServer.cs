@@ -23,6 +23,7 @@ public sealed class GrpcTestServer : IAsyncDisposable
     private readonly WebApplication _app;
     private int _count;
     private int _streams;
+    private int _messagesRead;
 
     private GrpcTestServer(string name, WebApplication app)
     {
@@ -45,6 +46,15 @@ public sealed class GrpcTestServer : IAsyncDisposable
 
     /// <summary>Gets or sets what the server does with a call before answering; it may throw an <see cref="RpcException"/>.</summary>
     public Func<ServerCallContext, Task>? Behavior { get; set; }
+
+    /// <summary>Gets the number of request messages read by client-streaming and duplex calls.</summary>
+    public int MessagesRead => Volatile.Read(ref _messagesRead);
+
+    /// <summary>
+    /// Gets or sets what a client-streaming or duplex call does once it has read its first request message (before
+    /// answering it); it may throw an <see cref="RpcException"/>.
+    /// </summary>
+    public Func<ServerCallContext, Task>? AfterFirstMessage { get; set; }
 
     /// <summary>Starts a server: h2c, or HTTP/2 over TLS (ALPN) with <paramref name="certificate"/>.</summary>
     public static async Task<GrpcTestServer> StartAsync(string name, X509Certificate2? certificate = null)
@@ -102,6 +112,38 @@ public sealed class GrpcTestServer : IAsyncDisposable
         while (DateTime.UtcNow < end);
     }
 
+    private async Task<EchoReply> CollectAsync(IAsyncStreamReader<EchoRequest> requests, ServerCallContext context)
+    {
+        Interlocked.Increment(ref _streams);
+        var read = 0;
+        while (await requests.MoveNext(context.CancellationToken))
+        {
+            Interlocked.Increment(ref _messagesRead);
+            if (++read == 1 && AfterFirstMessage is { } behave)
+            {
+                await behave(context);
+            }
+        }
+
+        return new EchoReply { Server = Name, Text = read.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+    }
+
+    private async Task ChatAsync(IAsyncStreamReader<EchoRequest> requests, IServerStreamWriter<EchoReply> responses, ServerCallContext context)
+    {
+        Interlocked.Increment(ref _streams);
+        var read = 0;
+        while (await requests.MoveNext(context.CancellationToken))
+        {
+            Interlocked.Increment(ref _messagesRead);
+            if (++read == 1 && AfterFirstMessage is { } behave)
+            {
+                await behave(context);
+            }
+
+            await responses.WriteAsync(new EchoReply { Server = Name, Text = requests.Current.Text }, context.CancellationToken);
+        }
+    }
+
     internal sealed class Holder
     {
         public GrpcTestServer Server { get; set; } = null!;
@@ -113,5 +155,11 @@ public sealed class GrpcTestServer : IAsyncDisposable
 
         public override Task Watch(WatchRequest request, IServerStreamWriter<EchoReply> responseStream, ServerCallContext context) =>
             holder.Server.WatchAsync(request, responseStream, context);
+
+        public override Task<EchoReply> Collect(IAsyncStreamReader<EchoRequest> requestStream, ServerCallContext context) =>
+            holder.Server.CollectAsync(requestStream, context);
+
+        public override Task Chat(IAsyncStreamReader<EchoRequest> requestStream, IServerStreamWriter<EchoReply> responseStream, ServerCallContext context) =>
+            holder.Server.ChatAsync(requestStream, responseStream, context);
     }
 }
