@@ -27,9 +27,6 @@ internal readonly struct EndpointLease
     /// <summary>Gets the endpoint the attempt goes to.</summary>
     public EndpointEntry Endpoint { get; }
 
-    /// <summary>Gets a value indicating whether the attempt is the single probe of an endpoint whose ejection ended.</summary>
-    public bool IsProbe => _isProbe;
-
     /// <summary>
     /// Ends the attempt: its latency and outcome go to the balancer and to outlier detection (and a <c>Retry-After</c>
     /// the endpoint sent, when <paramref name="retryAfter"/> is positive), then the endpoint's in-flight count drops.

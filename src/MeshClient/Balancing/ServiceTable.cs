@@ -175,9 +175,6 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Completes when the queued rebuild (if any) has published its snapshot.</summary>
     internal Task WhenRebuiltAsync(CancellationToken cancellationToken) => _publisher.WhenRebuiltAsync(cancellationToken);
 
-    /// <summary>Publishes a new snapshot from the current endpoints, health and options.</summary>
-    public void RebuildSnapshot() => _publisher.Rebuild();
-
     private void OnTimer()
     {
         var now = _registry.TimeProvider.GetTimestamp();

@@ -12,13 +12,18 @@ internal sealed class MeshAttemptTimeoutHandler : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
         request.Options.TryGetValue(MeshRequestContext.Key, out var call) && call.AttemptPipeline is { } pipeline
-            ? SendThroughAsync(pipeline, request, cancellationToken)
+            ? SendThroughAsync(pipeline, request, call.Deadline is not null, cancellationToken)
             : base.SendAsync(request, cancellationToken);
 
-    private async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendThroughAsync(ResiliencePipeline<HttpResponseMessage> pipeline, HttpRequestMessage request, bool hasDeadline, CancellationToken cancellationToken)
     {
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
-        context.Properties.Set(RetryState.RequestKey, request); // the attempt timeout reads the call's deadline from it
+        if (hasDeadline)
+        {
+            // Only a call with a deadline needs it: the attempt timeout then reads the deadline through the request
+            // (a call without one pays no property write per attempt).
+            context.Properties.Set(RetryState.RequestKey, request);
+        }
         try
         {
             return await pipeline.ExecuteAsync(
