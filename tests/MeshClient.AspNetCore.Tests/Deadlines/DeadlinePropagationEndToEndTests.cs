@@ -36,8 +36,18 @@ public sealed class DeadlinePropagationEndToEndTests(ITestOutputHelper output)
 
         public TaskCompletionSource CAborted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        /// <summary>Gets how B's call to C ended: null when it succeeded.</summary>
-        public TaskCompletionSource<Exception?> BOutcome { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>Gets how B's last call to C ended: null when it succeeded.</summary>
+        public TaskCompletionSource<Exception?> BOutcome { get; private set; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Forgets the warm-up.</summary>
+        public void Reset()
+        {
+            Volatile.Write(ref _count, 0);
+            BOutcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        /// <summary>Gets or sets whether C holds each request until it is aborted.</summary>
+        public bool Hang { get; set; }
 
         /// <summary>Gets what B spent before calling C, measured by B.</summary>
         public TimeSpan BSpent { get; set; }
@@ -61,11 +71,11 @@ public sealed class DeadlinePropagationEndToEndTests(ITestOutputHelper output)
         return services.BuildServiceProvider();
     }
 
-    /// <summary>C: records the deadline it was given; with <paramref name="hang"/>, waits until its request is aborted.</summary>
-    private static Task<ServiceApp> StartHttpC(Observations seen, bool hang = false) => ServiceApp.StartAsync(NoCalls, null, app => app.Run(async context =>
+    /// <summary>C: records the deadline it was given; while <see cref="Observations.Hang"/> is set, waits until its request is aborted.</summary>
+    private static Task<ServiceApp> StartHttpC(Observations seen) => ServiceApp.StartAsync(NoCalls, null, app => app.Run(async context =>
     {
         seen.Record(context.Request.Headers[MeshDeadline.HeaderName].ToString());
-        if (hang)
+        if (seen.Hang)
         {
             try
             {
@@ -137,18 +147,21 @@ public sealed class DeadlinePropagationEndToEndTests(ITestOutputHelper output)
     {
         var seen = new Observations();
         await using var c = await StartHttpC(seen);
-        await using var b = await StartHttpB(c, seen, TimeSpan.FromMilliseconds(600));
+        await using var b = await StartHttpB(c, seen, TimeSpan.FromMilliseconds(1000));
         await using var a = StartCaller(new Dictionary<string, ServiceApp> { ["b"] = b });
         var client = a.GetRequiredService<IHttpClientFactory>().CreateClient();
+        (await client.GetAsync("http://b/warm")).Dispose(); // connections and first runs: A's call surely reaches B in time
+        Assert.Null(await seen.BOutcome.Task.WaitAsync(Bound));
+        seen.Reset();
 
-        using (MeshDeadline.Begin(TimeSpan.FromMilliseconds(300)))
+        using (MeshDeadline.Begin(TimeSpan.FromMilliseconds(500)))
         {
             // A's own call ends at the deadline: the mesh's bound cancels it.
             var aFailure = await Assert.ThrowsAsync<DeadlineExceededException>(() => client.GetAsync("http://b/relay"));
             Assert.Equal("b", aFailure.ServiceName);
         }
 
-        // B, deaf to its request's abort, goes on after 600 ms and calls C with nothing left: refused unsent.
+        // B, deaf to its request's abort, goes on after 1,000 ms and calls C with nothing left: refused unsent.
         var bFailure = Assert.IsType<DeadlineExceededException>(await seen.BOutcome.Task.WaitAsync(Bound));
         output.WriteLine(bFailure.Message);
         Assert.Equal("c", bFailure.ServiceName);
@@ -160,10 +173,14 @@ public sealed class DeadlinePropagationEndToEndTests(ITestOutputHelper output)
     public async Task Http_WorkNobodyWaitsFor_Stops_BsCallToCIsCancelledAtTheDeadline()
     {
         var seen = new Observations();
-        await using var c = await StartHttpC(seen, hang: true);
+        await using var c = await StartHttpC(seen);
         await using var b = await StartHttpB(c, seen, TimeSpan.Zero);
         await using var a = StartCaller(new Dictionary<string, ServiceApp> { ["b"] = b });
         var client = a.GetRequiredService<IHttpClientFactory>().CreateClient();
+        (await client.GetAsync("http://b/warm")).Dispose(); // connections and first runs
+        Assert.Null(await seen.BOutcome.Task.WaitAsync(Bound));
+        seen.Reset();
+        seen.Hang = true;
 
         var watch = Stopwatch.StartNew();
         using (MeshDeadline.Begin(TimeSpan.FromSeconds(1)))
@@ -272,8 +289,11 @@ public sealed class DeadlinePropagationEndToEndTests(ITestOutputHelper output)
         await using var b = await StartGrpcB(c, seen);
         await using var a = StartGrpcCaller(b);
         var client = a.GetRequiredService<Relay.RelayClient>();
+        await client.PassAsync(new PassRequest()); // connections and first runs: A's call surely reaches B in time
+        Assert.Null(await seen.BOutcome.Task.WaitAsync(Bound));
+        seen.Reset();
 
-        var aFailure = await Assert.ThrowsAsync<RpcException>(() => client.PassAsync(new PassRequest { DelayMs = 600 }, deadline: DateTime.UtcNow.AddMilliseconds(300)).ResponseAsync);
+        var aFailure = await Assert.ThrowsAsync<RpcException>(() => client.PassAsync(new PassRequest { DelayMs = 1000 }, deadline: DateTime.UtcNow.AddMilliseconds(500)).ResponseAsync);
         Assert.Equal(StatusCode.DeadlineExceeded, aFailure.StatusCode);
 
         var bFailure = Assert.IsType<RpcException>(await seen.BOutcome.Task.WaitAsync(Bound));
