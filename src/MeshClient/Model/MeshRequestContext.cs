@@ -41,32 +41,29 @@ internal sealed class MeshRequestContext
     /// </summary>
     public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
+    // The call's deadline, if it has one: a second object, made only then, so that a call without one carries a single
+    // null reference (no deadline fields in every call's context).
+    private CallDeadline? _deadline;
+
     /// <summary>
     /// Gets the call's deadline, from its start, or <see langword="null"/>: the shorter of its own (gRPC's
     /// <c>grpc-timeout</c> request header, <see cref="SetDeadline"/>) and the one it inherits from the work in progress
     /// (<see cref="MeshDeadline"/>, <see cref="Inherit"/>). It bounds the service's total and attempt timeouts for this
     /// call (the shorter wins), and no retry is made once it has passed.
     /// </summary>
-    public TimeSpan? Deadline { get; private set; }
-
-    private long _deadlineStart;
-
-    // The time after the start from which the deadline counts as passed, and the one that bounds the mesh's timeouts:
-    // the call's own deadline less and plus its grace, an inherited one exactly; the earlier of each when it has both.
-    private TimeSpan _passedAfter;
-    private TimeSpan _boundAfter;
+    public TimeSpan? Deadline => _deadline?.Deadline;
 
     /// <summary>
     /// Gets the deadline this call inherited from the work in progress (<see cref="MeshDeadline.Current"/> when it began),
     /// or <see langword="null"/>.
     /// </summary>
-    public MeshDeadline? InheritedDeadline { get; private set; }
+    public MeshDeadline? InheritedDeadline => _deadline?.Inherited;
 
     /// <summary>
     /// Gets the request header that sends the inherited deadline on with each attempt (<c>grpc-timeout</c> when it is
     /// shorter than a gRPC call's own, <see cref="MeshDeadline.HeaderName"/> for HTTP), or <see langword="null"/>.
     /// </summary>
-    public string? DeadlineHeader { get; private set; }
+    public string? DeadlineHeader => _deadline?.Header;
 
     /// <summary>
     /// Sets the call's own deadline (a gRPC call's <c>grpc-timeout</c>), counted from <paramref name="startTimestamp"/> (a
@@ -88,39 +85,36 @@ internal sealed class MeshRequestContext
     /// </summary>
     public void Inherit(MeshDeadline deadline, TimeSpan remaining, long startTimestamp, string? header)
     {
-        InheritedDeadline = deadline;
-        DeadlineHeader = header;
-        Limit(remaining, remaining, remaining, startTimestamp);
+        var call = Limit(remaining, remaining, remaining, startTimestamp);
+        call.Inherited = deadline;
+        call.Header = header;
     }
 
-    private void Limit(TimeSpan deadline, TimeSpan passedAfter, TimeSpan boundAfter, long startTimestamp)
+    private CallDeadline Limit(TimeSpan deadline, TimeSpan passedAfter, TimeSpan boundAfter, long startTimestamp)
     {
-        if (Deadline is { } current)
+        if (_deadline is not { } call)
         {
-            // Both counted from the call's start: the earlier wins.
-            deadline = current < deadline ? current : deadline;
-            passedAfter = _passedAfter < passedAfter ? _passedAfter : passedAfter;
-            boundAfter = _boundAfter < boundAfter ? _boundAfter : boundAfter;
+            return _deadline = new CallDeadline { Start = startTimestamp, Deadline = deadline, PassedAfter = passedAfter, BoundAfter = boundAfter };
         }
 
-        Deadline = deadline;
-        _passedAfter = passedAfter;
-        _boundAfter = boundAfter;
-        _deadlineStart = startTimestamp;
+        // Both counted from the call's start: the earlier of each wins.
+        call.Deadline = call.Deadline < deadline ? call.Deadline : deadline;
+        call.PassedAfter = call.PassedAfter < passedAfter ? call.PassedAfter : passedAfter;
+        call.BoundAfter = call.BoundAfter < boundAfter ? call.BoundAfter : boundAfter;
+        return call;
     }
 
     /// <summary>
     /// The time left before the call's deadline (plus the grace of its own deadline, see <see cref="SetDeadline"/>), or
     /// <see langword="null"/> without a deadline: what bounds the mesh's timeouts.
     /// </summary>
-    public TimeSpan? Remaining(TimeProvider time) => Deadline is null ? null : _boundAfter - time.GetElapsedTime(_deadlineStart);
+    public TimeSpan? Remaining(TimeProvider time) => _deadline is { } call ? call.BoundAfter - time.GetElapsedTime(call.Start) : null;
 
     /// <summary>
     /// Whether the call's deadline has passed: its own within its grace (Grpc.Net.Client's own timer, which cancels the
     /// call at the deadline, started a little before this handler read the header), an inherited one exactly.
     /// </summary>
-    public bool DeadlinePassed(TimeProvider time) =>
-        Deadline is not null && time.GetElapsedTime(_deadlineStart) >= _passedAfter;
+    public bool DeadlinePassed(TimeProvider time) => _deadline is { } call && time.GetElapsedTime(call.Start) >= call.PassedAfter;
 
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;
@@ -163,5 +157,20 @@ internal sealed class MeshRequestContext
         }
 
         _tried[TriedCount++] = endpoint.State;
+    }
+
+    /// <summary>
+    /// A call's deadline: the time after its start from which it counts as passed and the one that bounds the mesh's
+    /// timeouts (the call's own deadline less and plus its grace, an inherited one exactly; the earlier of each when it
+    /// has both), and what it inherited.
+    /// </summary>
+    private sealed class CallDeadline
+    {
+        public long Start;
+        public TimeSpan Deadline;
+        public TimeSpan PassedAfter;
+        public TimeSpan BoundAfter;
+        public MeshDeadline? Inherited;
+        public string? Header;
     }
 }
