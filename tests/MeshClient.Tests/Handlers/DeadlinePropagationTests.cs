@@ -257,6 +257,20 @@ public sealed class DeadlinePropagationTests
     }
 
     [Fact]
+    public async Task ADottedHostOutsideTheMesh_IsBoundedToo_RefusedOnceTheDeadlineHasPassed()
+    {
+        await using var fixture = await Fixture.StartAsync();
+        using (MeshDeadline.Begin(TimeSpan.FromSeconds(1), fixture.Time))
+        {
+            fixture.Time.Advance(TimeSpan.FromSeconds(1));
+
+            // Refused before any lookup: not the DNS failure that .invalid would otherwise give.
+            var ex = await Assert.ThrowsAsync<DeadlineExceededException>(() => fixture.Client.GetAsync("http://nowhere.invalid/"));
+            Assert.Equal("nowhere.invalid", ex.ServiceName);
+        }
+    }
+
+    [Fact]
     public async Task APassThroughHost_IsNotAMeshCall_AndIsLeftAlone()
     {
         await using var fixture = await Fixture.StartAsync();
