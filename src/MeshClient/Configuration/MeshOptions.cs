@@ -56,6 +56,12 @@ public sealed class MeshOptions
     public SlowStartOptions SlowStart { get; } = new();
 
     /// <summary>
+    /// Gets the deadline propagation of every service (<c>Mesh:Deadlines</c>): calls made while a deadline is current
+    /// (<see cref="MeshDeadline"/>) are bounded by it and send it on. Default: on.
+    /// </summary>
+    public MeshDeadlineOptions Deadlines { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to mesh endpoints (<c>Mesh:Tls</c>): the CA bundle trusted for them, the client
     /// certificate presented to them (mTLS) and the server name expected; a service overrides any of them with
     /// <c>Mesh:Services:{name}:Tls</c>. Default: none (the platform's TLS).

@@ -33,6 +33,12 @@ public sealed class MeshServiceOptions
     public MeshClient.Configuration.SlowStartOptions SlowStart { get; } = new();
 
     /// <summary>
+    /// Gets the deadline propagation of calls to this service (<c>Mesh:Services:{name}:Deadlines</c>); unset values take
+    /// the global <see cref="MeshOptions.Deadlines"/> ones.
+    /// </summary>
+    public MeshDeadlineOptions Deadlines { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
     /// global <see cref="MeshOptions.Tls"/> ones.
     /// </summary>

@@ -57,6 +57,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         if (context is not null)
         {
             context.AttemptUri = request.RequestUri;
+            DeadlinePropagation.WriteHeader(request, context); // the time left of an inherited deadline, sent on
         }
 
         if (setHost)

@@ -11,14 +11,15 @@ namespace MeshClient.Handlers;
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity. A gRPC call whose
 /// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
-/// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>).
+/// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>),
+/// shortened to the current <see cref="MeshDeadline"/>'s time left (<see cref="DeadlinePropagation"/>).
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0, DeadlinePropagation? deadlines = null) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -51,6 +52,9 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             context.SetDeadline(deadline, start); // bounds this call's total and attempt timeouts
         }
 
+        // The deadline of the work in progress (an incoming request's): without one, this AsyncLocal read is all it costs.
+        var expired = deadlines is not null && MeshDeadline.Current is { } inherited && deadlines.Apply(request, context, inherited, start);
+
         var activity = MeshInstrumentation.Source.StartActivity(service, ActivityKind.Internal);
         var serviceTag = new KeyValuePair<string, object?>(MeshTags.Service, service);
         var countActive = telemetry.ActiveRequests.Enabled;
@@ -67,7 +71,7 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
-            response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            response = expired ? DeadlinePropagation.Refuse(request, context) : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
             {

@@ -7,8 +7,9 @@ namespace MeshClient.Handlers;
 
 /// <summary>
 /// Runs a call through its service's call pipeline (total timeout, then retry with backoff, Retry-After and the retry
-/// budget). When the call's gRPC deadline ended it, the caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
-/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception. Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
+/// budget). When the call's deadline ended it, a gRPC caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
+/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception, an HTTP caller
+/// <see cref="DeadlineExceededException"/> (<see cref="DeadlinePropagation.Exceeded"/>). Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
 /// it is sent; one charged to the budget but not sent (the call ended in its backoff) is refunded.
 /// </summary>
 internal sealed class MeshRetryHandler(ResilienceRegistry registry) : DelegatingHandler
@@ -47,12 +48,12 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
                 context,
                 (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
         }
-        catch (TimeoutRejectedException) when (GrpcProtocol.IsGrpc(request)
-            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+        catch (TimeoutRejectedException ex) when (request.Options.TryGetValue(MeshRequestContext.Key, out var call)
             && call.DeadlinePassed(registry.Time))
         {
-            // The call's own deadline ended it (its grpc-timeout bounds the mesh's timeouts): the gRPC answer to that.
-            return GrpcProtocol.DeadlineExceededAnswer(request);
+            // The call's deadline ended it (its grpc-timeout or an inherited one bounds the mesh's timeouts): for gRPC the
+            // DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException.
+            return DeadlinePropagation.Exceeded(request, call, ex);
         }
         finally
         {

@@ -41,40 +41,80 @@ internal sealed class MeshRequestContext
     /// </summary>
     public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
+    // The call's deadline, if it has one: a second object, made only then, so that a call without one carries a single
+    // null reference (no deadline fields in every call's context).
+    private CallDeadline? _deadline;
+
     /// <summary>
-    /// Gets the call's own deadline, from its start (gRPC's <c>grpc-timeout</c> request header), or <see langword="null"/>:
-    /// it bounds the service's total and attempt timeouts for this call (the shorter wins).
+    /// Gets the call's deadline, from its start, or <see langword="null"/>: the shorter of its own (gRPC's
+    /// <c>grpc-timeout</c> request header, <see cref="SetDeadline"/>) and the one it inherits from the work in progress
+    /// (<see cref="MeshDeadline"/>, <see cref="Inherit"/>). It bounds the service's total and attempt timeouts for this
+    /// call (the shorter wins), and no retry is made once it has passed.
     /// </summary>
-    public TimeSpan? Deadline { get; private set; }
+    public TimeSpan? Deadline => _deadline?.Deadline;
 
-    private long _deadlineStart;
+    /// <summary>
+    /// Gets the deadline this call inherited from the work in progress (<see cref="MeshDeadline.Current"/> when it began),
+    /// or <see langword="null"/>.
+    /// </summary>
+    public MeshDeadline? InheritedDeadline => _deadline?.Inherited;
 
-    /// <summary>Sets the call's deadline, counted from <paramref name="startTimestamp"/> (a <see cref="TimeProvider"/> timestamp).</summary>
+    /// <summary>
+    /// Gets the request header that sends the inherited deadline on with each attempt (<c>grpc-timeout</c> when it is
+    /// shorter than a gRPC call's own, <see cref="MeshDeadline.HeaderName"/> for HTTP), or <see langword="null"/>.
+    /// </summary>
+    public string? DeadlineHeader => _deadline?.Header;
+
+    /// <summary>
+    /// Sets the call's own deadline (a gRPC call's <c>grpc-timeout</c>), counted from <paramref name="startTimestamp"/> (a
+    /// <see cref="TimeProvider"/> timestamp), with its grace: a tenth of the deadline, at least 20 ms and at most 250 ms.
+    /// The grace lets Grpc.Net.Client, whose own timer started a little before the mesh read the header, end the call
+    /// first with <c>DEADLINE_EXCEEDED</c>; the mesh's bound is the backstop (for a caller without such a timer, or one
+    /// stuck below it).
+    /// </summary>
     public void SetDeadline(TimeSpan deadline, long startTimestamp)
     {
-        Deadline = deadline;
-        _deadlineStart = startTimestamp;
+        var grace = TimeSpan.FromTicks(Math.Clamp(deadline.Ticks / 10, 20 * TimeSpan.TicksPerMillisecond, 250 * TimeSpan.TicksPerMillisecond));
+        Limit(deadline, deadline - grace, deadline + grace, startTimestamp);
     }
 
     /// <summary>
-    /// The time left before the call's deadline, plus <see cref="DeadlineGrace"/>, or <see langword="null"/> without a
-    /// deadline: what bounds the mesh's timeouts. The grace lets Grpc.Net.Client, whose own timer started a little before
-    /// the mesh read the header, end the call first with <c>DEADLINE_EXCEEDED</c>; the mesh's bound is the backstop
-    /// (for a caller without such a timer, or one stuck below it).
+    /// Bounds the call by the deadline of the work in progress, <paramref name="remaining"/> after
+    /// <paramref name="startTimestamp"/> (the same start as <see cref="SetDeadline"/>'s), without grace: no other timer
+    /// races the mesh's. <paramref name="header"/> sends it on with each attempt (<see cref="DeadlineHeader"/>).
     /// </summary>
-    public TimeSpan? Remaining(TimeProvider time) => Deadline - time.GetElapsedTime(_deadlineStart) + DeadlineGrace;
+    public void Inherit(MeshDeadline deadline, TimeSpan remaining, long startTimestamp, string? header)
+    {
+        var call = Limit(remaining, remaining, remaining, startTimestamp);
+        call.Inherited = deadline;
+        call.Header = header;
+    }
 
-    /// <summary>Gets a tenth of the deadline, at least 20 ms and at most 250 ms (zero without a deadline).</summary>
-    public TimeSpan DeadlineGrace => Deadline is { } deadline
-        ? TimeSpan.FromTicks(Math.Clamp(deadline.Ticks / 10, 20 * TimeSpan.TicksPerMillisecond, 250 * TimeSpan.TicksPerMillisecond))
-        : TimeSpan.Zero;
+    private CallDeadline Limit(TimeSpan deadline, TimeSpan passedAfter, TimeSpan boundAfter, long startTimestamp)
+    {
+        if (_deadline is not { } call)
+        {
+            return _deadline = new CallDeadline { Start = startTimestamp, Deadline = deadline, PassedAfter = passedAfter, BoundAfter = boundAfter };
+        }
+
+        // Both counted from the call's start: the earlier of each wins.
+        call.Deadline = call.Deadline < deadline ? call.Deadline : deadline;
+        call.PassedAfter = call.PassedAfter < passedAfter ? call.PassedAfter : passedAfter;
+        call.BoundAfter = call.BoundAfter < boundAfter ? call.BoundAfter : boundAfter;
+        return call;
+    }
 
     /// <summary>
-    /// Whether the call's deadline has passed, within <see cref="DeadlineGrace"/> (Grpc.Net.Client's own timer, which
-    /// cancels the call at the deadline, started a little before this handler read the header).
+    /// The time left before the call's deadline (plus the grace of its own deadline, see <see cref="SetDeadline"/>), or
+    /// <see langword="null"/> without a deadline: what bounds the mesh's timeouts.
     /// </summary>
-    public bool DeadlinePassed(TimeProvider time) =>
-        Deadline is { } deadline && time.GetElapsedTime(_deadlineStart) >= deadline - DeadlineGrace;
+    public TimeSpan? Remaining(TimeProvider time) => _deadline is { } call ? call.BoundAfter - time.GetElapsedTime(call.Start) : null;
+
+    /// <summary>
+    /// Whether the call's deadline has passed: its own within its grace (Grpc.Net.Client's own timer, which cancels the
+    /// call at the deadline, started a little before this handler read the header), an inherited one exactly.
+    /// </summary>
+    public bool DeadlinePassed(TimeProvider time) => _deadline is { } call && time.GetElapsedTime(call.Start) >= call.PassedAfter;
 
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;
@@ -117,5 +157,20 @@ internal sealed class MeshRequestContext
         }
 
         _tried[TriedCount++] = endpoint.State;
+    }
+
+    /// <summary>
+    /// A call's deadline: the time after its start from which it counts as passed and the one that bounds the mesh's
+    /// timeouts (the call's own deadline less and plus its grace, an inherited one exactly; the earlier of each when it
+    /// has both), and what it inherited.
+    /// </summary>
+    private sealed class CallDeadline
+    {
+        public long Start;
+        public TimeSpan Deadline;
+        public TimeSpan PassedAfter;
+        public TimeSpan BoundAfter;
+        public MeshDeadline? Inherited;
+        public string? Header;
     }
 }

@@ -247,7 +247,7 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "Address" => "http://127.0.0.1:5001",
             "Scheme" => "https",
             "ApplyToAllHttpClients" or "KeepOtherResilienceHandlers" or "OnlyPassing" or "TrustSystemCertificates" or "RetryNonIdempotent" => "true",
-            "Enabled" => "false",
+            "Enabled" or "Propagate" => "false",
             "LoadBalancer" => "RoundRobin",
             "Weight" or "WarningWeight" => "2",
             "Zone" => "eu-1a",
