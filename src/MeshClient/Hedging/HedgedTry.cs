@@ -30,7 +30,7 @@ internal sealed class HedgedTry
     private readonly string? _callerHost;
     private readonly long _start;
     private readonly CancellationToken _cancellationToken;
-    private readonly Attempt[] _attempts;
+    private readonly TryAttempt[] _attempts;
     private int _launched;
     private int _hedges;
     private bool _canHedge = true;
@@ -45,7 +45,7 @@ internal sealed class HedgedTry
         _callerHost = callerHost;
         _start = start;
         _cancellationToken = cancellationToken;
-        _attempts = new Attempt[policy.Settings.MaxAttempts];
+        _attempts = new TryAttempt[policy.Settings.MaxAttempts];
     }
 
     /// <summary>Runs one hedged try of <paramref name="request"/>, each attempt through <paramref name="send"/>.</summary>
@@ -95,7 +95,7 @@ internal sealed class HedgedTry
 
     private async Task<HttpResponseMessage> RunAsync(Task<HttpResponseMessage> primary, CancellationTokenSource primaryCts, EndpointEntry? primaryEndpoint)
     {
-        _attempts[0] = new Attempt(primary, _request, primaryCts, primaryEndpoint);
+        _attempts[0] = new TryAttempt(primary, _request, primaryCts, primaryEndpoint);
         _launched = 1;
         var pending = 1;
         var winner = -1;
@@ -273,7 +273,7 @@ internal sealed class HedgedTry
             _canHedge = false;
         }
 
-        _attempts[_launched++] = new Attempt(task, clone, cts, endpoint);
+        _attempts[_launched++] = new TryAttempt(task, clone, cts, endpoint);
         _hedges++;
         MeshInstrumentation.AddEvent("mesh.hedge", MeshTags.Hedges, _launched - 1);
         return true;
@@ -355,7 +355,7 @@ internal sealed class HedgedTry
     }
 
     /// <summary>Waits for a cancelled hedge to end, then disposes its answer, its copy of the request and its token source.</summary>
-    private static async Task DrainAsync(Attempt attempt)
+    private static async Task DrainAsync(TryAttempt attempt)
     {
         try
         {
@@ -419,7 +419,7 @@ internal sealed class HedgedTry
     }
 
     /// <summary>One attempt of the try: its task, its request (the caller's, or a copy), its token source and endpoint.</summary>
-    private struct Attempt(Task<HttpResponseMessage> task, HttpRequestMessage request, CancellationTokenSource cts, EndpointEntry? endpoint)
+    private struct TryAttempt(Task<HttpResponseMessage> task, HttpRequestMessage request, CancellationTokenSource cts, EndpointEntry? endpoint)
     {
         public readonly Task<HttpResponseMessage> Task = task;
         public readonly HttpRequestMessage Request = request;
