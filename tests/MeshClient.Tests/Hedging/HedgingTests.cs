@@ -28,7 +28,7 @@ public sealed class HedgingTests
         var script = new Script(backends);
         var time = FakeTime.Create();
         using var hedges = new HedgeCounter();
-        await using var host = CreateHost(backends, time);
+        await using var host = await CreateHostAsync(backends, time);
 
         var call = Send(host, "1");
         await Poll.UntilAsync(() => script.Received == 1);
@@ -64,7 +64,7 @@ public sealed class HedgingTests
         await using var backends = await Backends.StartAsync(3);
         var script = new Script(backends);
         var time = FakeTime.Create();
-        await using var host = CreateHost(backends, time);
+        await using var host = await CreateHostAsync(backends, time);
 
         var call = Send(host, "1");
         await Poll.UntilAsync(() => script.Received == 1);
@@ -84,7 +84,7 @@ public sealed class HedgingTests
         await using var backends = await Backends.StartAsync(3);
         var script = new Script(backends);
         var time = FakeTime.Create();
-        await using var host = CreateHost(backends, time);
+        await using var host = await CreateHostAsync(backends, time);
 
         var call = Send(host, "1", HttpMethod.Post, new StringContent("order"));
         await Poll.UntilAsync(() => script.Received == 1);
@@ -109,7 +109,7 @@ public sealed class HedgingTests
         var script = new Script(backends);
         var time = FakeTime.Create();
         using var hedges = new HedgeCounter();
-        await using var host = CreateHost(backends, time, s =>
+        await using var host = await CreateHostAsync(backends, time, s =>
         {
             s["Mesh:Resilience:Hedging:BudgetPercent"] = "50";
             s["Mesh:Resilience:Hedging:BudgetMinPerSecond"] = "0";
@@ -152,7 +152,7 @@ public sealed class HedgingTests
         await using var backends = await Backends.StartAsync(3);
         var script = new Script(backends);
         var time = FakeTime.Create();
-        await using var host = CreateHost(backends, time);
+        await using var host = await CreateHostAsync(backends, time);
         var content = new ByteArrayContent([]);
         content.Headers.ContentType = new MediaTypeHeaderValue("application/grpc");
         var call = Send(host, "1", HttpMethod.Get, content, grpcTimeout);
@@ -178,7 +178,7 @@ public sealed class HedgingTests
         await using var backends = await Backends.StartAsync(4);
         var script = new Script(backends, slowPerCall: 10); // every request of the call hangs
         var time = FakeTime.Create();
-        await using var host = CreateHost(backends, time, s =>
+        await using var host = await CreateHostAsync(backends, time, s =>
         {
             s["Mesh:Resilience:Hedging:MaxAttempts"] = maxAttempts.ToString(CultureInfo.InvariantCulture);
             s["Mesh:Resilience:Hedging:BudgetMinPerSecond"] = "100";
@@ -213,7 +213,7 @@ public sealed class HedgingTests
         var script = new Script(backends);
         var time = FakeTime.Create();
         using var hedges = new HedgeCounter();
-        await using var host = CreateHost(backends, time);
+        await using var host = await CreateHostAsync(backends, time);
         var call = Send(host, "1");
         await Poll.UntilAsync(() => script.Received == 1);
         time.Advance(Delay * 3);
@@ -232,7 +232,7 @@ public sealed class HedgingTests
         await using var backends = await Backends.StartAsync(2);
         var script = new Script(backends, laterStatus: 503);
         var time = FakeTime.Create();
-        await using var host = CreateHost(backends, time, s => s["Mesh:Resilience:MaxRetries"] = "0");
+        await using var host = await CreateHostAsync(backends, time, s => s["Mesh:Resilience:MaxRetries"] = "0");
         var call = Send(host, "1");
         await Poll.UntilAsync(() => script.Received == 1);
         time.Advance(Delay);
@@ -245,13 +245,21 @@ public sealed class HedgingTests
         Assert.Equal(script.FirstBackend("1"), response.Headers.GetValues("X-Backend").Single());
     }
 
-    private static MeshHost CreateHost(Backends backends, FakeTimeProvider time, Action<Dictionary<string, string?>>? tune = null)
+    /// <summary>
+    /// A mesh host whose service is resolved: a service's very first call waits for discovery, and a try whose first
+    /// attempt has not picked its endpoint is not hedged (its hedge would wait too).
+    /// </summary>
+    private static async Task<MeshHost> CreateHostAsync(Backends backends, FakeTimeProvider time, Action<Dictionary<string, string?>>? tune = null)
     {
         var settings = MeshHost.ServiceSettings("catalog", LoadBalancerNames.RoundRobin, backends.WithWeight(1));
         settings["Mesh:Resilience:Hedging:Enabled"] = "true";
         settings["Mesh:Resilience:Hedging:Delay"] = "00:00:00.100";
         tune?.Invoke(settings);
-        return MeshHost.Create(settings, services => services.AddSingleton<TimeProvider>(time));
+        var host = MeshHost.Create(settings, services => services.AddSingleton<TimeProvider>(time));
+        var table = host.Registry.GetTable("catalog");
+        await table.WaitForFirstResolutionAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotNull(table.Snapshot);
+        return host;
     }
 
     private static SentCall Send(MeshHost host, string id, HttpMethod? method = null, HttpContent? content = null, string? grpcTimeout = null)
