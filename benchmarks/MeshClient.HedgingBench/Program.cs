@@ -32,7 +32,7 @@ foreach (var round in Enumerable.Range(0, options.Rounds))
     {
         var result = await Cell.RunAsync(cell, ports, child, options);
         results.Add(result with { Round = round + 1 });
-        Console.WriteLine(result.Line());
+        Console.WriteLine(results[^1].Line());
     }
 }
 
