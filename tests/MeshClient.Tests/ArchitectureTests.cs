@@ -31,9 +31,10 @@ public sealed class ArchitectureTests
         ["Kubernetes"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security"],
         ["Balancing"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security"],
         ["Resilience"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
+        ["Hedging"] = [Root, "Model", "Configuration", "Telemetry", "Resilience"],
         ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience"],
-        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience"],
-        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Status", "Handlers"],
+        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging"],
+        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Status", "Handlers"],
     };
 
     private static readonly Assembly Mesh = typeof(MeshOptions).Assembly;

@@ -169,6 +169,11 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
             }
 
             var tried = context is not null && context.HasTried(state);
+            if (tried && context!.UntriedOnly)
+            {
+                continue; // a hedge never goes to an endpoint the call is already waiting on
+            }
+
             if (best is null
                 || (bestTried && !tried)
                 || (bestTried == tried && state.ConsecutiveFailures < best.State.ConsecutiveFailures))

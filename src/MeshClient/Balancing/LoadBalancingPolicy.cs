@@ -15,14 +15,15 @@ internal abstract class LoadBalancingPolicy
 
     /// <summary>
     /// Picks an endpoint of <see cref="EndpointSnapshot.Active"/>, avoiding those that <paramref name="context"/>
-    /// already tried while an untried one remains. Returns <see langword="null"/> when there is no endpoint.
+    /// already tried while an untried one remains (and, for a hedge, <see cref="MeshRequestContext.UntriedOnly"/>, only
+    /// an untried one). Returns <see langword="null"/> when there is no endpoint.
     /// </summary>
     public EndpointEntry? Pick(EndpointSnapshot snapshot, Randomizer random, MeshRequestContext? context)
     {
         var active = snapshot.Active;
         if (active.Length <= 1)
         {
-            return active.Length == 0 ? null : active[0];
+            return active.Length == 0 || (context is { UntriedOnly: true } && context.HasTried(active[0].State)) ? null : active[0];
         }
 
         var picked = PickCore(snapshot, random);
@@ -31,7 +32,7 @@ internal abstract class LoadBalancingPolicy
             return picked;
         }
 
-        return PickUntried(snapshot, random, context) ?? picked;
+        return PickUntried(snapshot, random, context) ?? (context.UntriedOnly ? null : picked);
     }
 
     protected abstract EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random);

@@ -3,7 +3,7 @@ using System.Globalization;
 namespace MeshClient.Configuration;
 
 /// <summary>
-/// The rules of <see cref="MeshResilienceOptions"/> and <see cref="SlowStartOptions"/>, global or per service, each
+/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>) and <see cref="SlowStartOptions"/>, global or per service, each
 /// failure naming its key (called by <see cref="MeshOptionsValidator"/>).
 /// </summary>
 internal static class FeatureOptionsValidation
@@ -49,6 +49,28 @@ internal static class FeatureOptionsValidation
         if (options.ConnectTimeout is { } connect && options.AttemptTimeout is { } attemptTimeout && connect > attemptTimeout)
         {
             failures.Add($"{prefix}:ConnectTimeout ({connect}) must not be longer than {prefix}:AttemptTimeout ({attemptTimeout}).");
+        }
+
+        ValidateHedging(failures, $"{prefix}:Hedging", options.Hedging);
+    }
+
+    /// <summary>Checks one set of hedging options (global or per service), naming the keys under <paramref name="prefix"/>.</summary>
+    public static void ValidateHedging(List<string> failures, string prefix, MeshHedgingOptions options)
+    {
+        Range(failures, prefix, nameof(options.Delay), options.Delay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MinDelay), options.MinDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MaxDelay), options.MaxDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MaxAttempts), options.MaxAttempts, 2, 10);
+        Range(failures, prefix, nameof(options.BudgetPercent), options.BudgetPercent, 0, 100);
+        Range(failures, prefix, nameof(options.BudgetMinPerSecond), options.BudgetMinPerSecond, 0, 100_000);
+        if (options.Percentile is { } percentile && !(percentile is >= 50 and <= 99.99))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{prefix}:Percentile must be between 50 and 99.99, was {percentile}."));
+        }
+
+        if (options.MinDelay is { } min && options.MaxDelay is { } max && min > max)
+        {
+            failures.Add($"{prefix}:MinDelay ({min}) must not be longer than {prefix}:MaxDelay ({max}).");
         }
     }
 

@@ -33,7 +33,16 @@ internal static class MeshConfigurationSchema
         ("RetryNonIdempotent", Value),
         ("AttemptTimeout", Value),
         ("ConnectTimeout", Value),
-        ("TotalTimeout", Value));
+        ("TotalTimeout", Value),
+        ("Hedging", Object(
+            ("Enabled", Value),
+            ("Delay", Value),
+            ("MaxAttempts", Value),
+            ("Percentile", Value),
+            ("MinDelay", Value),
+            ("MaxDelay", Value),
+            ("BudgetPercent", Value),
+            ("BudgetMinPerSecond", Value))));
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 

@@ -132,6 +132,7 @@ public static class MeshServiceCollectionExtensions
         services.AddMetrics();
         services.TryAddSingleton<MeshInstrumentation>();
         services.TryAddSingleton<ResilienceRegistry>();
+        services.TryAddSingleton<MeshClient.Hedging.HedgingRegistry>();
         services.TryAddSingleton<IEndpointHealthObserver, OutlierDetector>();
 
         // An application that enables OpenTelemetry records the mesh without naming it; nothing happens otherwise.

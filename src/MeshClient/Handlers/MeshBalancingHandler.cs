@@ -95,7 +95,8 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         catch (Exception ex)
         {
             var callerCancelled = cancellationToken.IsCancellationRequested;
-            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && context.DeadlinePassed(registry.TimeProvider));
+            // A hedge that lost (HedgeSettled) was cancelled by hedging: never charged to its endpoint, whatever the deadline.
+            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && !context.HedgeSettled && context.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET

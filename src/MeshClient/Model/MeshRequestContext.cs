@@ -8,11 +8,25 @@ namespace MeshClient.Model;
 /// outermost mesh handler and carried on the request (one typed key). Each feature keeps its own part of the call
 /// elsewhere: the retry state rides in Polly's <see cref="ResilienceContext"/> (<c>Resilience/RetryState</c>).
 /// </summary>
+/// <remarks>
+/// One attempt at a time touches the context, so it takes no lock, except once a call is hedged
+/// (<see cref="EnterConcurrentAttempts"/>, <c>Hedging/</c>): from then on, several attempts of the call pick, note and
+/// send at once, and the tried endpoints, the attempt count, the last endpoint and the attempt URIs change under one
+/// lock that the context makes then. A call that is never hedged pays one null check per access.
+/// </remarks>
 internal sealed class MeshRequestContext
 {
     public static readonly HttpRequestOptionsKey<MeshRequestContext> Key = new("MeshClient.RequestContext");
 
     private EndpointState?[] _tried = new EndpointState?[2];
+
+    // Null until the call is hedged (EnterConcurrentAttempts): then the state below changes under it.
+    private Lock? _sync;
+
+    // While hedged: the URIs of the attempts sent since (the current one is also AttemptUri).
+    private Uri?[]? _attemptUris;
+    private int _attemptUriCount;
+    private Uri? _attemptUri;
 
     public MeshRequestContext(string serviceName)
     {
@@ -31,9 +45,163 @@ internal sealed class MeshRequestContext
 
     /// <summary>
     /// Gets or sets the URI of the current attempt, as the balancer rewrote it: a connection opened for a request whose
-    /// URI is another object (a redirect target) is not a connection to a mesh endpoint.
+    /// URI is another object (a redirect target) is not a connection to a mesh endpoint. Once the call is hedged, the
+    /// latest attempt's; <see cref="IsAttemptUri"/> knows every attempt's.
     /// </summary>
-    public Uri? AttemptUri { get; set; }
+    public Uri? AttemptUri
+    {
+        get => _attemptUri;
+        set
+        {
+            if (Volatile.Read(ref _sync) is { } sync)
+            {
+                lock (sync)
+                {
+                    _attemptUri = value;
+                    AddAttemptUri(value);
+                }
+
+                return;
+            }
+
+            _attemptUri = value;
+        }
+    }
+
+    /// <summary>
+    /// Whether <paramref name="uri"/> is the URI an attempt of this call was rewritten to (the same object): the current
+    /// attempt's, or, once the call is hedged, that of any attempt sent since.
+    /// </summary>
+    public bool IsAttemptUri(Uri? uri)
+    {
+        if (uri is null)
+        {
+            return false;
+        }
+
+        if (Volatile.Read(ref _sync) is not { } sync)
+        {
+            return ReferenceEquals(_attemptUri, uri);
+        }
+
+        lock (sync)
+        {
+            for (var i = 0; i < _attemptUriCount; i++)
+            {
+                if (ReferenceEquals(_attemptUris![i], uri))
+                {
+                    return true;
+                }
+            }
+
+            return ReferenceEquals(_attemptUri, uri);
+        }
+    }
+
+    /// <summary>
+    /// Gets a value indicating whether the call is hedged: several of its attempts may be in flight at once
+    /// (<see cref="EnterConcurrentAttempts"/>).
+    /// </summary>
+    public bool IsHedged => Volatile.Read(ref _sync) is not null;
+
+    /// <summary>
+    /// Gets or sets a value indicating whether the next pick of this call may only take an endpoint it has not tried: set
+    /// by hedging for a hedge (never the endpoint an attempt is already waiting on), cleared by that pick
+    /// (<see cref="OnAttempt"/>) or by hedging when the hedge found no such endpoint (<see cref="SetUntriedOnly"/>).
+    /// </summary>
+    public bool UntriedOnly { get; private set; }
+
+    /// <summary>
+    /// Gets a value indicating whether a hedged try of the call has its answer, so that every attempt of it still in
+    /// flight is being cancelled by hedging: such a cancellation says nothing of its endpoint, whatever the deadline.
+    /// </summary>
+    public bool HedgeSettled { get; private set; }
+
+    /// <summary>
+    /// Lets several attempts of this call run at once (hedging calls it before its first hedge): from then on, the
+    /// context changes under a lock. Idempotent.
+    /// </summary>
+    public void EnterConcurrentAttempts()
+    {
+        if (Volatile.Read(ref _sync) is not null)
+        {
+            return;
+        }
+
+        var sync = new Lock();
+        lock (sync)
+        {
+            AddAttemptUri(_attemptUri);
+            Volatile.Write(ref _sync, sync);
+        }
+    }
+
+    /// <summary>Marks a hedged try as answered before its losers are cancelled (<see cref="HedgeSettled"/>), or clears that mark.</summary>
+    public void SetHedgeSettled(bool settled)
+    {
+        if (Volatile.Read(ref _sync) is { } sync)
+        {
+            lock (sync)
+            {
+                HedgeSettled = settled;
+            }
+
+            return;
+        }
+
+        HedgeSettled = settled;
+    }
+
+    /// <summary>
+    /// Names the endpoint that served the call (the span's endpoint) when a hedged try was won by an attempt that was not
+    /// the last one picked.
+    /// </summary>
+    public void OnServedBy(EndpointEntry endpoint)
+    {
+        if (Volatile.Read(ref _sync) is { } sync)
+        {
+            lock (sync)
+            {
+                LastEndpoint = endpoint;
+            }
+
+            return;
+        }
+
+        LastEndpoint = endpoint;
+    }
+
+    /// <summary>Sets or clears <see cref="UntriedOnly"/> (under the lock once hedged).</summary>
+    public void SetUntriedOnly(bool untriedOnly)
+    {
+        if (Volatile.Read(ref _sync) is { } sync)
+        {
+            lock (sync)
+            {
+                UntriedOnly = untriedOnly;
+            }
+
+            return;
+        }
+
+        UntriedOnly = untriedOnly;
+    }
+
+    private void AddAttemptUri(Uri? uri)
+    {
+        if (uri is null)
+        {
+            return;
+        }
+
+        _attemptUris ??= new Uri?[4];
+        if (_attemptUriCount == _attemptUris.Length)
+        {
+            Array.Resize(ref _attemptUris, _attemptUriCount * 2);
+        }
+
+        _attemptUris[_attemptUriCount++] = uri;
+    }
 
     /// <summary>
     /// Gets or sets the pipeline around one attempt of this call (the service's attempt timeout), set by the retry
@@ -121,6 +289,19 @@ internal sealed class MeshRequestContext
 
     public bool HasTried(EndpointState state)
     {
+        if (Volatile.Read(ref _sync) is { } sync)
+        {
+            lock (sync)
+            {
+                return HasTriedCore(state);
+            }
+        }
+
+        return HasTriedCore(state);
+    }
+
+    private bool HasTriedCore(EndpointState state)
+    {
         var tried = _tried;
         for (var i = 0; i < TriedCount; i++)
         {
@@ -143,10 +324,26 @@ internal sealed class MeshRequestContext
     /// <summary>Notes the endpoint an attempt goes to (called by the picker when it hands out a lease).</summary>
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
+        if (Volatile.Read(ref _sync) is { } sync)
+        {
+            lock (sync)
+            {
+                UntriedOnly = false;
+                OnAttemptCore(endpoint, policy);
+            }
+
+            return;
+        }
+
+        OnAttemptCore(endpoint, policy);
+    }
+
+    private void OnAttemptCore(EndpointEntry endpoint, string policy)
+    {
         Attempts++;
         LastEndpoint = endpoint;
         Policy = policy;
-        if (HasTried(endpoint.State))
+        if (HasTriedCore(endpoint.State))
         {
             return;
         }

@@ -49,8 +49,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
     public TlsTrust? ForRequest(HttpRequestMessage? request) =>
         request is not null
         && request.Options.TryGetValue(MeshRequestContext.Key, out var context)
-        && context.AttemptUri is { } attempt
-        && ReferenceEquals(attempt, request.RequestUri)
+        && context.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
             ? ForService(context.ServiceName)
             : null;
 

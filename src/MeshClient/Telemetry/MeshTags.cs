@@ -38,6 +38,15 @@ public static class MeshTags
     /// </summary>
     public const string GrpcStatusCode = "rpc.grpc.status_code";
 
+    /// <summary>The number of hedges a call sent (spans only; set only on a call that sent one).</summary>
+    public const string Hedges = "mesh.hedges";
+
+    /// <summary>
+    /// Which attempt of a hedged try answered: on the span, its number (0 the first attempt, 1 the first hedge); on the
+    /// hedge counter, <c>first</c>, <c>hedge</c> or <c>none</c> (every attempt failed).
+    /// </summary>
+    public const string HedgeWinner = "mesh.hedge.winner";
+
     /// <summary>The OpenTelemetry error type: an exception type name, an HTTP status code, or a gRPC status name (<c>UNAVAILABLE</c>).</summary>
     public const string ErrorType = "error.type";
 }

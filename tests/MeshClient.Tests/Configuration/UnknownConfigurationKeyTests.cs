@@ -289,6 +289,13 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "Meta" => "v2",
             "HealthCheckPath" => "/health",
             "DeregisterCriticalServiceAfter" => "00:10:00",
+            "Delay" => "00:00:00.050",
+            "MaxAttempts" => "3",
+            "Percentile" => "95",
+            "MinDelay" => "00:00:00.002",
+            "MaxDelay" => "00:00:00.500",
+            "BudgetPercent" => "10",
+            "BudgetMinPerSecond" => "1",
             _ => null,
         };
     }
