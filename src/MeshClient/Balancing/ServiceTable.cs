@@ -36,6 +36,7 @@ internal sealed partial class ServiceTable : IDisposable
     private int _usedSinceTick = 1;
     private long _lastUsed;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
+    private MeshOptions? _appliedWith; // the options of the last full Apply (its address filter)
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
     {
@@ -77,6 +78,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
+
+    /// <summary>Gets the endpoints of the last discovery answer that changed anything (diagnostics and tests).</summary>
+    internal EndpointEntry[] Entries => _entries;
 
     /// <summary>Gets the number of change-token registrations the table holds (0 or 1; diagnostics and tests).</summary>
     internal int ChangeRegistrations => Volatile.Read(ref _tokenRegistration) is null ? 0 : 1;
@@ -276,8 +280,18 @@ internal sealed partial class ServiceTable : IDisposable
                 : null;
         }
 
-        var endpoints = source.Endpoints;
         var feature = source.Features.Get<IMeshServiceFeature>();
+        if (!newSource && _resolution == ServiceResolution.Known && ReferenceEquals(_appliedWith, _registry.Options.Current))
+        {
+            // The periodic refresh of a service in use: discovery handed back the source it had, under the same options
+            // (so the same address filter). Nothing to rebuild, not even the entries: rebuilding them cost ~600 B per
+            // endpoint every 5 s, and left the snapshot's entries and the table's as two copies (benchmarks/results/scale.md).
+            var refreshed = _registry.TimeProvider.GetUtcNow();
+            _discovery = new DiscoveryInfo(feature?.ProviderName, _discovery?.Updated ?? refreshed, refreshed);
+            return;
+        }
+
+        var endpoints = source.Endpoints;
         var known = feature is not null;
         if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
         {
@@ -333,6 +347,7 @@ internal sealed partial class ServiceTable : IDisposable
 
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         _entries = [.. entries];
+        _appliedWith = allowed.Options;
         _publisher.SetEntries(_entries);
 
         _resolution = ServiceResolution.Known;
