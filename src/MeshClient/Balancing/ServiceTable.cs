@@ -27,6 +27,7 @@ internal sealed partial class ServiceTable : IDisposable
     private readonly Task _firstResolution;
     private volatile ServiceResolution _resolution;
     private volatile DiscoveryInfo? _discovery;
+    private long _refreshedTicks; // UTC ticks of the last answer that changed nothing (no DiscoveryInfo built for it)
     private readonly SnapshotPublisher _publisher;
     private readonly RefusedEndpointLog _refusedLog;
     private EndpointEntry[] _entries = [];
@@ -66,9 +67,20 @@ internal sealed partial class ServiceTable : IDisposable
 
     /// <summary>
     /// Gets what the last answer of discovery said about the service (for the status page), or <see langword="null"/>
-    /// before the first one. Replaced whole, so a reader never sees half of an update.
+    /// before the first one. Replaced whole, so a reader never sees half of an update; an answer that changed nothing
+    /// only moves <see cref="DiscoveryInfo.Refreshed"/> (a record is made for the reader, not on every refresh).
     /// </summary>
-    public DiscoveryInfo? Discovery => _discovery;
+    public DiscoveryInfo? Discovery
+    {
+        get
+        {
+            var discovery = _discovery;
+            var refreshed = Volatile.Read(ref _refreshedTicks);
+            return discovery is null || refreshed <= discovery.Refreshed.UtcTicks
+                ? discovery
+                : discovery with { Refreshed = new DateTimeOffset(refreshed, TimeSpan.Zero) };
+        }
+    }
 
     /// <summary>
     /// Gets or sets a value indicating whether the registry let go of this table (a dotted name nobody knows) before
@@ -280,17 +292,17 @@ internal sealed partial class ServiceTable : IDisposable
                 : null;
         }
 
-        var feature = source.Features.Get<IMeshServiceFeature>();
         if (!newSource && _resolution == ServiceResolution.Known && ReferenceEquals(_appliedWith, _registry.Options.Current))
         {
             // The periodic refresh of a service in use: discovery handed back the source it had, under the same options
             // (so the same address filter). Nothing to rebuild, not even the entries: rebuilding them cost ~600 B per
             // endpoint every 5 s, and left the snapshot's entries and the table's as two copies (benchmarks/results/scale.md).
-            var refreshed = _registry.TimeProvider.GetUtcNow();
-            _discovery = new DiscoveryInfo(feature?.ProviderName, _discovery?.Updated ?? refreshed, refreshed);
+            // Only the time of the answer is kept, without a new record: such a tick allocates nothing.
+            Volatile.Write(ref _refreshedTicks, _registry.TimeProvider.GetUtcNow().UtcTicks);
             return;
         }
 
+        var feature = source.Features.Get<IMeshServiceFeature>();
         var endpoints = source.Endpoints;
         var known = feature is not null;
         if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
