@@ -62,6 +62,7 @@ internal static class ScaleSetup
 /// alone refreshes, rebuilds its entries and snapshot, and publishes. <see cref="ConfigurationReload"/> is the static
 /// configuration: one key changes and the configuration reloads, so the options are bound and validated again and every
 /// table refreshes and rebuilds its snapshot (the options changed), which is what a file-based configuration costs.
+/// Every service is kept in use meanwhile (marked used each second, nothing sent).
 /// </summary>
 [MemoryDiagnoser]
 public class ScaleUpdateBenchmarks
@@ -74,6 +75,7 @@ public class ScaleUpdateBenchmarks
     private ServiceEndpoint[] _twentyOne = null!;
     private string _extraKey = null!;
     private bool _grow = true;
+    private Timer? _inUse;
 
     [GlobalSetup]
     public void Setup()
@@ -82,13 +84,23 @@ public class ScaleUpdateBenchmarks
         _watched = _mesh.Registry.GetTable(ScaleSetup.Watched);
         _configured = _mesh.Registry.GetTable(ScaleMesh.ServiceName(500));
         _tables = _mesh.Tables();
+
+        // Every service stays in use (as under traffic): each table's 5 s tick refreshes its discovery, which keeps the
+        // resolver's watcher of the service (and its providers' change tokens) alive. An idle service's watcher is
+        // dropped by the resolver after ~10–20 s, and a reload then reaches its table only when it is used again.
+        _inUse = new Timer(static s => Array.ForEach((ServiceTable[])s!, static t => t.MarkUsed()), _tables, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        Thread.Sleep(ServiceTableRegistry.RefreshInterval + TimeSpan.FromSeconds(1));
         _twentyOne = [.. ScaleSetup.Addresses(ScaleSetup.Endpoints + 1).Select(Endpoint)];
         _twenty = _twentyOne[..^1];
         _extraKey = "Mesh:Services:" + ScaleMesh.ServiceName(500) + ":Endpoints:" + ScaleSetup.Endpoints.ToString(CultureInfo.InvariantCulture) + ":Address";
     }
 
     [GlobalCleanup]
-    public void Cleanup() => _mesh.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    public void Cleanup()
+    {
+        _inUse?.Dispose();
+        _mesh.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
 
     private static ServiceEndpoint Endpoint(string address)
     {

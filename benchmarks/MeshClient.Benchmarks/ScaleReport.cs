@@ -39,7 +39,8 @@ internal static class ScaleReport
             await warmUp.UseEveryServiceAsync(4).ConfigureAwait(false);
         }
 
-        var rows = new List<(string Stage, long Bytes, string Note)>();
+        var rows = new List<(string Stage, long Bytes, TimeSpan Time, string Note)>();
+        var clock = new Stopwatch();
 
         // The baseline: the same container, the same client and one call, with no service configured.
         var before = Heap();
@@ -58,22 +59,26 @@ internal static class ScaleReport
 
         before = Heap();
         timersBefore = Timer.ActiveCount;
+        clock.Restart();
         var mesh = ScaleMesh.Build(configuration, services, endpoints, watched: false);
         await PassThroughAsync(mesh).ConfigureAwait(false);
-        rows.Add(("options bound and validated (the container over the baseline)", Heap() - before - baselineBytes, "MeshOptions.Services: 1 options object per service and per endpoint"));
+        rows.Add(("options bound and validated (the container over the baseline)", Heap() - before - baselineBytes, clock.Elapsed, "MeshOptions.Services: 1 options object per service and per endpoint"));
 
         await Dump(dumpDirectory, "1-container").ConfigureAwait(false);
         var stage = Heap();
+        clock.Restart();
         await mesh.ResolveEveryServiceAsync().ConfigureAwait(false);
-        rows.Add(("every table resolved (no call yet)", Heap() - stage, "table, timer, snapshot, entries, endpoint states, the resolver's watcher and providers"));
+        rows.Add(("every table resolved (no call yet)", Heap() - stage, clock.Elapsed, "table, timer, snapshot, entries, endpoint states, the resolver's watcher and providers"));
 
         stage = Heap();
+        clock.Restart();
         await mesh.UseEveryServiceAsync(1).ConfigureAwait(false);
-        rows.Add(("first call to every service", Heap() - stage, "Polly pipelines and retry budget per service; outlier state of the first endpoint"));
+        rows.Add(("first call to every service", Heap() - stage, clock.Elapsed, "Polly pipelines and retry budget per service; outlier state of the first endpoint"));
 
         stage = Heap();
+        clock.Restart();
         await mesh.UseEveryServiceAsync(calls - 1, everyEndpoint: true).ConfigureAwait(false);
-        rows.Add(($"{calls - 1} or more calls to every service, until every endpoint has had one", Heap() - stage, "outlier state (failure window) of every other endpoint"));
+        rows.Add(($"{calls - 1} or more calls to every service, until every endpoint has had one", Heap() - stage, clock.Elapsed, "outlier state (failure window) of every other endpoint"));
         var inUse = Heap();
         var meshBytes = inUse - before - baselineBytes;
         var tables = mesh.Tables();
@@ -86,14 +91,14 @@ internal static class ScaleReport
         Console.WriteLine($"- configuration data (the application's IConfiguration: {services * endpoints:N0} keys and values, not counted below): {Mb(configurationBytes)}");
         Console.WriteLine($"- tables {tables.Length:N0}, endpoint states {states:N0}, with outlier state {judged:N0}, services with pipelines {pipelines:N0}");
         Console.WriteLine();
-        Console.WriteLine("| stage | managed heap added | per endpoint | what |");
-        Console.WriteLine("|---|---:|---:|---|");
-        foreach (var (name, bytes, note) in rows)
+        Console.WriteLine("| stage | managed heap added | per endpoint | wall time (noisy) | what |");
+        Console.WriteLine("|---|---:|---:|---:|---|");
+        foreach (var (name, bytes, time, note) in rows)
         {
-            Console.WriteLine($"| {name} | {Mb(bytes)} | {bytes / (double)total:N0} B | {note} |");
+            Console.WriteLine($"| {name} | {Mb(bytes)} | {bytes / (double)total:N0} B | {time.TotalMilliseconds:N0} ms | {note} |");
         }
 
-        Console.WriteLine($"| **mesh state, in use** | **{Mb(meshBytes)}** | **{meshBytes / (double)total:N0} B** | **{Mb(meshBytes * 1000 / total)} per 1,000 endpoints** |");
+        Console.WriteLine($"| **mesh state, in use** | **{Mb(meshBytes)}** | **{meshBytes / (double)total:N0} B** | | **{Mb(meshBytes * 1000 / total)} per 1,000 endpoints** |");
         Console.WriteLine();
         Console.WriteLine($"Timers the mesh added (Timer.ActiveCount): {timers:N0} ({timers / (double)services:N2} per service); the options token links of the mesh's configuration provider: {mesh.Provider.GetServices<IServiceEndpointProviderFactory>().OfType<MeshConfigurationEndpointProviderFactory>().Single().OptionsTokenLinks:N0}.");
         Console.WriteLine();
