@@ -27,6 +27,7 @@ internal sealed partial class ServiceTable : IDisposable
     private readonly Task _firstResolution;
     private volatile ServiceResolution _resolution;
     private volatile DiscoveryInfo? _discovery;
+    private long _refreshedTicks; // UTC ticks of the last answer that changed nothing (no DiscoveryInfo built for it)
     private readonly SnapshotPublisher _publisher;
     private readonly RefusedEndpointLog _refusedLog;
     private EndpointEntry[] _entries = [];
@@ -36,6 +37,7 @@ internal sealed partial class ServiceTable : IDisposable
     private int _usedSinceTick = 1;
     private long _lastUsed;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
+    private MeshOptions? _appliedWith; // the options of the last full Apply (its address filter)
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
     {
@@ -65,9 +67,20 @@ internal sealed partial class ServiceTable : IDisposable
 
     /// <summary>
     /// Gets what the last answer of discovery said about the service (for the status page), or <see langword="null"/>
-    /// before the first one. Replaced whole, so a reader never sees half of an update.
+    /// before the first one. Replaced whole, so a reader never sees half of an update; an answer that changed nothing
+    /// only moves <see cref="DiscoveryInfo.Refreshed"/> (a record is made for the reader, not on every refresh).
     /// </summary>
-    public DiscoveryInfo? Discovery => _discovery;
+    public DiscoveryInfo? Discovery
+    {
+        get
+        {
+            var discovery = _discovery;
+            var refreshed = Volatile.Read(ref _refreshedTicks);
+            return discovery is null || refreshed <= discovery.Refreshed.UtcTicks
+                ? discovery
+                : discovery with { Refreshed = new DateTimeOffset(refreshed, TimeSpan.Zero) };
+        }
+    }
 
     /// <summary>
     /// Gets or sets a value indicating whether the registry let go of this table (a dotted name nobody knows) before
@@ -77,6 +90,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
+
+    /// <summary>Gets the endpoints of the last discovery answer that changed anything (diagnostics and tests).</summary>
+    internal EndpointEntry[] Entries => _entries;
 
     /// <summary>Gets the number of change-token registrations the table holds (0 or 1; diagnostics and tests).</summary>
     internal int ChangeRegistrations => Volatile.Read(ref _tokenRegistration) is null ? 0 : 1;
@@ -276,8 +292,18 @@ internal sealed partial class ServiceTable : IDisposable
                 : null;
         }
 
-        var endpoints = source.Endpoints;
+        if (!newSource && _resolution == ServiceResolution.Known && ReferenceEquals(_appliedWith, _registry.Options.Current))
+        {
+            // The periodic refresh of a service in use: discovery handed back the source it had, under the same options
+            // (so the same address filter). Nothing to rebuild, not even the entries: rebuilding them cost ~540 B per
+            // endpoint every 5 s, and left the snapshot's entries and the table's as two copies (benchmarks/results/scale.md).
+            // Only the time of the answer is kept, without a new record: such a tick allocates nothing.
+            Volatile.Write(ref _refreshedTicks, _registry.TimeProvider.GetUtcNow().UtcTicks);
+            return;
+        }
+
         var feature = source.Features.Get<IMeshServiceFeature>();
+        var endpoints = source.Endpoints;
         var known = feature is not null;
         if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
         {
@@ -333,6 +359,7 @@ internal sealed partial class ServiceTable : IDisposable
 
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         _entries = [.. entries];
+        _appliedWith = allowed.Options;
         _publisher.SetEntries(_entries);
 
         _resolution = ServiceResolution.Known;
