@@ -76,6 +76,14 @@ internal sealed class MeshRequestContext
     public bool DeadlinePassed(TimeProvider time) =>
         Deadline is { } deadline && time.GetElapsedTime(_deadlineStart) >= deadline - DeadlineGrace;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether the last attempt's endpoint asked not to be called (<c>Retry-After</c>, a
+    /// gRPC pushback) while another healthy endpoint that this call has not tried can take the next attempt: the retry
+    /// then goes there at once, without the delay the endpoint asked for (set when the attempt's lease completes,
+    /// cleared by the next attempt).
+    /// </summary>
+    public bool RetryElsewhereAtOnce { get; set; }
+
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;
 
@@ -104,6 +112,7 @@ internal sealed class MeshRequestContext
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
         Attempts++;
+        RetryElsewhereAtOnce = false;
         LastEndpoint = endpoint;
         Policy = policy;
         if (HasTried(endpoint.State))
