@@ -79,6 +79,13 @@ internal readonly struct EndpointLease
     }
 
     /// <summary>
+    /// Reads the load the endpoint reported in a response's headers or trailers (ORCA), when the service's policy uses it
+    /// (<see cref="ServiceTable.RecordLoadReport"/>).
+    /// </summary>
+    /// <param name="headers">The response's headers, or its trailers.</param>
+    public void ReadLoadReport(System.Net.Http.Headers.HttpHeaders headers) => _table.RecordLoadReport(_snapshot, Endpoint, headers);
+
+    /// <summary>
     /// Marks the response headers of a gRPC call whose body (messages, then trailers with the status) is still to come:
     /// the time to the headers is the endpoint's latency sample (a stream's length is the caller's business, not the
     /// endpoint's speed), and the call stops being load for the pick but stays open on the endpoint

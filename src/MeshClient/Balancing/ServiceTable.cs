@@ -128,6 +128,19 @@ internal sealed partial class ServiceTable : IDisposable
     }
 
     /// <summary>
+    /// Reads the load an endpoint reported in a response (ORCA's <c>endpoint-load-metrics</c>, <see cref="OrcaLoadReport"/>)
+    /// into its <see cref="EndpointState.LoadReport"/>, when the service's policy weighs endpoints by it: no other policy
+    /// pays for the header's lookup.
+    /// </summary>
+    public void RecordLoadReport(EndpointSnapshot snapshot, EndpointEntry endpoint, System.Net.Http.Headers.HttpHeaders headers)
+    {
+        if (snapshot.Policy.ReadsLoadReports && OrcaLoadReport.TryRead(headers, out var report))
+        {
+            endpoint.State.GetOrCreateLoadReport().Record(report, _registry.TimeProvider.GetTimestamp());
+        }
+    }
+
+    /// <summary>
     /// Records the response headers of a gRPC call whose body is still open (<see cref="EndpointLease.Answered"/>): the
     /// time to them is a latency sample of a success. Returns the timestamp of the headers.
     /// </summary>

@@ -37,6 +37,12 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
+    private static readonly ConfigurationSchema WeightedRoundRobin = Object(
+        ("BlackoutPeriod", Value),
+        ("WeightExpirationPeriod", Value),
+        ("WeightUpdatePeriod", Value),
+        ("ErrorUtilizationPenalty", Value));
+
     private static readonly ConfigurationSchema Tls = Object(
         ("CaCertificateFile", Value),
         ("TrustSystemCertificates", Value),
@@ -52,6 +58,7 @@ internal static class MeshConfigurationSchema
         ("Endpoints", Collection(Endpoint)),
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
@@ -63,6 +70,7 @@ internal static class MeshConfigurationSchema
         ("Resilience", Resilience),
         ("PeakEwma", Object(("DecayTime", Value), ("DefaultRtt", Value), ("FailurePenalty", Value))),
         ("SlowStart", SlowStart),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),
         ("AllowedNetworks", Collection(Value)),
         ("AllowedHostNames", Collection(Value)));
