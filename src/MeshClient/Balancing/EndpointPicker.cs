@@ -63,7 +63,7 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
     private EndpointLease Lease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, MeshRequestContext? context)
     {
         context?.OnAttempt(endpoint, snapshot.Policy.Name);
-        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp());
+        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp(), context);
     }
 
     /// <summary>

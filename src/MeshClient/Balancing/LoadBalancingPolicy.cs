@@ -5,13 +5,17 @@ namespace MeshClient.Balancing;
 
 /// <summary>
 /// A load-balancing policy. Implementations are stateless apart from what the snapshot holds, lock-free and
-/// allocation-free. Every policy honours weights: under equal load an endpoint's share follows its weight.
+/// allocation-free. Every policy honours weights: under equal load an endpoint's share follows its weight (for
+/// <see cref="WeightedRoundRobinPolicy"/>, the weights the endpoints report, once they report).
 /// </summary>
 internal abstract class LoadBalancingPolicy
 {
     public abstract string Name { get; }
 
     public virtual bool NeedsRoundRobinSequence => false;
+
+    /// <summary>Gets a value indicating whether the policy weighs endpoints by the load they report (ORCA): only then are reports read.</summary>
+    public virtual bool ReadsLoadReports => false;
 
     /// <summary>
     /// Picks an endpoint of <see cref="EndpointSnapshot.Active"/>, avoiding those that <paramref name="context"/>
@@ -93,11 +97,13 @@ internal abstract class LoadBalancingPolicy
         return null;
     }
 
-    public static LoadBalancingPolicy Create(string name, MeshOptions options, TimeProvider timeProvider) => name switch
+    /// <summary>Creates the policy named <paramref name="name"/> (normalized) with the options of the mesh and of the service.</summary>
+    public static LoadBalancingPolicy Create(string name, MeshOptions options, TimeProvider timeProvider, MeshServiceOptions? service = null) => name switch
     {
         LoadBalancerNames.RoundRobin => RoundRobinPolicy.Instance,
         LoadBalancerNames.Random => RandomPolicy.Instance,
         LoadBalancerNames.LeastRequest => LeastRequestPolicy.Instance,
+        LoadBalancerNames.WeightedRoundRobin => new WeightedRoundRobinPolicy(options.WeightedRoundRobin, service?.WeightedRoundRobin, timeProvider),
         _ => new PeakEwmaPolicy(
             options.PeakEwma.DefaultRtt.TotalSeconds * timeProvider.TimestampFrequency,
             options.PeakEwma.DecayTime.TotalSeconds * timeProvider.TimestampFrequency,

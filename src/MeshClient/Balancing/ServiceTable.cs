@@ -111,19 +111,49 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Gets the lock that serialises snapshot rebuilds and health transitions (never taken on the hot path).</summary>
     public Lock HealthLock => _publisher.Lock;
 
+    /// <summary>
+    /// The longest <c>Retry-After</c> (or gRPC pushback) taken as an endpoint's latency sample (Linkerd's
+    /// <c>load-biaser-max-retry-after</c>: 300 s).
+    /// </summary>
+    internal static readonly TimeSpan MaxRetryAfterSample = TimeSpan.FromSeconds(300);
+
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
-    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
+    /// <param name="snapshot">The snapshot the attempt was picked from.</param>
+    /// <param name="endpoint">The endpoint.</param>
+    /// <param name="startTimestamp">When the attempt started.</param>
+    /// <param name="outcome">How it ended.</param>
+    /// <param name="wasProbe">Whether it was the endpoint's probe.</param>
+    /// <param name="retryAfter">
+    /// How long the endpoint asked not to be called (<c>Retry-After</c>, <c>grpc-retry-pushback-ms</c>), or zero: the
+    /// failure's latency sample is at least that long (capped at <see cref="MaxRetryAfterSample"/>), as Linkerd's load
+    /// biaser records it, so that peak-EWMA keeps away from the endpoint even where it is not ejected (panic mode,
+    /// <c>MaxEjectionPercent: 0</c>).
+    /// </param>
+    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe, TimeSpan retryAfter = default)
     {
         // A cancelled attempt and a failure of our own say nothing of the endpoint.
         if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
             var now = _registry.TimeProvider.GetTimestamp();
             var failed = outcome != AttemptOutcome.Success;
-            snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, now - startTimestamp, now, failed);
+            snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, WithRetryAfter(now - startTimestamp, retryAfter), now, failed);
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
         Judge(endpoint, outcome, wasProbe);
+    }
+
+    /// <summary>
+    /// Reads the load an endpoint reported in a response (ORCA's <c>endpoint-load-metrics</c>, <see cref="OrcaLoadReport"/>)
+    /// into its <see cref="EndpointState.LoadReport"/>, when the service's policy weighs endpoints by it: no other policy
+    /// pays for the header's lookup.
+    /// </summary>
+    public void RecordLoadReport(EndpointSnapshot snapshot, EndpointEntry endpoint, System.Net.Http.Headers.HttpHeaders headers)
+    {
+        if (snapshot.Policy.ReadsLoadReports && OrcaLoadReport.TryRead(headers, out var report))
+        {
+            endpoint.State.GetOrCreateLoadReport().Record(report, _registry.TimeProvider.GetTimestamp());
+        }
     }
 
     /// <summary>
@@ -143,7 +173,7 @@ internal sealed partial class ServiceTable : IDisposable
     /// latency is the time to the headers (the penalty decides), never the time the stream stayed open. The attempt
     /// was counted once in flight and is released once (by the lease): nothing here touches the in-flight counts.
     /// </summary>
-    public void RecordLateOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, long answeredAt, AttemptOutcome outcome, bool wasProbe)
+    public void RecordLateOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, long answeredAt, AttemptOutcome outcome, bool wasProbe, TimeSpan retryAfter = default)
     {
         if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
@@ -151,13 +181,25 @@ internal sealed partial class ServiceTable : IDisposable
             var failed = outcome != AttemptOutcome.Success;
             if (failed)
             {
-                snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, answeredAt - startTimestamp, now, failed: true);
+                snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, WithRetryAfter(answeredAt - startTimestamp, retryAfter), now, failed: true);
             }
 
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
         Judge(endpoint, outcome, wasProbe);
+    }
+
+    /// <summary>An attempt's duration, or the time its endpoint asked not to be called if longer (capped), in timestamp units.</summary>
+    private long WithRetryAfter(long elapsed, TimeSpan retryAfter)
+    {
+        if (retryAfter <= TimeSpan.Zero)
+        {
+            return elapsed;
+        }
+
+        var asked = retryAfter < MaxRetryAfterSample ? retryAfter : MaxRetryAfterSample;
+        return Math.Max(elapsed, (long)(asked.TotalSeconds * _registry.TimeProvider.TimestampFrequency));
     }
 
     private void Judge(EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)

@@ -3,7 +3,8 @@ using System.Globalization;
 namespace MeshClient.Configuration;
 
 /// <summary>
-/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>) and <see cref="SlowStartOptions"/>, global or per service, each
+/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>), <see cref="SlowStartOptions"/> and
+/// <see cref="WeightedRoundRobinOptions"/>, global or per service, each
 /// failure naming its key (called by <see cref="MeshOptionsValidator"/>).
 /// </summary>
 internal static class FeatureOptionsValidation
@@ -106,6 +107,18 @@ internal static class FeatureOptionsValidation
         if (options.MinWeightPercent is { } percent)
         {
             MeshOptionsValidator.ValidateRange(failures, $"{key}:MinWeightPercent", percent, 1, 100);
+        }
+    }
+
+    /// <summary>Checks one set of weighted-round-robin options, naming the keys under <paramref name="key"/>.</summary>
+    public static void ValidateWeightedRoundRobin(List<string> failures, string key, WeightedRoundRobinOptions options)
+    {
+        Range(failures, key, nameof(options.BlackoutPeriod), options.BlackoutPeriod, TimeSpan.Zero, TimeSpan.FromHours(1));
+        Range(failures, key, nameof(options.WeightExpirationPeriod), options.WeightExpirationPeriod, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1));
+        Range(failures, key, nameof(options.WeightUpdatePeriod), options.WeightUpdatePeriod, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10));
+        if (options.ErrorUtilizationPenalty is { } penalty && !(penalty is >= 0 and <= 100))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:ErrorUtilizationPenalty must be between 0 and 100, was {penalty}."));
         }
     }
 }

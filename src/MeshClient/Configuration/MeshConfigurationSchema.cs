@@ -47,6 +47,11 @@ internal static class MeshConfigurationSchema
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
     private static readonly ConfigurationSchema Deadlines = Object(("Propagate", Value));
+    private static readonly ConfigurationSchema WeightedRoundRobin = Object(
+        ("BlackoutPeriod", Value),
+        ("WeightExpirationPeriod", Value),
+        ("WeightUpdatePeriod", Value),
+        ("ErrorUtilizationPenalty", Value));
 
     private static readonly ConfigurationSchema Tls = Object(
         ("CaCertificateFile", Value),
@@ -64,6 +69,7 @@ internal static class MeshConfigurationSchema
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
         ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
@@ -76,6 +82,7 @@ internal static class MeshConfigurationSchema
         ("PeakEwma", Object(("DecayTime", Value), ("DefaultRtt", Value), ("FailurePenalty", Value))),
         ("SlowStart", SlowStart),
         ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),
         ("AllowedNetworks", Collection(Value)),
         ("AllowedHostNames", Collection(Value)));

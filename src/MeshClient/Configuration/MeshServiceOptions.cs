@@ -39,6 +39,13 @@ public sealed class MeshServiceOptions
     public MeshDeadlineOptions Deadlines { get; } = new();
 
     /// <summary>
+    /// Gets the tuning of the <see cref="LoadBalancerNames.WeightedRoundRobin"/> policy for this service
+    /// (<c>Mesh:Services:{name}:WeightedRoundRobin</c>); unset values take the global
+    /// <see cref="MeshOptions.WeightedRoundRobin"/> ones.
+    /// </summary>
+    public WeightedRoundRobinOptions WeightedRoundRobin { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
     /// global <see cref="MeshOptions.Tls"/> ones.
     /// </summary>

@@ -71,6 +71,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         try
         {
             var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            lease.ReadLoadReport(response.Headers);
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {

@@ -22,6 +22,7 @@ internal sealed class EndpointState
     private int _removed;
     private long _slowStartSince;
     private long _ejectedUntil;
+    private EndpointLoadReport? _loadReport;
 
     /// <summary>The least weight of a sample below the estimate: the estimate follows an endpoint's last few dozen answers.</summary>
     internal const double MinSampleWeight = 1.0 / 16;
@@ -94,6 +95,16 @@ internal sealed class EndpointState
         get => Volatile.Read(ref _ejectedUntil);
         set => Volatile.Write(ref _ejectedUntil, value);
     }
+
+    /// <summary>
+    /// Gets the load the endpoint last reported of itself (ORCA, <see cref="OrcaLoadReport"/>), or <see langword="null"/>
+    /// before its first report was read.
+    /// </summary>
+    public EndpointLoadReport? LoadReport => Volatile.Read(ref _loadReport);
+
+    /// <summary>Gets <see cref="LoadReport"/>, making it at the endpoint's first report (once per endpoint).</summary>
+    public EndpointLoadReport GetOrCreateLoadReport() =>
+        Volatile.Read(ref _loadReport) ?? Interlocked.CompareExchange(ref _loadReport, new EndpointLoadReport(), null) ?? _loadReport!;
 
     /// <summary>Gets or sets what outlier detection keeps for the endpoint (written by it, under a lock of this state).</summary>
     public EndpointHealth? Health { get; set; }

@@ -284,6 +284,14 @@ internal sealed class MeshRequestContext
     /// </summary>
     public bool DeadlinePassed(TimeProvider time) => _deadline is { } call && time.GetElapsedTime(call.Start) >= call.PassedAfter;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether the last attempt's endpoint asked not to be called (<c>Retry-After</c>, a
+    /// gRPC pushback) while another healthy endpoint that this call has not tried can take the next attempt: the retry
+    /// then goes there at once, without the delay the endpoint asked for (set when the attempt's lease completes,
+    /// cleared by the next attempt).
+    /// </summary>
+    public bool RetryElsewhereAtOnce { get; set; }
+
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;
 
@@ -341,6 +349,7 @@ internal sealed class MeshRequestContext
     private void OnAttemptCore(EndpointEntry endpoint, string policy)
     {
         Attempts++;
+        RetryElsewhereAtOnce = false;
         LastEndpoint = endpoint;
         Policy = policy;
         if (HasTriedCore(endpoint.State))
