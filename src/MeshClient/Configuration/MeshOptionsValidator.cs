@@ -42,6 +42,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
             FeatureOptionsValidation.ValidateResilience(failures, $"{prefix}:Resilience", service.Resilience);
             FeatureOptionsValidation.ValidateSlowStart(failures, $"{prefix}:SlowStart", service.SlowStart);
+            RouteOptionsValidation.Validate(failures, prefix, serviceName, service, options);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {

@@ -86,7 +86,7 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
 
         // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
+        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name), services.GetRequiredService<Routing.MeshRouter>()));
         handlers.Add(new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>()));
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptTimeoutHandler());

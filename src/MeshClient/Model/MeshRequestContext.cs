@@ -17,9 +17,19 @@ internal sealed class MeshRequestContext
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
+        Backend = serviceName;
     }
 
     public string ServiceName { get; }
+
+    /// <summary>
+    /// Gets or sets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or
+    /// the backend its route chose (<c>Routing/</c>), decided once before the first attempt so that a retry stays in it.
+    /// </summary>
+    public string Backend { get; set; }
+
+    /// <summary>Gets or sets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
+    public string? Route { get; set; }
 
     public int Attempts { get; private set; }
 
@@ -42,18 +52,37 @@ internal sealed class MeshRequestContext
     public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
     /// <summary>
-    /// Gets the call's own deadline, from its start (gRPC's <c>grpc-timeout</c> request header), or <see langword="null"/>:
-    /// it bounds the service's total and attempt timeouts for this call (the shorter wins).
+    /// Gets the call's own deadline, from its start (gRPC's <c>grpc-timeout</c> request header, or its route's
+    /// <c>Timeout</c>, whichever is shorter), or <see langword="null"/>: it bounds the service's total and attempt
+    /// timeouts for this call (the shorter wins).
     /// </summary>
     public TimeSpan? Deadline { get; private set; }
 
     private long _deadlineStart;
+    private bool _exactDeadline;
 
     /// <summary>Sets the call's deadline, counted from <paramref name="startTimestamp"/> (a <see cref="TimeProvider"/> timestamp).</summary>
     public void SetDeadline(TimeSpan deadline, long startTimestamp)
     {
         Deadline = deadline;
         _deadlineStart = startTimestamp;
+    }
+
+    /// <summary>
+    /// Bounds the call's deadline by <paramref name="timeout"/> counted from <paramref name="startTimestamp"/> (a route's
+    /// <c>Timeout</c>): the shorter of the two wins. A deadline set here has no <see cref="DeadlineGrace"/> (no other
+    /// timer ends the call first).
+    /// </summary>
+    public void LimitDeadline(TimeSpan timeout, long startTimestamp)
+    {
+        if (Deadline is { } deadline && deadline + DeadlineGrace <= timeout)
+        {
+            return;
+        }
+
+        Deadline = timeout;
+        _deadlineStart = startTimestamp;
+        _exactDeadline = true;
     }
 
     /// <summary>
@@ -64,8 +93,8 @@ internal sealed class MeshRequestContext
     /// </summary>
     public TimeSpan? Remaining(TimeProvider time) => Deadline - time.GetElapsedTime(_deadlineStart) + DeadlineGrace;
 
-    /// <summary>Gets a tenth of the deadline, at least 20 ms and at most 250 ms (zero without a deadline).</summary>
-    public TimeSpan DeadlineGrace => Deadline is { } deadline
+    /// <summary>Gets a tenth of the deadline, at least 20 ms and at most 250 ms (zero without a deadline, or for one set by <see cref="LimitDeadline"/>).</summary>
+    public TimeSpan DeadlineGrace => Deadline is { } deadline && !_exactDeadline
         ? TimeSpan.FromTicks(Math.Clamp(deadline.Ticks / 10, 20 * TimeSpan.TicksPerMillisecond, 250 * TimeSpan.TicksPerMillisecond))
         : TimeSpan.Zero;
 

@@ -51,7 +51,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
         && request.Options.TryGetValue(MeshRequestContext.Key, out var context)
         && context.AttemptUri is { } attempt
         && ReferenceEquals(attempt, request.RequestUri)
-            ? ForService(context.ServiceName)
+            ? ForService(context.Backend) // the service whose endpoint it is (its route's backend, if routed)
             : null;
 
     /// <summary>Configures the TLS of a mesh client's primary handler, when TLS is configured at all.</summary>

@@ -1,0 +1,156 @@
+using MeshClient.Model;
+
+namespace MeshClient.Routing;
+
+/// <summary>One backend of a compiled route: a service and its weight.</summary>
+/// <param name="Service">The backend service (as a request's host would spell it).</param>
+/// <param name="Weight">Its configured weight.</param>
+/// <param name="Health">What the split knows of it (shared by every route that names it).</param>
+internal sealed record RouteBackend(string Service, int Weight, BackendHealth Health);
+
+/// <summary>
+/// One compiled route of a service: its match, its backends with the prefix sums of their weights, its timeout.
+/// Immutable; the choice of a backend takes no lock and allocates nothing.
+/// </summary>
+internal sealed class CompiledRoute
+{
+    private readonly long[] _cumulative;
+    private readonly long _total;
+    private readonly ulong _weighted; // the backends with a positive weight, one bit each (at most 16 backends)
+
+    public CompiledRoute(string name, RouteMatch match, RouteBackend[] backends, TimeSpan? timeout)
+    {
+        Name = name;
+        Match = match;
+        Backends = backends;
+        Timeout = timeout;
+        _cumulative = new long[backends.Length];
+        for (var i = 0; i < backends.Length; i++)
+        {
+            _total += backends[i].Weight;
+            _cumulative[i] = _total;
+            _weighted |= backends[i].Weight > 0 ? 1UL << i : 0;
+        }
+    }
+
+    public string Name { get; }
+
+    public RouteMatch Match { get; }
+
+    public RouteBackend[] Backends { get; }
+
+    /// <summary>Gets the total timeout of the calls the route takes, or <see langword="null"/> for the backend's own.</summary>
+    public TimeSpan? Timeout { get; }
+
+    /// <summary>
+    /// Chooses the backend of one call: in proportion to the weights among the backends that have a healthy endpoint
+    /// (the others' weight goes to them); a backend with only a probing endpoint gets one call per
+    /// <see cref="BackendHealth.ProbeInterval"/>, so that its probe can readmit it; when no backend has a healthy
+    /// endpoint, in proportion to the weights as usual (the call then fails as one to a service with no healthy
+    /// endpoint would). A single backend is chosen without a look at its health.
+    /// </summary>
+    public RouteBackend Choose(Randomizer random, TimeProvider time)
+    {
+        var backends = Backends;
+        if (backends.Length == 1)
+        {
+            return backends[0];
+        }
+
+        ulong down = 0, probing = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((_weighted & (1UL << i)) == 0)
+            {
+                continue;
+            }
+
+            var availability = backends[i].Health.Read();
+            if (availability != BackendAvailability.Available)
+            {
+                down |= 1UL << i;
+                probing |= availability == BackendAvailability.Probing ? 1UL << i : 0;
+            }
+        }
+
+        if (down == 0 || down == _weighted)
+        {
+            return backends[Draw(random.NextInt64(_total))];
+        }
+
+        for (var i = 0; probing != 0; i++, probing >>= 1)
+        {
+            if ((probing & 1) != 0 && backends[i].Health.TryTakeProbe(time))
+            {
+                return backends[i];
+            }
+        }
+
+        // The weight of the backends that are down goes to the others, in proportion to theirs.
+        long total = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            total += (down & (1UL << i)) == 0 ? backends[i].Weight : 0;
+        }
+
+        var ticket = random.NextInt64(total);
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((down & (1UL << i)) != 0)
+            {
+                continue;
+            }
+
+            if (ticket < backends[i].Weight)
+            {
+                return backends[i];
+            }
+
+            ticket -= backends[i].Weight;
+        }
+
+        return backends[^1]; // not reached: the tickets cover the backends that are up
+    }
+
+    /// <summary>
+    /// The share of the route's calls each backend takes now, in percent (the weights after the backends without a
+    /// healthy endpoint gave theirs to the others), with each backend's availability; for the status page.
+    /// </summary>
+    public (RouteBackend Backend, BackendAvailability Availability, double Share)[] Shares()
+    {
+        var backends = Backends;
+        var result = new (RouteBackend, BackendAvailability, double)[backends.Length];
+        long up = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            var availability = backends[i].Health.Peek();
+            result[i] = (backends[i], availability, 0);
+            up += availability == BackendAvailability.Available ? backends[i].Weight : 0;
+        }
+
+        var allDown = up == 0 || backends.Length == 1;
+        var total = allDown ? _total : up;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            var counts = allDown || result[i].Item2 == BackendAvailability.Available;
+            result[i].Item3 = counts ? Math.Round(100.0 * backends[i].Weight / total, 2) : 0;
+        }
+
+        return result;
+    }
+
+    /// <summary>The backend whose prefix sum first exceeds <paramref name="ticket"/> (a linear scan: at most 16).</summary>
+    private int Draw(long ticket)
+    {
+        var cumulative = _cumulative;
+        for (var i = 0; i < cumulative.Length; i++)
+        {
+            if (ticket < cumulative[i])
+            {
+                return i;
+            }
+        }
+
+        return cumulative.Length - 1;
+    }
+}
