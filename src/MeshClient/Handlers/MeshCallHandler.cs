@@ -70,7 +70,11 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
-            router?.Route(request, context, start); // a service with routes: its backend, for every attempt of the call
+            if (router is not null)
+            {
+                await router.RouteAsync(request, context, start, cancellationToken).ConfigureAwait(false); // a service with routes: its backend, for every attempt
+            }
+
             response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)

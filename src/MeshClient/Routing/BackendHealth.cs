@@ -7,8 +7,14 @@ namespace MeshClient.Routing;
 /// <summary>Whether a route's backend takes its share of the split.</summary>
 internal enum BackendAvailability
 {
-    /// <summary>It has a healthy endpoint (or discovery has not answered yet): it takes its share.</summary>
+    /// <summary>It has a healthy endpoint: it takes its share.</summary>
     Available,
+
+    /// <summary>
+    /// Discovery has not answered for it yet (its first calls): the route waits for that answer before it chooses
+    /// (<see cref="BackendHealth.WhenResolvedAsync"/>), so that a backend nobody knows never takes a call.
+    /// </summary>
+    Pending,
 
     /// <summary>
     /// No endpoint is healthy and one is probing (its ejection ended): it takes no share but one call now and then
@@ -107,6 +113,11 @@ internal sealed partial class BackendHealth
         return Interlocked.CompareExchange(ref _lastProbe, now, last) == last;
     }
 
+    /// <summary>Completes when discovery has answered for the backend the first time (at once when it has).</summary>
+    /// <param name="cancellationToken">Cancels the wait (the call's token).</param>
+    public Task WhenResolvedAsync(CancellationToken cancellationToken) =>
+        Volatile.Read(ref _table) is { IsDisposed: false } table ? table.WaitForFirstResolutionAsync(cancellationToken) : Task.CompletedTask;
+
     private ServiceTable? Attach()
     {
         if (_registry.IsExternal(Service))
@@ -123,13 +134,13 @@ internal sealed partial class BackendHealth
     {
         var resolution = table?.Resolution ?? ServiceResolution.Unknown;
         var (availability, reason) = snapshot is not null ? Assess(snapshot)
-            : resolution == ServiceResolution.Pending ? (BackendAvailability.Available, null)
+            : resolution == ServiceResolution.Pending ? (BackendAvailability.Pending, null)
             : resolution == ServiceResolution.Failed ? (BackendAvailability.Down, "its discovery failed")
             : (BackendAvailability.Down, "no discovery provider knows it");
         _view = new View(table, snapshot, resolution, availability);
 
         var outOfSplit = availability == BackendAvailability.Available ? 0 : 1;
-        if (Interlocked.Exchange(ref _outOfSplit, outOfSplit) != outOfSplit)
+        if (availability != BackendAvailability.Pending && Interlocked.Exchange(ref _outOfSplit, outOfSplit) != outOfSplit)
         {
             if (outOfSplit == 1)
             {
@@ -168,8 +179,8 @@ internal sealed partial class BackendHealth
     /// <summary>The verdict on one published snapshot of the backend (replaced whole).</summary>
     private sealed record View(ServiceTable? Table, EndpointSnapshot? Snapshot, ServiceResolution Resolution, BackendAvailability Availability)
     {
-        /// <summary>Before the first read: available (a backend is assumed up until its table says otherwise).</summary>
-        public static readonly View Initial = new(null, null, ServiceResolution.Pending, BackendAvailability.Available);
+        /// <summary>Before the first read: not known yet.</summary>
+        public static readonly View Initial = new(null, null, ServiceResolution.Pending, BackendAvailability.Pending);
     }
 
     private static partial class Log

@@ -47,9 +47,11 @@ internal sealed class CompiledRoute
     /// (the others' weight goes to them); a backend with only a probing endpoint gets one call per
     /// <see cref="BackendHealth.ProbeInterval"/>, so that its probe can readmit it; when no backend has a healthy
     /// endpoint, in proportion to the weights as usual (the call then fails as one to a service with no healthy
-    /// endpoint would). A single backend is chosen without a look at its health.
+    /// endpoint would). A single backend is chosen without a look at its health. Returns <see langword="null"/> while a
+    /// backend's discovery has not answered yet and <paramref name="pendingIsUp"/> is not set: the caller waits for
+    /// it (<see cref="WhenDiscoveredAsync"/>) and chooses again.
     /// </summary>
-    public RouteBackend Choose(Randomizer random, TimeProvider time)
+    public RouteBackend? Choose(Randomizer random, TimeProvider time, bool pendingIsUp = false)
     {
         var backends = Backends;
         if (backends.Length == 1)
@@ -65,11 +67,24 @@ internal sealed class CompiledRoute
                 continue;
             }
 
-            var availability = backends[i].Health.Read();
-            if (availability != BackendAvailability.Available)
+            switch (backends[i].Health.Read())
             {
-                down |= 1UL << i;
-                probing |= availability == BackendAvailability.Probing ? 1UL << i : 0;
+                case BackendAvailability.Available:
+                    break;
+                case BackendAvailability.Pending:
+                    if (!pendingIsUp)
+                    {
+                        return null;
+                    }
+
+                    break;
+                case BackendAvailability.Probing:
+                    down |= 1UL << i;
+                    probing |= 1UL << i;
+                    break;
+                default:
+                    down |= 1UL << i;
+                    break;
             }
         }
 
@@ -112,6 +127,19 @@ internal sealed class CompiledRoute
         return backends[^1]; // not reached: the tickets cover the backends that are up
     }
 
+    /// <summary>Completes when discovery has answered for every backend of the route the first time.</summary>
+    /// <param name="cancellationToken">The call's token.</param>
+    public Task WhenDiscoveredAsync(CancellationToken cancellationToken)
+    {
+        var waits = new List<Task>(Backends.Length);
+        foreach (var backend in Backends)
+        {
+            waits.Add(backend.Health.WhenResolvedAsync(cancellationToken));
+        }
+
+        return Task.WhenAll(waits);
+    }
+
     /// <summary>
     /// The share of the route's calls each backend takes now, in percent (the weights after the backends without a
     /// healthy endpoint gave theirs to the others), with each backend's availability; for the status page.
@@ -125,14 +153,14 @@ internal sealed class CompiledRoute
         {
             var availability = backends[i].Health.Peek();
             result[i] = (backends[i], availability, 0);
-            up += availability == BackendAvailability.Available ? backends[i].Weight : 0;
+            up += availability is BackendAvailability.Available or BackendAvailability.Pending ? backends[i].Weight : 0;
         }
 
         var allDown = up == 0 || backends.Length == 1;
         var total = allDown ? _total : up;
         for (var i = 0; i < backends.Length; i++)
         {
-            var counts = allDown || result[i].Item2 == BackendAvailability.Available;
+            var counts = allDown || result[i].Item2 is BackendAvailability.Available or BackendAvailability.Pending;
             result[i].Item3 = counts ? Math.Round(100.0 * backends[i].Weight / total, 2) : 0;
         }
 

@@ -12,7 +12,7 @@ namespace MeshClient.Routing;
 /// The routes of every service (<c>Mesh:Services:{name}:Routes</c>), compiled into immutable <see cref="RouteTable"/>s
 /// and replaced whole, in one reference, when the last valid options change (an invalid reload is refused by
 /// <see cref="MeshOptionsChangeNotifier"/>, and the routes in force keep serving). Once per call, before the first
-/// attempt, <see cref="Route"/> decides the route and its backend and writes them on the call's
+/// attempt, <see cref="RouteAsync"/> decides the route and its backend and writes them on the call's
 /// <see cref="MeshRequestContext"/>: every attempt of the call then goes to that backend's endpoints, with that
 /// backend's resilience (a call never switches backends).
 /// </summary>
@@ -43,29 +43,45 @@ internal sealed class MeshRouter : IDisposable
     public IReadOnlyDictionary<string, RouteTable> Tables => _tables;
 
     /// <summary>
-    /// Routes one call of a service with routes: the first matching route chooses a backend (<see cref="CompiledRoute.Choose"/>)
-    /// and bounds the call's deadline by its timeout. A service without routes costs one volatile read (and one
-    /// dictionary read when some other service has routes). Throws <see cref="NoMatchingRouteException"/> when no route
-    /// matches, before anything is sent.
+    /// Routes one call of a service with routes: the first matching route chooses a backend
+    /// (<see cref="CompiledRoute.Choose"/>) and bounds the call's deadline by its timeout. A service without routes costs
+    /// one volatile read (and one dictionary read when some other service has routes); the choice completes at once
+    /// except on the first calls of a backend, which wait for discovery's first answer. Throws
+    /// <see cref="NoMatchingRouteException"/> when no route matches, before anything is sent.
     /// </summary>
     /// <param name="request">The request.</param>
     /// <param name="context">The call, whose <see cref="MeshRequestContext.ServiceName"/> is the routed service.</param>
     /// <param name="startTimestamp">When the call started (its route's timeout counts from then).</param>
-    public void Route(HttpRequestMessage request, MeshRequestContext context, long startTimestamp)
+    /// <param name="cancellationToken">The call's token (the wait for discovery).</param>
+    public ValueTask RouteAsync(HttpRequestMessage request, MeshRequestContext context, long startTimestamp, CancellationToken cancellationToken)
     {
         var tables = _tables;
         if (tables.Count == 0 || !tables.TryGetValue(context.ServiceName, out var table))
         {
-            return;
+            return default;
         }
 
         var route = table.Find(request) ?? throw NoMatch(table, request);
         context.Route = route.Name;
-        context.Backend = route.Choose(_random, _time).Service;
         if (route.Timeout is { } timeout)
         {
             context.LimitDeadline(timeout, startTimestamp);
         }
+
+        if (route.Choose(_random, _time) is { } backend)
+        {
+            context.Backend = backend.Service;
+            return default;
+        }
+
+        return ChooseAfterDiscoveryAsync(route, context, cancellationToken);
+    }
+
+    /// <summary>A backend of the route was never looked up yet: its first answer says whether it may take the call.</summary>
+    private async ValueTask ChooseAfterDiscoveryAsync(CompiledRoute route, MeshRequestContext context, CancellationToken cancellationToken)
+    {
+        await route.WhenDiscoveredAsync(cancellationToken).ConfigureAwait(false);
+        context.Backend = route.Choose(_random, _time, pendingIsUp: true)!.Service;
     }
 
     private static NoMatchingRouteException NoMatch(RouteTable table, HttpRequestMessage request) =>

@@ -67,7 +67,7 @@ public sealed record MeshRouteStatus(string Name, IReadOnlyList<MeshRouteBackend
 /// endpoint, 0 when it has none (its weight went to the others), or its plain weight share when no backend has one.
 /// </param>
 /// <param name="State">
-/// <c>healthy</c> (it has a healthy endpoint, or discovery has not answered yet), <c>probing</c> (no endpoint is healthy
+/// <c>healthy</c> (it has a healthy endpoint), <c>pending</c> (discovery has not answered for it yet), <c>probing</c> (no endpoint is healthy
 /// and one is probing: it gets one call per second so that its probe can readmit it) or <c>down</c> (no endpoint can
 /// take traffic, or no provider knows the service).
 /// </param>

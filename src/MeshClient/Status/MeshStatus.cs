@@ -102,6 +102,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
             [.. route.Shares().Select(s => new MeshRouteBackendStatus(s.Backend.Service, s.Backend.Weight, s.Share, s.Availability switch
             {
                 BackendAvailability.Available => "healthy",
+                BackendAvailability.Pending => "pending",
                 BackendAvailability.Probing => "probing",
                 _ => "down",
             }))])
