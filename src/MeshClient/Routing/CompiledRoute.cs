@@ -60,6 +60,7 @@ internal sealed class CompiledRoute
         }
 
         ulong down = 0, probing = 0;
+        var pending = false;
         for (var i = 0; i < backends.Length; i++)
         {
             if ((_weighted & (1UL << i)) == 0)
@@ -72,11 +73,7 @@ internal sealed class CompiledRoute
                 case BackendAvailability.Available:
                     break;
                 case BackendAvailability.Pending:
-                    if (!pendingIsUp)
-                    {
-                        return null;
-                    }
-
+                    pending = true; // every backend is read, so that each one's discovery starts now
                     break;
                 case BackendAvailability.Probing:
                     down |= 1UL << i;
@@ -86,6 +83,11 @@ internal sealed class CompiledRoute
                     down |= 1UL << i;
                     break;
             }
+        }
+
+        if (pending && !pendingIsUp)
+        {
+            return null;
         }
 
         if (down == 0 || down == _weighted)

@@ -81,7 +81,7 @@ internal sealed class MeshRouter : IDisposable
     private async ValueTask ChooseAfterDiscoveryAsync(CompiledRoute route, MeshRequestContext context, CancellationToken cancellationToken)
     {
         await route.WhenDiscoveredAsync(cancellationToken).ConfigureAwait(false);
-        context.Backend = route.Choose(_random, _time, pendingIsUp: true)!.Service;
+        context.Backend = (route.Choose(_random, _time) ?? route.Choose(_random, _time, pendingIsUp: true))!.Service;
     }
 
     private static NoMatchingRouteException NoMatch(RouteTable table, HttpRequestMessage request) =>

@@ -130,6 +130,19 @@ public sealed class RouteHealthTests(ITestOutputHelper output)
         Assert.InRange(100.0 * v2 / (v1 + v2), 6.0, 14.0);
     }
 
+    [Fact]
+    public async Task ABackendNobodyKnows_NeverTakesACall_FromTheFirstCallOn_WithOneWarning()
+    {
+        // catalog-v2 has no endpoints anywhere: the first calls wait for discovery's first answer before choosing.
+        await using var mesh = await RoutedMesh.StartAsync(1, 0, RoutedMesh.Split(50, 50));
+
+        Assert.Equal(0, await mesh.RunAsync(200, callers: 8));
+        Assert.Equal((200, 0), mesh.Counts);
+        Assert.Equal("down", mesh.Shares()["catalog-v2"].State);
+        var warning = Assert.Single(mesh.Events(120));
+        Assert.Contains("no discovery provider knows it", warning.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>Runs calls (8 callers) until the canary takes no share; returns the calls made and those that failed.</summary>
     private static async Task<(int Calls, int Failed)> UntilCanaryIsOutAsync(RoutedMesh mesh)
     {
