@@ -84,13 +84,12 @@ internal static class RouteOptionsValidation
 
     private static void ValidateMatch(List<string> failures, string key, MeshRouteMatchOptions match)
     {
-        if (match.Path is not null && match.PathPrefix is not null)
+        var pathValid = ValidatePath(failures, $"{key}:Path", match.Path);
+        var prefixValid = ValidatePath(failures, $"{key}:PathPrefix", match.PathPrefix);
+        if (pathValid && prefixValid && match.Path is { } path && match.PathPrefix is { } prefix && !UnderPrefix(path, prefix))
         {
-            failures.Add($"{key}: set Path or PathPrefix, not both.");
+            failures.Add($"{key}: Path '{path}' is not under PathPrefix '{prefix}', so the route would never match; set one of them.");
         }
-
-        ValidatePath(failures, $"{key}:Path", match.Path);
-        ValidatePath(failures, $"{key}:PathPrefix", match.PathPrefix);
         if (match.Method is { } method && !IsToken(method))
         {
             failures.Add($"{key}:Method '{method}' must be an HTTP method such as GET or POST.");
@@ -109,18 +108,30 @@ internal static class RouteOptionsValidation
         }
     }
 
-    private static void ValidatePath(List<string> failures, string key, string? path)
+    /// <summary>Checks a path of a match; returns whether it is valid (or not set).</summary>
+    private static bool ValidatePath(List<string> failures, string key, string? path)
     {
         if (path is null)
         {
-            return;
+            return true;
         }
 
         if (!path.StartsWith('/') || path.Contains('?', StringComparison.Ordinal) || path.Contains('#', StringComparison.Ordinal)
             || path.Any(c => char.IsControl(c) || c == ' '))
         {
             failures.Add($"{key} '{path}' must be a path that begins with '/' such as '/api/items', without a query.");
+            return false;
         }
+
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="path"/> lies under <paramref name="prefix"/>, element by element (as a route matches).</summary>
+    public static bool UnderPrefix(string path, string prefix)
+    {
+        var trimmed = prefix.Length > 1 ? prefix.TrimEnd('/') : prefix;
+        return trimmed is "/" or ""
+            || (path.StartsWith(trimmed, StringComparison.Ordinal) && (path.Length == trimmed.Length || path[trimmed.Length] == '/'));
     }
 
     private static void ValidateBackends(List<string> failures, string key, string serviceName, MeshRouteOptions route, MeshOptions options)

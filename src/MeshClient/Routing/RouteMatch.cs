@@ -92,14 +92,18 @@ internal sealed class RouteMatch
 
     private bool PathMatches(string path)
     {
-        if (_path is not null)
+        if (_path is not null && !string.Equals(path, _path, StringComparison.Ordinal))
         {
-            return string.Equals(path, _path, StringComparison.Ordinal);
+            return false;
+        }
+
+        if (_prefix is null)
+        {
+            return true;
         }
 
         // Element by element: "/api" takes "/api" and "/api/items", not "/apis".
-        var prefix = _prefix!;
-        return path.StartsWith(prefix, StringComparison.Ordinal) && (path.Length == prefix.Length || path[prefix.Length] == '/');
+        return RouteOptionsValidation.UnderPrefix(path, _prefix);
     }
 
     private static bool HasHeader(HttpRequestMessage request, string name, string value) =>

@@ -84,13 +84,13 @@ public sealed class RouteOptionsTests
     }
 
     [Fact]
-    public async Task ARouteWithoutBackends_AndBothPathAndPrefix_AreRefused()
+    public async Task ARouteWithoutBackends_AndAPathOutsideItsPrefix_AreRefused()
     {
         var settings = new Dictionary<string, string?>
         {
             ["Mesh:Services:catalog:Routes:0:Name"] = "empty",
-            ["Mesh:Services:catalog:Routes:0:Match:Path"] = "/a",
-            ["Mesh:Services:catalog:Routes:0:Match:PathPrefix"] = "/a",
+            ["Mesh:Services:catalog:Routes:0:Match:Path"] = "/apis",
+            ["Mesh:Services:catalog:Routes:0:Match:PathPrefix"] = "/api",
         };
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Configuration.AddInMemoryCollection(settings);
@@ -100,7 +100,7 @@ public sealed class RouteOptionsTests
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
         Assert.Contains("Mesh:Services:catalog:Routes:0:Backends must name at least one service (Backends:0:Service).", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("Mesh:Services:catalog:Routes:0:Match: set Path or PathPrefix, not both.", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Match: Path '/apis' is not under PathPrefix '/api', so the route would never match; set one of them.", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -71,6 +71,8 @@ public sealed class RouteMatchTests
         Assert.True(Matches(options, HttpMethod.Get, "http://catalog/api/items", ("x-canary", "always")));
         Assert.False(Matches(options, HttpMethod.Put, "http://catalog/api/items", ("x-canary", "always")));
         Assert.False(Matches(options, HttpMethod.Get, "http://catalog/web", ("x-canary", "always")));
+        Assert.True(Matches(new MeshRouteMatchOptions { Path = "/api/items", PathPrefix = "/api" }, HttpMethod.Get, "http://catalog/api/items"));
+        Assert.False(Matches(new MeshRouteMatchOptions { Path = "/api/items", PathPrefix = "/api" }, HttpMethod.Get, "http://catalog/api/items/1"));
         Assert.Same(RouteMatch.All, RouteMatch.Create(null));
         Assert.Same(RouteMatch.All, RouteMatch.Create(new MeshRouteMatchOptions()));
         Assert.True(Matches(new MeshRouteMatchOptions(), HttpMethod.Delete, "http://catalog/whatever"));
