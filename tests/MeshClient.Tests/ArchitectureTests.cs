@@ -32,9 +32,10 @@ public sealed class ArchitectureTests
         ["Balancing"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security"],
         ["Resilience"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
         ["Hedging"] = [Root, "Model", "Configuration", "Telemetry", "Resilience"],
-        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience"],
-        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging"],
-        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Status", "Handlers"],
+        ["Routing"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
+        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience", "Routing"],
+        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing"],
+        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing", "Status", "Handlers"],
     };
 
     private static readonly Assembly Mesh = typeof(MeshOptions).Assembly;

@@ -63,6 +63,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     public ServiceResolution Resolution => _resolution;
 
+    /// <summary>Gets a value indicating whether the registry let go of the table (evicted, or the host is shutting down).</summary>
+    public bool IsDisposed => _disposed.IsCancellationRequested;
+
     public Exception? LastError => _lastError;
 
     /// <summary>

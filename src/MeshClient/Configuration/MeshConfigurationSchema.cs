@@ -63,6 +63,12 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema Endpoint = Object(("Address", Value), ("Weight", Value), ("Zone", Value), ("HostName", Value));
 
+    private static readonly ConfigurationSchema Route = Object(
+        ("Name", Value),
+        ("Match", Object(("PathPrefix", Value), ("Path", Value), ("Method", Value), ("Headers", Collection(Value)))),
+        ("Backends", Collection(Object(("Service", Value), ("Weight", Value)))),
+        ("Timeout", Value));
+
     private static readonly ConfigurationSchema Service = Object(
         ("LoadBalancer", Value),
         ("Endpoints", Collection(Endpoint)),
@@ -70,7 +76,8 @@ internal static class MeshConfigurationSchema
         ("SlowStart", SlowStart),
         ("Deadlines", Deadlines),
         ("WeightedRoundRobin", WeightedRoundRobin),
-        ("Tls", Tls));
+        ("Tls", Tls),
+        ("Routes", Collection(Route)));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
     public static ConfigurationSchema Mesh { get; } = Object(

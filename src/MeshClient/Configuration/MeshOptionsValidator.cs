@@ -44,6 +44,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             FeatureOptionsValidation.ValidateResilience(failures, $"{prefix}:Resilience", service.Resilience);
             FeatureOptionsValidation.ValidateSlowStart(failures, $"{prefix}:SlowStart", service.SlowStart);
             FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{prefix}:WeightedRoundRobin", service.WeightedRoundRobin);
+            RouteOptionsValidation.Validate(failures, prefix, serviceName, service, options);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {

@@ -50,4 +50,11 @@ public sealed class MeshServiceOptions
     /// global <see cref="MeshOptions.Tls"/> ones.
     /// </summary>
     public MeshTlsOptions Tls { get; } = new();
+
+    /// <summary>
+    /// Gets the routes of this service (<c>Mesh:Services:{name}:Routes</c>), in order: the first whose
+    /// <see cref="MeshRouteOptions.Match"/> holds sends the call to one of its backends. Empty (the default): calls go
+    /// to this service's own endpoints.
+    /// </summary>
+    public IList<MeshRouteOptions> Routes { get; } = new List<MeshRouteOptions>();
 }

@@ -10,27 +10,37 @@ namespace MeshClient.Handlers;
 /// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
 /// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The original URI is restored after the attempt. IP literals and
 /// <c>localhost</c> pass through without a lookup; dotted names that no provider knows pass through; single-label
-/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
+/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>. A call its route sent to a backend
+/// (<see cref="MeshRequestContext.Backend"/>) is balanced over that backend's endpoints, and fails the same way when no
+/// provider knows the backend, dotted or not.
 /// </summary>
 internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri) || registry.IsExternal(uri.IdnHost))
+        if (MeshHosts.IsPassThrough(uri))
         {
             return base.SendAsync(request, cancellationToken);
         }
 
-        var table = registry.GetTable(uri.IdnHost);
+        // A routed call goes to its route's backend (never outside the mesh); any other to the request's host.
+        var routed = request.Options.TryGetValue(MeshRequestContext.Key, out var context) && context.Route is not null;
+        var service = routed ? context!.Backend : uri.IdnHost;
+        if (!routed && registry.IsExternal(service))
+        {
+            return base.SendAsync(request, cancellationToken);
+        }
+
+        var table = registry.GetTable(service);
         table.MarkUsed();
         var snapshot = table.Snapshot;
         return snapshot is not null
             ? SendToEndpointAsync(table, snapshot, request, uri, cancellationToken)
-            : SendAfterResolutionAsync(table, request, uri, cancellationToken);
+            : SendAfterResolutionAsync(table, request, uri, routed, cancellationToken);
     }
 
-    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, bool routed, CancellationToken cancellationToken)
     {
         await table.WaitForFirstResolutionAsync(cancellationToken).ConfigureAwait(false);
         if (table.Snapshot is { } snapshot)
@@ -38,7 +48,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             return await SendToEndpointAsync(table, snapshot, request, uri, cancellationToken).ConfigureAwait(false);
         }
 
-        if (!table.IsSingleLabel)
+        if (!table.IsSingleLabel && !routed)
         {
             // A dotted name that no provider knows is a host outside the mesh.
             return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;
 using MeshClient.Model;
+using MeshClient.Routing;
 using MeshClient.Telemetry;
 
 namespace MeshClient.Handlers;
@@ -13,13 +14,15 @@ namespace MeshClient.Handlers;
 /// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
 /// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>),
 /// shortened to the current <see cref="MeshDeadline"/>'s time left (<see cref="DeadlinePropagation"/>).
+/// For a service with routes, the call's route and backend are decided here, once, before the first attempt
+/// (<see cref="MeshRouter"/>), and tag its span and metrics.
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0, DeadlinePropagation? deadlines = null) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0, DeadlinePropagation? deadlines = null, MeshRouter? router = null) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -71,6 +74,11 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
+            if (router is not null && !expired)
+            {
+                await router.RouteAsync(request, context, start, cancellationToken).ConfigureAwait(false); // a service with routes: its backend, for every attempt
+            }
+
             response = expired ? DeadlinePropagation.Refuse(request, context) : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
@@ -139,9 +147,17 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             telemetry.ActiveRequests.Add(-1, call.ServiceTag);
         }
 
+        var route = call.Context.Route;
         if (call.Context.Attempts > 0 && telemetry.Attempts.Enabled)
         {
-            telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag);
+            if (route is null)
+            {
+                telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag);
+            }
+            else
+            {
+                telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag, new(MeshTags.Route, route), new(MeshTags.Backend, call.Context.Backend));
+            }
         }
 
         if (telemetry.RequestDuration.Enabled)
@@ -150,6 +166,13 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             if (errorType is not null)
             {
                 tags.Add(MeshTags.ErrorType, errorType);
+            }
+
+            if (route is not null)
+            {
+                // The configured names only: low cardinality.
+                tags.Add(MeshTags.Route, route);
+                tags.Add(MeshTags.Backend, call.Context.Backend);
             }
 
             telemetry.RequestDuration.Record(time.GetElapsedTime(call.Start).TotalSeconds, tags);
@@ -175,6 +198,12 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         {
             activity.SetTag(MeshTags.Service, context.ServiceName);
             activity.SetTag(MeshTags.Attempts, context.Attempts);
+            if (context.Route is { } route)
+            {
+                activity.SetTag(MeshTags.Route, route);
+                activity.SetTag(MeshTags.Backend, context.Backend);
+            }
+
             if (context.Policy is { } policy)
             {
                 activity.SetTag(MeshTags.Policy, policy);

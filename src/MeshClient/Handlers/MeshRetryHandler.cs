@@ -21,7 +21,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
             return base.SendAsync(request, cancellationToken);
         }
 
-        var resilience = registry.Get(call.ServiceName);
+        var resilience = registry.Get(call.Backend); // the service's own, or its route's backend's
         call.AttemptPipeline = resilience.Attempt;
         resilience.Budget.OnRequest();
         return SendThroughAsync(resilience, request, cancellationToken);

@@ -162,8 +162,8 @@ internal sealed class EndpointState
 
     /// <summary>
     /// Admits an attempt and counts it in flight: a healthy endpoint always, a failing one within its failure
-    /// limit, a probing one to a single attempt at a time (the probe), an ejected one only in panic mode (when the
-    /// snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
+    /// limit, a probing one to a single attempt at a time (the probe; in panic mode its other attempts are ordinary
+    /// ones), an ejected one only in panic mode (when the snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
     /// </summary>
     /// <param name="panic">Whether the snapshot picked from is in panic mode.</param>
     /// <param name="unreachableAdmitted">Whether that snapshot takes unreachable endpoints (every endpoint was).</param>
@@ -205,6 +205,12 @@ internal sealed class EndpointState
             {
                 return TryAdmitWithinFailureLimit();
             }
+        }
+        else if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing && Interlocked.CompareExchange(ref _probeInFlight, 1, 0) == 0)
+        {
+            // Panic sends attempts to every endpoint, but one whose ejection ended still takes its probe first: only a
+            // probe's verdict readmits it (or ejects it again), and panic ends once enough are back.
+            isProbe = true;
         }
 
         OnAttemptStarted();

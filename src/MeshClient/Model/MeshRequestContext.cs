@@ -31,9 +31,19 @@ internal sealed class MeshRequestContext
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
+        Backend = serviceName;
     }
 
     public string ServiceName { get; }
+
+    /// <summary>
+    /// Gets or sets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or
+    /// the backend its route chose (<c>Routing/</c>), decided once before the first attempt so that a retry stays in it.
+    /// </summary>
+    public string Backend { get; set; }
+
+    /// <summary>Gets or sets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
+    public string? Route { get; set; }
 
     public int Attempts { get; private set; }
 
@@ -214,10 +224,10 @@ internal sealed class MeshRequestContext
     private CallDeadline? _deadline;
 
     /// <summary>
-    /// Gets the call's deadline, from its start, or <see langword="null"/>: the shorter of its own (gRPC's
-    /// <c>grpc-timeout</c> request header, <see cref="SetDeadline"/>) and the one it inherits from the work in progress
-    /// (<see cref="MeshDeadline"/>, <see cref="Inherit"/>). It bounds the service's total and attempt timeouts for this
-    /// call (the shorter wins), and no retry is made once it has passed.
+    /// Gets the call's deadline, from its start, or <see langword="null"/>: the shortest of its own (gRPC's
+    /// <c>grpc-timeout</c> request header, <see cref="SetDeadline"/>), its route's <c>Timeout</c> (<see cref="LimitDeadline"/>)
+    /// and the one it inherits from the work in progress (<see cref="MeshDeadline"/>, <see cref="Inherit"/>). It bounds
+    /// the service's total and attempt timeouts for this call (the shorter wins), and no retry is made once it has passed.
     /// </summary>
     public TimeSpan? Deadline => _deadline?.Deadline;
 
@@ -245,6 +255,13 @@ internal sealed class MeshRequestContext
         var grace = TimeSpan.FromTicks(Math.Clamp(deadline.Ticks / 10, 20 * TimeSpan.TicksPerMillisecond, 250 * TimeSpan.TicksPerMillisecond));
         Limit(deadline, deadline - grace, deadline + grace, startTimestamp);
     }
+
+    /// <summary>
+    /// Bounds the call's deadline by <paramref name="timeout"/> counted from <paramref name="startTimestamp"/> (a route's
+    /// <c>Timeout</c>, as an HTTPRoute's request timeout): the shorter wins, without grace (no other timer ends the
+    /// call first).
+    /// </summary>
+    public void LimitDeadline(TimeSpan timeout, long startTimestamp) => Limit(timeout, timeout, timeout, startTimestamp);
 
     /// <summary>
     /// Bounds the call by the deadline of the work in progress, <paramref name="remaining"/> after

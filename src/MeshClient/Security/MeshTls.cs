@@ -50,7 +50,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
         request is not null
         && request.Options.TryGetValue(MeshRequestContext.Key, out var context)
         && context.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
-            ? ForService(context.ServiceName)
+            ? ForService(context.Backend) // the service whose endpoint it is (its route's backend, if routed)
             : null;
 
     /// <summary>Configures the TLS of a mesh client's primary handler, when TLS is configured at all.</summary>

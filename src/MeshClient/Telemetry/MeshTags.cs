@@ -8,6 +8,15 @@ public static class MeshTags
     /// <summary>The logical service called, for example <c>catalog</c>.</summary>
     public const string Service = "mesh.service";
 
+    /// <summary>The route of the service that took the call (its configured name), for a service with routes only.</summary>
+    public const string Route = "mesh.route";
+
+    /// <summary>
+    /// The service the call's route sent it to (a configured backend: <c>catalog-v2</c>), for a service with routes only;
+    /// every attempt of the call goes to that service's endpoints.
+    /// </summary>
+    public const string Backend = "mesh.backend";
+
     /// <summary>The load-balancing policy that picked the endpoint.</summary>
     public const string Policy = "mesh.lb.policy";
 

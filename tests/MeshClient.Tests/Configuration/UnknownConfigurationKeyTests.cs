@@ -129,6 +129,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
         Assert.Contains("Mesh:KeepOtherResilienceHandlers", keys);
         Assert.Contains("Mesh:Consul:Registration:DeregisterCriticalServiceAfter", keys);
         Assert.Contains("Mesh:Kubernetes:Services:catalog:PortName", keys);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Backends:0:Weight", keys);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Match:Headers:x-canary", keys);
         Assert.True(keys.Count > 90, $"only {keys.Count} keys found in the README's tables");
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
@@ -233,7 +235,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
 
         // The resilience table holds for every service too.
         expanded.AddRange(keys.Where(k => k.StartsWith("Resilience:", StringComparison.Ordinal)).Select(k => "Services:{name}:" + k));
-        return expanded.Select(k => "Mesh:" + k.Replace("{name}", "catalog", StringComparison.Ordinal).Replace("{i}", "0", StringComparison.Ordinal)).Distinct().ToList();
+        return expanded.Select(k => "Mesh:" + k.Replace("{name}", "catalog", StringComparison.Ordinal).Replace("{i}", "0", StringComparison.Ordinal)
+            .Replace("{j}", "0", StringComparison.Ordinal).Replace("{header}", "x-canary", StringComparison.Ordinal)).Distinct().ToList();
     }
 
     private static string? ValueFor(string key, string caFile, string clientFile, string keyFile)
@@ -300,6 +303,13 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "MaxDelay" => "00:00:00.500",
             "BudgetPercent" => "10",
             "BudgetMinPerSecond" => "1",
+            "Name" => "canary",
+            "PathPrefix" => "/api",
+            "Path" => "/api/items",
+            "Method" => "GET",
+            "x-canary" => "always",
+            "Service" => "catalog-v2",
+            "Timeout" => "00:00:02",
             _ => null,
         };
     }
