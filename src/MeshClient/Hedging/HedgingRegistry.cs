@@ -53,7 +53,7 @@ internal sealed class HedgingRegistry : IDisposable
             return null;
         }
 
-        var policy = Get(call.Backend) // a routed call hedges as its backend does;
+        var policy = Get(call.Backend); // a routed call hedges as its backend does
         return policy.Settings.Enabled ? policy : null;
     }
 
