@@ -58,20 +58,19 @@ public sealed class RouteTimeoutTests
         var routed = new MeshRequestContext("catalog");
         routed.LimitDeadline(TimeSpan.FromMilliseconds(300), start);
         Assert.Equal(TimeSpan.FromMilliseconds(300), routed.Deadline);
-        Assert.Equal(TimeSpan.Zero, routed.DeadlineGrace);
-        Assert.Equal(TimeSpan.FromMilliseconds(300), routed.Remaining(time));
+        Assert.Equal(TimeSpan.FromMilliseconds(300), routed.Remaining(time)); // no grace
 
         var shorterGrpc = new MeshRequestContext("catalog");
         shorterGrpc.SetDeadline(TimeSpan.FromMilliseconds(100), start);
         shorterGrpc.LimitDeadline(TimeSpan.FromSeconds(1), start);
         Assert.Equal(TimeSpan.FromMilliseconds(100), shorterGrpc.Deadline);
-        Assert.Equal(TimeSpan.FromMilliseconds(20), shorterGrpc.DeadlineGrace);
+        Assert.Equal(TimeSpan.FromMilliseconds(120), shorterGrpc.Remaining(time)); // the gRPC deadline keeps its grace (20 ms)
 
         var longerGrpc = new MeshRequestContext("catalog");
         longerGrpc.SetDeadline(TimeSpan.FromSeconds(5), start);
         longerGrpc.LimitDeadline(TimeSpan.FromSeconds(1), start);
         Assert.Equal(TimeSpan.FromSeconds(1), longerGrpc.Deadline);
-        Assert.Equal(TimeSpan.Zero, longerGrpc.DeadlineGrace);
+        Assert.Equal(TimeSpan.FromSeconds(1), longerGrpc.Remaining(time)); // the route's, without grace
         time.Advance(TimeSpan.FromSeconds(1));
         Assert.True(longerGrpc.DeadlinePassed(time));
     }
