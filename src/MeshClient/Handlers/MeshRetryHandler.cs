@@ -49,10 +49,12 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
                 (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
         }
         catch (TimeoutRejectedException ex) when (request.Options.TryGetValue(MeshRequestContext.Key, out var call)
-            && call.DeadlinePassed(registry.Time))
+            && call.DeadlinePassed(registry.Time)
+            && (GrpcProtocol.IsGrpc(request) || call.InheritedDeadline is { HasPassed: true }))
         {
-            // The call's deadline ended it (its grpc-timeout or an inherited one bounds the mesh's timeouts): for gRPC the
-            // DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException.
+            // The call's deadline ended it (its grpc-timeout, its route's Timeout or an inherited one bounds the mesh's
+            // timeouts): for gRPC the DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException when the deadline of
+            // the work in progress passed (a route's Timeout alone stays the timeout's own exception).
             return DeadlinePropagation.Exceeded(request, call, ex);
         }
         finally
