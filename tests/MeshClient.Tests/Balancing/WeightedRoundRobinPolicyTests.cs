@@ -181,6 +181,67 @@ public sealed class WeightedRoundRobinPolicyTests
     }
 
     [Fact]
+    public async Task AnEndpointReadmittedAfterAnEjection_ServesANewBlackout_WithTheMeanWeightMeanwhile()
+    {
+        var time = FakeTime.Create();
+        var (host, stub) = StubEndpoints.CreateHost(time, s => s["Mesh:Services:catalog:LoadBalancer"] = LoadBalancerNames.WeightedRoundRobin);
+        await using var _ = host;
+        var refuse = 0;
+        for (var i = 0; i < 4; i++)
+        {
+            var utilization = i == 3 ? "0.8" : "0.4";
+            var last = i == 3;
+            stub.Behaviors[$"10.0.0.{i + 1}:8080"] = (_, _) =>
+            {
+                var response = new HttpResponseMessage(last && Interlocked.Exchange(ref refuse, 0) == 1 ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.OK);
+                response.Headers.TryAddWithoutValidation("endpoint-load-metrics", $"TEXT cpu_utilization={utilization}, rps_fractional=100");
+                if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
+                {
+                    response.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(2));
+                }
+
+                return Task.FromResult(response);
+            };
+        }
+
+        var client = host.CreateClient();
+        var table = host.Registry.GetTable("catalog");
+        await SendAsync(client, 8);
+        var fourth = table.States.Single(s => s.Id.Contains("10.0.0.4", StringComparison.Ordinal));
+        for (var second = 0; second < 10; second++)
+        {
+            await AdvanceAsync(time, TimeSpan.FromSeconds(1));
+            await SendAsync(client, 4);
+        }
+
+        Assert.Equal(new long[] { 100, 100, 100, 50 }, table.Snapshot!.Weights);
+
+        // It asks for 2 s off (Retry-After), then its probe succeeds: readmitted, its weight waits a new blackout.
+        Volatile.Write(ref refuse, 1);
+        await Poll.UntilAsync(async () =>
+        {
+            await SendAsync(client, 1);
+            return fourth.Status == EndpointStatus.Ejected;
+        });
+        await AdvanceAsync(time, TimeSpan.FromSeconds(2));
+        await Poll.UntilAsync(async () =>
+        {
+            await SendAsync(client, 1);
+            return fourth.Status == EndpointStatus.Healthy;
+        });
+        await AdvanceAsync(time, TimeSpan.FromSeconds(1)); // the next update
+        Assert.Equal(new long[] { 100, 100, 100, 100 }, table.Snapshot!.Weights); // the mean (250) until its blackout ends
+
+        for (var second = 0; second < 10; second++)
+        {
+            await SendAsync(client, 8);
+            await AdvanceAsync(time, TimeSpan.FromSeconds(1));
+        }
+
+        Assert.Equal(new long[] { 100, 100, 100, 50 }, table.Snapshot!.Weights);
+    }
+
+    [Fact]
     public async Task OtherPolicies_DoNotReadTheReports()
     {
         var time = FakeTime.Create();
