@@ -14,6 +14,12 @@ namespace MeshClient.Handlers;
 /// </summary>
 internal sealed class MeshRetryHandler(ResilienceRegistry registry) : DelegatingHandler
 {
+    /// <summary>
+    /// How early a timeout may fire before the deadline it was set for: a timer's period is counted in whole
+    /// milliseconds (a 912.99 ms timeout fires after 912 ms), and 16 ms on some systems.
+    /// </summary>
+    private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(16);
+
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         if (!request.Options.TryGetValue(MeshRequestContext.Key, out var call))
@@ -49,8 +55,8 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
                 (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
         }
         catch (TimeoutRejectedException ex) when (request.Options.TryGetValue(MeshRequestContext.Key, out var call)
-            && call.DeadlinePassed(registry.Time)
-            && (GrpcProtocol.IsGrpc(request) || call.InheritedDeadline is { HasPassed: true }))
+            && call.Remaining(registry.Time) <= TimerSlack
+            && (GrpcProtocol.IsGrpc(request) || call.InheritedDeadline is { } inherited && inherited.Remaining <= TimerSlack))
         {
             // The call's deadline ended it (its grpc-timeout, its route's Timeout or an inherited one bounds the mesh's
             // timeouts): for gRPC the DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException when the deadline of
