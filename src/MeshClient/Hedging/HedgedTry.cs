@@ -145,7 +145,7 @@ internal sealed class HedgedTry
                 pending--;
                 if (done.IsCompletedSuccessfully)
                 {
-                    var response = ((Task<HttpResponseMessage>)done).Result;
+                    var response = await ((Task<HttpResponseMessage>)done).ConfigureAwait(false); // completed: no wait
                     if (OutcomeClassifier.RetryReason(response, null, out _) is null)
                     {
                         winner = index;
@@ -258,7 +258,7 @@ internal sealed class HedgedTry
             _ = ExceptionOf(task);
             if (task.IsCompletedSuccessfully)
             {
-                task.Result.Dispose();
+                task.Result.Dispose(); // completed successfully: no wait
             }
 
             HedgeRequest.Release(clone);
@@ -405,18 +405,10 @@ internal sealed class HedgedTry
         throw new InvalidOperationException("An attempt this try did not start.");
     }
 
-    private static Exception ExceptionOf(Task task)
-    {
-        try
-        {
-            task.GetAwaiter().GetResult();
-            return new InvalidOperationException("The attempt did not fail.");
-        }
-        catch (Exception ex)
-        {
-            return ex;
-        }
-    }
+    /// <summary>The exception of a completed attempt that did not succeed (reading it observes it).</summary>
+    private static Exception ExceptionOf(Task task) =>
+        task.Exception?.InnerException
+        ?? (task.IsCanceled ? new TaskCanceledException(task) : new InvalidOperationException("The attempt did not fail."));
 
     /// <summary>One attempt of the try: its task, its request (the caller's, or a copy), its token source and endpoint.</summary>
     private struct TryAttempt(Task<HttpResponseMessage> task, HttpRequestMessage request, CancellationTokenSource cts, EndpointEntry? endpoint)
