@@ -133,10 +133,7 @@ internal sealed partial class BackendHealth
     private BackendAvailability Refresh(ServiceTable? table, EndpointSnapshot? snapshot)
     {
         var resolution = table?.Resolution ?? ServiceResolution.Unknown;
-        var (availability, reason) = snapshot is not null ? Assess(snapshot)
-            : resolution == ServiceResolution.Pending ? (BackendAvailability.Pending, null)
-            : resolution == ServiceResolution.Failed ? (BackendAvailability.Down, "its discovery failed")
-            : (BackendAvailability.Down, "no discovery provider knows it");
+        var (availability, reason) = Classify(resolution, snapshot);
         _view = new View(table, snapshot, resolution, availability);
 
         var outOfSplit = availability == BackendAvailability.Available ? 0 : 1;
@@ -154,6 +151,18 @@ internal sealed partial class BackendHealth
 
         return availability;
     }
+
+    /// <summary>The verdict on a backend from its table's resolution and published snapshot.</summary>
+    /// <remarks>
+    /// A table's first answer is marked known just before its first snapshot is published: a read in between sees
+    /// <see cref="ServiceResolution.Known"/> without a snapshot, which is still pending (not "unknown": that read once
+    /// logged a backend that was about to serve as dropped out of the split).
+    /// </remarks>
+    internal static (BackendAvailability Availability, string? Reason) Classify(ServiceResolution resolution, EndpointSnapshot? snapshot) =>
+        snapshot is not null ? Assess(snapshot)
+            : resolution is ServiceResolution.Pending or ServiceResolution.Known ? (BackendAvailability.Pending, null)
+            : resolution == ServiceResolution.Failed ? (BackendAvailability.Down, "its discovery failed")
+            : (BackendAvailability.Down, "no discovery provider knows it");
 
     /// <summary>Whether any endpoint of the snapshot is healthy (status, not panic: panic still sends to ejected ones).</summary>
     private static (BackendAvailability Availability, string? Reason) Assess(EndpointSnapshot snapshot)

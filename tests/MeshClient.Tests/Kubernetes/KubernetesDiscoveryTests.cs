@@ -195,7 +195,16 @@ public sealed class KubernetesDiscoveryTests(ITestOutputHelper output)
         await using var server = await KubernetesTestServer.CreateAsync();
         server.Apply("shop", Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1")));
         var time = FakeTime.Create();
-        await using var mesh = KubernetesTestHost.Create(server, s => s["Mesh:Kubernetes:WatchIdleTimeout"] = "00:01:00", services => services.AddSingleton<TimeProvider>(time));
+        // The watch request outlasts the test's fake minutes (the host's 30 s would renew it on the fake clock while the
+        // test counts requests: a renewal is a new request, which the count below must not see).
+        await using var mesh = KubernetesTestHost.Create(
+            server,
+            s =>
+            {
+                s["Mesh:Kubernetes:WatchIdleTimeout"] = "00:01:00";
+                s["Mesh:Kubernetes:WatchTimeout"] = "00:10:00";
+            },
+            services => services.AddSingleton<TimeProvider>(time));
         var factory = mesh.Services.GetServices<IServiceEndpointProviderFactory>().OfType<KubernetesEndpointProviderFactory>().Single();
 
         var first = await PopulateAsync(factory, "catalog");
