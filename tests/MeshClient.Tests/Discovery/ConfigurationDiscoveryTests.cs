@@ -57,6 +57,35 @@ public sealed class ConfigurationDiscoveryTests
         Assert.All(host.Registry.GetTable("catalog").States, s => Assert.Equal(0, s.InFlight));
     }
 
+    /// <summary>
+    /// Regression: a service idle for longer than the resolver keeps its watcher (two of its 10 s cleanups) lost the
+    /// reload hook with it, so a reload left its table on the old endpoints; its next calls went to an endpoint the
+    /// configuration no longer has, until a refresh tick after that call. Every table is now refreshed on a reload.
+    /// </summary>
+    [Fact]
+    public async Task Reload_ReachesAServiceIdleLongerThanTheResolverKeepsItsWatcher()
+    {
+        await using var a = await TestBackend.StartAsync("a");
+        await using var b = await TestBackend.StartAsync("b");
+        var time = FakeTime.Create();
+        await using var host = MeshHost.Create(MeshHost.ServiceSettings("catalog", "RoundRobin", (a, 1)), services => services.AddSingleton<TimeProvider>(time));
+        var client = host.CreateClient();
+        Assert.Equal("a", await client.GetStringAsync("http://catalog/"));
+
+        // Idle: the resolver's cleanup (every 10 s of the fake clock) drops the service's watcher; the table stays.
+        for (var i = 0; i < 6; i++)
+        {
+            time.Advance(TimeSpan.FromSeconds(10));
+            await Task.Delay(20);
+        }
+
+        host.Configuration.Replace(MeshHost.ServiceSettings("catalog", "RoundRobin", (b, 1)));
+        var table = Assert.Single(host.Registry.Tables);
+        await Poll.UntilAsync(() => table.Snapshot is { All: [var only] } && only.Address.EndsWith($":{b.Port}", StringComparison.Ordinal));
+        Assert.Equal("b", await client.GetStringAsync("http://catalog/"));
+        Assert.Equal(1, a.Count);
+    }
+
     [Fact]
     public async Task Reload_ChangesWeights()
     {
