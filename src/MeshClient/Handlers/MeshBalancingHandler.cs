@@ -1,64 +1,85 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using MeshClient.Balancing;
 using MeshClient.Model;
+using MeshClient.Resilience;
 
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// Resolves the request's host to a service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request
-/// URI (and Host header) to it, sends, and completes the lease with the attempt's outcome
+/// The mesh's attempt step, run by <see cref="MeshRetryHandler"/> once per attempt: resolves the request's host to a
+/// service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request URI (and Host header) to it
+/// (<see cref="EndpointEntry.Rewrite(Uri, string)"/>), sends it under the attempt timeout (<see cref="CallTimeout.StartAttempt"/>:
+/// a timed-out attempt counts against its endpoint), and completes the lease with the attempt's outcome
 /// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
-/// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The original URI is restored after the attempt. IP literals and
-/// <c>localhost</c> pass through without a lookup; dotted names that no provider knows pass through; single-label
-/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
+/// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The
+/// original URI is restored after the attempt. Dotted names that no provider knows pass through (with the attempt
+/// timeout); single-label names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
 /// </summary>
-internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : DelegatingHandler
+/// <remarks>Its async methods' state machines are pooled (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>): an attempt that waits for its socket allocates nothing here.</remarks>
+internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
 {
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>Sends one attempt of <paramref name="call"/>.</summary>
+    /// <param name="outer">The mesh's handler, whose inner handler sends.</param>
+    /// <param name="call">The call.</param>
+    /// <param name="timeout">The call's timeouts (its token cancels the attempt).</param>
+    /// <param name="request">The request, with the caller's URI.</param>
+    public ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, HttpRequestMessage request)
     {
-        var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri) || registry.IsExternal(uri.IdnHost))
+        var uri = request.RequestUri!;
+        if (registry.IsExternal(uri.IdnHost))
         {
-            return base.SendAsync(request, cancellationToken);
+            return SendOutsideAsync(outer, timeout, request);
         }
 
         var table = registry.GetTable(uri.IdnHost);
         table.MarkUsed();
         var snapshot = table.Snapshot;
         return snapshot is not null
-            ? SendToEndpointAsync(table, snapshot, request, uri, cancellationToken)
-            : SendAfterResolutionAsync(table, request, uri, cancellationToken);
+            ? SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri)
+            : SendAfterResolutionAsync(outer, call, timeout, table, request, uri);
     }
 
-    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendAfterResolutionAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, HttpRequestMessage request, Uri uri)
     {
-        await table.WaitForFirstResolutionAsync(cancellationToken).ConfigureAwait(false);
+        await table.WaitForFirstResolutionAsync(timeout.Token).ConfigureAwait(false);
         if (table.Snapshot is { } snapshot)
         {
-            return await SendToEndpointAsync(table, snapshot, request, uri, cancellationToken).ConfigureAwait(false);
+            return await SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri).ConfigureAwait(false);
         }
 
         if (!table.IsSingleLabel)
         {
             // A dotted name that no provider knows is a host outside the mesh.
-            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return await SendOutsideAsync(outer, timeout, request).ConfigureAwait(false);
         }
 
         throw new UnknownServiceException(table.ServiceName, registry.ProviderNames, table.LastError);
     }
 
-    private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
+    /// <summary>An attempt on a host outside the mesh: as it is, under the attempt timeout.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<HttpResponseMessage> SendOutsideAsync(MeshCallHandler outer, CallTimeout timeout, HttpRequestMessage request)
     {
-        request.Options.TryGetValue(MeshRequestContext.Key, out var context);
-        var lease = await registry.Picker.PickAsync(table, snapshot, original.Scheme, context, cancellationToken).ConfigureAwait(false);
+        timeout.StartAttempt();
+        try
+        {
+            return await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (timeout.AttemptTimedOut)
+        {
+            throw timeout.AttemptTimeoutException(ex);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendToEndpointAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original)
+    {
+        var lease = await registry.Picker.PickAsync(table, snapshot, original.Scheme, call, timeout.Token).ConfigureAwait(false);
         var endpoint = lease.Endpoint;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
-        request.RequestUri = endpoint.Rewrite(original);
-        if (context is not null)
-        {
-            context.AttemptUri = request.RequestUri;
-        }
-
+        request.RequestUri = endpoint.Rewrite(original, table.ServiceName);
         if (setHost)
         {
             request.Headers.Host = endpoint.HostHeader;
@@ -69,7 +90,8 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         var watched = false;
         try
         {
-            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            timeout.StartAttempt();
+            var response = await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {
@@ -91,10 +113,19 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
             return response;
         }
+        catch (OperationCanceledException ex) when (timeout.AttemptTimedOut)
+        {
+            // The attempt's own timeout: the endpoint's failure, reported as Polly's TimeoutRejectedException.
+            var timedOut = timeout.AttemptTimeoutException(ex);
+            outcome = OutcomeClassifier.OfException(timedOut, callerCancelled: false);
+            throw timedOut;
+        }
         catch (Exception ex)
         {
-            var callerCancelled = cancellationToken.IsCancellationRequested;
-            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && context.DeadlinePassed(registry.TimeProvider));
+            // Cancelled by the caller or at the end of the call's total time: never the endpoint's fault, unless the
+            // call's gRPC deadline passed (Grpc.Net.Client cancels at its deadline: the endpoint's timeout).
+            var callEnded = timeout.Token.IsCancellationRequested;
+            outcome = OutcomeClassifier.OfException(ex, callEnded, callEnded && call.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET

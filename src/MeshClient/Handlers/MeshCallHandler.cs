@@ -7,18 +7,21 @@ using MeshClient.Telemetry;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// The outermost mesh handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
+/// The mesh's one handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity. A gRPC call whose
 /// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
 /// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>).
+/// The call's resilience (<see cref="MeshRetryHandler"/>) and each attempt's balancing (<see cref="MeshBalancingHandler"/>)
+/// are steps it calls with the context as an argument, not handlers of their own: each handler's async state machine,
+/// and the request's options dictionary that carried the context between them, cost bytes on every request (issue 19).
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, MeshRetryHandler retries, int maxRedirects = 0) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -44,7 +47,6 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
     private async Task<HttpResponseMessage> SendWithTelemetryAsync(HttpRequestMessage request, string service, CancellationToken cancellationToken)
     {
         var context = new MeshRequestContext(service);
-        request.Options.Set(MeshRequestContext.Key, context);
         var start = time.GetTimestamp();
         if (GrpcProtocol.Timeout(request) is { } deadline)
         {
@@ -67,7 +69,7 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
-            response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            response = await retries.SendAsync(this, context, request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
             {
@@ -109,6 +111,10 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             ? await SendAsync(request, cancellationToken).ConfigureAwait(false)
             : response;
     }
+
+    /// <summary>Sends an attempt through the handlers below the mesh (the factory's and the primary handler).</summary>
+    internal Task<HttpResponseMessage> SendInnerAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        base.SendAsync(request, cancellationToken);
 
     /// <summary>
     /// What a gRPC status says of the call: any status but <c>OK</c> is an error of the span, named as its

@@ -84,12 +84,12 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         var services = builder.Services;
         var time = services.GetRequiredService<TimeProvider>();
 
-        // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
-        // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
-        handlers.Add(new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>()));
-        handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
-        handlers.Add(new MeshAttemptTimeoutHandler());
+        // One handler, whose steps run outer to inner: one span and the call metrics; total timeout and retries;
+        // per attempt, discovery, the pick and the attempt timeout. The primary handler then emits the per-attempt
+        // Client span.
+        var attempts = new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>());
+        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), attempts);
+        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, retries, TakeOverRedirects(builder.PrimaryHandler, name)));
 
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);

@@ -1,18 +1,17 @@
-using Polly;
-
 namespace MeshClient.Model;
 
 /// <summary>
 /// The state of one logical call across its attempts, as every feature reads it: which endpoints were tried, how
 /// many attempts were made, which endpoint served the last one and with which policy. Created once per call by the
-/// outermost mesh handler and carried on the request (one typed key). Each feature keeps its own part of the call
-/// elsewhere: the retry state rides in Polly's <see cref="ResilienceContext"/> (<c>Resilience/RetryState</c>).
+/// outermost mesh handler and handed down the mesh's steps as an argument (never stored on the request: its options
+/// dictionary cost 239 B a request, issue 19). Each feature keeps its own part of the call elsewhere: the retry state
+/// is a local of the retry loop (<c>Resilience/RetryState</c>), the timeouts a pooled <c>Resilience/CallTimeout</c>.
 /// </summary>
 internal sealed class MeshRequestContext
 {
-    public static readonly HttpRequestOptionsKey<MeshRequestContext> Key = new("MeshClient.RequestContext");
-
-    private EndpointState?[] _tried = new EndpointState?[2];
+    // The first endpoint tried is a field: a call that succeeds at once allocates no array.
+    private EndpointState? _firstTried;
+    private EndpointState?[]? _tried;
 
     public MeshRequestContext(string serviceName)
     {
@@ -28,18 +27,6 @@ internal sealed class MeshRequestContext
     public EndpointEntry? LastEndpoint { get; private set; }
 
     public string? Policy { get; private set; }
-
-    /// <summary>
-    /// Gets or sets the URI of the current attempt, as the balancer rewrote it: a connection opened for a request whose
-    /// URI is another object (a redirect target) is not a connection to a mesh endpoint.
-    /// </summary>
-    public Uri? AttemptUri { get; set; }
-
-    /// <summary>
-    /// Gets or sets the pipeline around one attempt of this call (the service's attempt timeout), set by the retry
-    /// handler and run by the attempt handler inside the balancer.
-    /// </summary>
-    public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
     /// <summary>
     /// Gets the call's own deadline, from its start (gRPC's <c>grpc-timeout</c> request header), or <see langword="null"/>:
@@ -81,10 +68,20 @@ internal sealed class MeshRequestContext
 
     public bool HasTried(EndpointState state)
     {
-        var tried = _tried;
-        for (var i = 0; i < TriedCount; i++)
+        if (TriedCount == 0)
         {
-            if (ReferenceEquals(tried[i], state))
+            return false;
+        }
+
+        if (ReferenceEquals(_firstTried, state))
+        {
+            return true;
+        }
+
+        var tried = _tried;
+        for (var i = 0; i < TriedCount - 1; i++)
+        {
+            if (ReferenceEquals(tried![i], state))
             {
                 return true;
             }
@@ -92,13 +89,6 @@ internal sealed class MeshRequestContext
 
         return false;
     }
-
-    /// <summary>
-    /// Takes the context of a finished call off its request before a redirect hop: one to a pass-through host must not
-    /// find the first service's retries, budget and timeouts there.
-    /// </summary>
-    public static void Remove(HttpRequestMessage request) =>
-        ((IDictionary<string, object?>)request.Options).Remove(Key.Key);
 
     /// <summary>Notes the endpoint an attempt goes to (called by the picker when it hands out a lease).</summary>
     public void OnAttempt(EndpointEntry endpoint, string policy)
@@ -111,11 +101,22 @@ internal sealed class MeshRequestContext
             return;
         }
 
-        if (TriedCount == _tried.Length)
+        if (TriedCount == 0)
         {
-            Array.Resize(ref _tried, TriedCount * 2);
+            _firstTried = endpoint.State;
+        }
+        else
+        {
+            // The endpoints after the first, from the call's first retry on.
+            _tried ??= new EndpointState?[2];
+            if (TriedCount - 1 == _tried.Length)
+            {
+                Array.Resize(ref _tried, _tried.Length * 2);
+            }
+
+            _tried[TriedCount - 1] = endpoint.State;
         }
 
-        _tried[TriedCount++] = endpoint.State;
+        TriedCount++;
     }
 }
