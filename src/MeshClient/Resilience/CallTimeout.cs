@@ -180,7 +180,8 @@ internal sealed class CallTimeout
     /// </summary>
     private static TimeSpan WithinDeadline(TimeSpan timeout, MeshRequestContext call, TimeProvider time, out bool byDeadline)
     {
-        if (call.Remaining(time) is { } remaining && remaining <= timeout)
+        // Deadline first: Remaining reads the clock even for a call without one.
+        if (call.Deadline is not null && call.Remaining(time) is { } remaining && remaining <= timeout)
         {
             byDeadline = true;
             return remaining > MinimumTimeout ? remaining : MinimumTimeout;
