@@ -14,8 +14,8 @@ using Microsoft.Extensions.Options;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// Adds the mesh handlers to every factory client that should have them. A filter runs after every other
-/// configuration of a client, so the mesh handlers end up innermost (closest to the socket) and the user's own
+/// Adds the mesh handler (<see cref="MeshCallHandler"/>) to every factory client that should have it. A filter runs after every other
+/// configuration of a client, so the mesh handler ends up innermost (closest to the socket) and the user's own
 /// handlers stay outside them. It also removes the handler of <c>IHttpClientBuilder.AddServiceDiscovery()</c>,
 /// which would balance a second time, ignore weights, and leak a resolver per handler rotation; and, unless
 /// <see cref="MeshOptions.KeepOtherResilienceHandlers"/> is set, the resilience handlers of
