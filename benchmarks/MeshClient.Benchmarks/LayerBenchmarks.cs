@@ -40,9 +40,15 @@ public class LayerBenchmarks
         var time = TimeProvider.System;
 
         _attempts = new MeshBalancingHandler(registry);
-        _outer = new MeshCallHandler(instrumentation, time, new MeshRetryHandler(_resilience, _attempts)) { InnerHandler = new InMemoryHandler() };
-        _full = new HttpMessageInvoker(new MeshCallHandler(instrumentation, time, new MeshRetryHandler(_resilience, _attempts)) { InnerHandler = new InMemoryHandler() });
-        _fullSuspended = new HttpMessageInvoker(new MeshCallHandler(instrumentation, time, new MeshRetryHandler(_resilience, _attempts)) { InnerHandler = new InMemoryHandler(suspend: true) });
+
+        // As the mesh's filter builds it: deadlines, routes and hedging are on the path, none of them configured.
+        var retries = new MeshRetryHandler(_resilience, new MeshHedgingHandler(_services.GetRequiredService<Hedging.HedgingRegistry>(), _attempts));
+        var deadlines = new DeadlinePropagation(_services.GetRequiredService<Configuration.MeshOptionsChangeNotifier>());
+        var router = _services.GetRequiredService<Routing.MeshRouter>();
+        MeshCallHandler Mesh(bool suspend) => new(instrumentation, time, retries, 0, deadlines, router) { InnerHandler = new InMemoryHandler(suspend) };
+        _outer = Mesh(suspend: false);
+        _full = new HttpMessageInvoker(Mesh(suspend: false));
+        _fullSuspended = new HttpMessageInvoker(Mesh(suspend: true));
         for (var i = 0; i < 100; i++)
         {
             Balancing().GetAwaiter().GetResult();

@@ -21,7 +21,20 @@ internal sealed record ServiceDocument(
     string LoadBalancer,
     bool Panic,
     RetryBudgetDocument? RetryBudget,
-    IReadOnlyList<EndpointDocument> Endpoints);
+    IReadOnlyList<EndpointDocument> Endpoints,
+    IReadOnlyList<RouteDocument> Routes);
+
+internal sealed record RouteDocument(
+    string Name,
+    string? Match,
+    double? TimeoutSeconds,
+    IReadOnlyList<RouteBackendDocument> Backends);
+
+internal sealed record RouteBackendDocument(
+    string Service,
+    int Weight,
+    double Share,
+    string State);
 
 internal sealed record DiscoveryDocument(
     string? Source,

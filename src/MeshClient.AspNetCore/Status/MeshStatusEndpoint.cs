@@ -69,7 +69,12 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
                     e.InFlight,
                     e.RequestsLastMinute,
                     e.FailuresLastMinute,
-                    e.Attempts))]);
+                    e.Attempts))],
+                [.. service.Routes.Select(r => new RouteDocument(
+                    r.Name,
+                    r.Match,
+                    r.Timeout?.TotalSeconds,
+                    [.. r.Backends.Select(b => new RouteBackendDocument(b.Service, b.Weight, b.Share, b.State))]))]);
         }
 
         return new MeshStatusDocument(MeshStatusDocument.CurrentVersion, time.GetUtcNow(), documents);

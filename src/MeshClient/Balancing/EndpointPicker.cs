@@ -63,7 +63,7 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
     private EndpointLease Lease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, MeshRequestContext? context)
     {
         context?.OnAttempt(endpoint, snapshot.Policy.Name);
-        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp());
+        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp(), context);
     }
 
     /// <summary>
@@ -169,6 +169,11 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
             }
 
             var tried = context is not null && context.HasTried(state);
+            if (tried && context!.UntriedOnly)
+            {
+                continue; // a hedge never goes to an endpoint the call is already waiting on
+            }
+
             if (best is null
                 || (bestTried && !tried)
                 || (bestTried == tried && state.ConsecutiveFailures < best.State.ConsecutiveFailures))

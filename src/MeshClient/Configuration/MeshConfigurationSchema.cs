@@ -33,9 +33,25 @@ internal static class MeshConfigurationSchema
         ("RetryNonIdempotent", Value),
         ("AttemptTimeout", Value),
         ("ConnectTimeout", Value),
-        ("TotalTimeout", Value));
+        ("TotalTimeout", Value),
+        ("Hedging", Object(
+            ("Enabled", Value),
+            ("Delay", Value),
+            ("MaxAttempts", Value),
+            ("Percentile", Value),
+            ("MinDelay", Value),
+            ("MaxDelay", Value),
+            ("BudgetPercent", Value),
+            ("BudgetMinPerSecond", Value))));
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
+
+    private static readonly ConfigurationSchema Deadlines = Object(("Propagate", Value));
+    private static readonly ConfigurationSchema WeightedRoundRobin = Object(
+        ("BlackoutPeriod", Value),
+        ("WeightExpirationPeriod", Value),
+        ("WeightUpdatePeriod", Value),
+        ("ErrorUtilizationPenalty", Value));
 
     private static readonly ConfigurationSchema Tls = Object(
         ("CaCertificateFile", Value),
@@ -47,12 +63,21 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema Endpoint = Object(("Address", Value), ("Weight", Value), ("Zone", Value), ("HostName", Value));
 
+    private static readonly ConfigurationSchema Route = Object(
+        ("Name", Value),
+        ("Match", Object(("PathPrefix", Value), ("Path", Value), ("Method", Value), ("Headers", Collection(Value)))),
+        ("Backends", Collection(Object(("Service", Value), ("Weight", Value)))),
+        ("Timeout", Value));
+
     private static readonly ConfigurationSchema Service = Object(
         ("LoadBalancer", Value),
         ("Endpoints", Collection(Endpoint)),
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
-        ("Tls", Tls));
+        ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
+        ("Tls", Tls),
+        ("Routes", Collection(Route)));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
     public static ConfigurationSchema Mesh { get; } = Object(
@@ -63,6 +88,8 @@ internal static class MeshConfigurationSchema
         ("Resilience", Resilience),
         ("PeakEwma", Object(("DecayTime", Value), ("DefaultRtt", Value), ("FailurePenalty", Value))),
         ("SlowStart", SlowStart),
+        ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),
         ("AllowedNetworks", Collection(Value)),
         ("AllowedHostNames", Collection(Value)));

@@ -26,6 +26,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
 
         FeatureOptionsValidation.ValidateResilience(failures, $"{root}:Resilience", options.Resilience);
         FeatureOptionsValidation.ValidateSlowStart(failures, $"{root}:SlowStart", options.SlowStart);
+        FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{root}:WeightedRoundRobin", options.WeightedRoundRobin);
         foreach (var (serviceName, service) in options.Services)
         {
             var prefix = $"{root}:Services:{serviceName}";
@@ -42,6 +43,8 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
             FeatureOptionsValidation.ValidateResilience(failures, $"{prefix}:Resilience", service.Resilience);
             FeatureOptionsValidation.ValidateSlowStart(failures, $"{prefix}:SlowStart", service.SlowStart);
+            FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{prefix}:WeightedRoundRobin", service.WeightedRoundRobin);
+            RouteOptionsValidation.Validate(failures, prefix, serviceName, service, options);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {

@@ -7,14 +7,17 @@ using MeshClient.Resilience;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// The mesh's attempt step, run by <see cref="MeshRetryHandler"/> once per attempt: resolves the request's host to a
-/// service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request URI (and Host header) to it
+/// The mesh's attempt step, run once per attempt (by <see cref="MeshRetryHandler"/> through
+/// <see cref="MeshHedgingHandler"/>): resolves the request's host to a service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request URI (and Host header) to it
 /// (<see cref="EndpointEntry.Rewrite(Uri, string)"/>), sends it under the attempt timeout (<see cref="CallTimeout.StartAttempt"/>:
 /// a timed-out attempt counts against its endpoint), and completes the lease with the attempt's outcome
 /// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
 /// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The
-/// original URI is restored after the attempt. Dotted names that no provider knows pass through (with the attempt
-/// timeout); single-label names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
+/// original URI is restored after the attempt. An attempt to an endpoint carries the time left of an inherited deadline
+/// (<see cref="DeadlinePropagation.WriteHeader"/>), and its answer's load report (ORCA) is read. Dotted names that no
+/// provider knows pass through (with the attempt timeout); single-label names that no provider knows fail fast with
+/// <see cref="UnknownServiceException"/>. A call its route sent to a backend (<see cref="MeshRequestContext.Backend"/>)
+/// is balanced over that backend's endpoints, and fails the same way when no provider knows the backend, dotted or not.
 /// </summary>
 /// <remarks>Its async methods' state machines are pooled (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>): an attempt that waits for its socket allocates nothing here.</remarks>
 internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
@@ -27,21 +30,25 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
     public ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, HttpRequestMessage request)
     {
         var uri = request.RequestUri!;
-        if (registry.IsExternal(uri.IdnHost))
+
+        // A routed call goes to its route's backend (never outside the mesh); any other to the request's host.
+        var routed = call.Route is not null;
+        var service = routed ? call.Backend : uri.IdnHost;
+        if (!routed && registry.IsExternal(service))
         {
             return SendOutsideAsync(outer, timeout, request);
         }
 
-        var table = registry.GetTable(uri.IdnHost);
+        var table = registry.GetTable(service);
         table.MarkUsed();
         var snapshot = table.Snapshot;
         return snapshot is not null
             ? SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri)
-            : SendAfterResolutionAsync(outer, call, timeout, table, request, uri);
+            : SendAfterResolutionAsync(outer, call, timeout, table, request, uri, routed);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpResponseMessage> SendAfterResolutionAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, HttpRequestMessage request, Uri uri)
+    private async ValueTask<HttpResponseMessage> SendAfterResolutionAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, HttpRequestMessage request, Uri uri, bool routed)
     {
         await table.WaitForFirstResolutionAsync(timeout.Token).ConfigureAwait(false);
         if (table.Snapshot is { } snapshot)
@@ -49,7 +56,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
             return await SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri).ConfigureAwait(false);
         }
 
-        if (!table.IsSingleLabel)
+        if (!table.IsSingleLabel && !routed)
         {
             // A dotted name that no provider knows is a host outside the mesh.
             return await SendOutsideAsync(outer, timeout, request).ConfigureAwait(false);
@@ -80,6 +87,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
         var endpoint = lease.Endpoint;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
         request.RequestUri = endpoint.Rewrite(original, table.ServiceName);
+        DeadlinePropagation.WriteHeader(request, call); // the time left of an inherited deadline, sent on
         if (setHost)
         {
             request.Headers.Host = endpoint.HostHeader;
@@ -92,6 +100,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
         {
             timeout.StartAttempt();
             var response = await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
+            lease.ReadLoadReport(response.Headers);
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {
@@ -123,9 +132,10 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
         catch (Exception ex)
         {
             // Cancelled by the caller or at the end of the call's total time: never the endpoint's fault, unless the
-            // call's gRPC deadline passed (Grpc.Net.Client cancels at its deadline: the endpoint's timeout).
+            // call's deadline passed (Grpc.Net.Client cancels at its deadline: the endpoint's timeout). A hedge that lost
+            // (HedgeSettled) was cancelled by hedging: never charged to its endpoint, whatever the deadline.
             var callEnded = timeout.Token.IsCancellationRequested;
-            outcome = OutcomeClassifier.OfException(ex, callEnded, callEnded && call.DeadlinePassed(registry.TimeProvider));
+            outcome = OutcomeClassifier.OfException(ex, callEnded, callEnded && !call.HedgeSettled && call.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET

@@ -84,12 +84,19 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         var services = builder.Services;
         var time = services.GetRequiredService<TimeProvider>();
 
-        // One handler, whose steps run outer to inner: one span and the call metrics; total timeout and retries;
-        // per attempt, discovery, the pick and the attempt timeout. The primary handler then emits the per-attempt
-        // Client span.
-        var attempts = new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>());
-        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), attempts);
-        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, retries, TakeOverRedirects(builder.PrimaryHandler, name)));
+        // One handler, whose steps run outer to inner: one span, the call metrics, the inherited deadline and the
+        // route; total timeout and retries; hedging of one try; per attempt, discovery, the pick and the attempt
+        // timeout. The primary handler then emits the per-attempt Client span.
+        var balancing = new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>());
+        var hedging = new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>(), balancing); // one try at a time
+        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), hedging);
+        handlers.Add(new MeshCallHandler(
+            services.GetRequiredService<MeshInstrumentation>(),
+            time,
+            retries,
+            TakeOverRedirects(builder.PrimaryHandler, name),
+            new DeadlinePropagation(options),
+            services.GetRequiredService<Routing.MeshRouter>()));
 
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);

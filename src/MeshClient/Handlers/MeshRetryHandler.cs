@@ -10,23 +10,33 @@ namespace MeshClient.Handlers;
 /// The mesh's second step, below <see cref="MeshCallHandler"/>: runs a call through its service's resilience — the
 /// total timeout and the attempt timeout (<see cref="CallTimeout"/>), and the retry loop: the predicate
 /// (<see cref="RetryPredicate"/>, with the retry budget and the requeue of a refused connection), the wait
-/// (<see cref="RetryDelay"/>: Retry-After capped at <c>RetryMaxDelay</c>, else backoff with jitter). Each attempt goes
-/// back through the balancer (<see cref="MeshBalancingHandler"/>), which picks an endpoint not tried yet. A retry is
-/// counted when it is sent; one charged to the budget but not sent (the call ended in its backoff) is refunded. When
-/// the call's gRPC deadline ended it, the caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
-/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception.
+/// (<see cref="RetryDelay"/>: none when the retry can go to another endpoint at once, else Retry-After capped at
+/// <c>RetryMaxDelay</c>, else backoff with jitter). The service is the call's <see cref="MeshRequestContext.Backend"/>
+/// (its route's backend, if routed). Each try goes through the hedging step (<see cref="MeshHedgingHandler"/>) to the
+/// balancer (<see cref="MeshBalancingHandler"/>), which picks an endpoint not tried yet. A retry is counted when it is
+/// sent; one charged to the budget but not sent (the call ended in its backoff) is refunded. When the call's deadline
+/// ended it, a gRPC caller gets a trailers-only <c>DEADLINE_EXCEEDED</c> (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>)
+/// rather than the timeout's exception, an HTTP caller <see cref="DeadlineExceededException"/> when the deadline of the
+/// work in progress passed (<see cref="DeadlinePropagation.Exceeded"/>; a route's <c>Timeout</c> alone stays the
+/// timeout's own exception).
 /// </summary>
 /// <remarks>
 /// A loop of our own rather than Polly's retry and timeout strategies: a call through two Polly pipelines allocated
 /// 1.9 KB of async state machines in real traffic (issue 19), and this loop's state machine is pooled
 /// (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>), as is its timeout source.
 /// </remarks>
-internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshBalancingHandler balancing)
+internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingHandler attempts)
 {
+    /// <summary>
+    /// How early a timeout may fire before the deadline it was set for: a timer's period is counted in whole
+    /// milliseconds (a 912.99 ms timeout fires after 912 ms), and 16 ms on some systems.
+    /// </summary>
+    private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(16);
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var resilience = registry.Get(call.ServiceName);
+        var resilience = registry.Get(call.Backend); // the service's own, or its route's backend's
         resilience.Budget.OnRequest();
         var timeout = CallTimeout.Start(registry.Time, resilience.Settings, call, cancellationToken);
         var retry = default(RetryState);
@@ -38,7 +48,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshBalancin
                 Exception? error = null;
                 try
                 {
-                    response = await balancing.SendAsync(outer, call, timeout, request).ConfigureAwait(false);
+                    response = await attempts.SendAsync(outer, call, timeout, request).ConfigureAwait(false);
                 }
                 catch (Exception ex)
                 {
@@ -50,7 +60,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshBalancin
                     return error is null ? response! : Fail(error, timeout, call, request);
                 }
 
-                var delay = RetryDelay.Next(retry, response, resilience.Settings, registry.Time, registry.Random);
+                var delay = RetryDelay.Next(retry, call, response, resilience.Settings, registry.Time, registry.Random);
                 response?.Dispose();
                 timeout.ContinueCall();
                 if (delay > TimeSpan.Zero)
@@ -82,9 +92,10 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshBalancin
     }
 
     /// <summary>
-    /// Ends a call that failed: the total timeout's cancellation becomes a <see cref="TimeoutRejectedException"/>, and a
-    /// timeout of a gRPC call whose deadline has passed its <c>DEADLINE_EXCEEDED</c> answer; anything else is rethrown as
-    /// it was.
+    /// Ends a call that failed: the total timeout's cancellation becomes a <see cref="TimeoutRejectedException"/>; a
+    /// timeout at the call's deadline (within <see cref="TimerSlack"/>) becomes, for gRPC, its <c>DEADLINE_EXCEEDED</c>
+    /// answer, for HTTP <see cref="DeadlineExceededException"/> when the inherited deadline passed; anything else is
+    /// rethrown as it was.
     /// </summary>
     private HttpResponseMessage Fail(Exception error, CallTimeout timeout, MeshRequestContext call, HttpRequestMessage request)
     {
@@ -93,10 +104,14 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshBalancin
             error = timeout.CallTimeoutException(error);
         }
 
-        if (error is TimeoutRejectedException && GrpcProtocol.IsGrpc(request) && call.DeadlinePassed(registry.Time))
+        if (error is TimeoutRejectedException rejected
+            && call.Remaining(registry.Time) <= TimerSlack
+            && (GrpcProtocol.IsGrpc(request) || call.InheritedDeadline is { } inherited && inherited.Remaining <= TimerSlack))
         {
-            // The call's own deadline ended it (its grpc-timeout bounds the mesh's timeouts): the gRPC answer to that.
-            return GrpcProtocol.DeadlineExceededAnswer(request);
+            // The call's deadline ended it (its grpc-timeout, its route's Timeout or an inherited one bounds the mesh's
+            // timeouts): for gRPC the DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException when the deadline of
+            // the work in progress passed (a route's Timeout alone stays the timeout's own exception).
+            return DeadlinePropagation.Exceeded(request, call, rejected);
         }
 
         ExceptionDispatchInfo.Throw(error);

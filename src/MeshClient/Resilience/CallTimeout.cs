@@ -13,6 +13,8 @@ namespace MeshClient.Resilience;
 /// 19), where a pooled source costs nothing and a call without a retry changes its timer twice.
 /// </summary>
 /// <remarks>
+/// A hedged try runs several attempts at once: each gets a timeout of its own (<see cref="ForAttempt"/>), whose source
+/// follows the try's token, so that one attempt's timeout ends that attempt alone.
 /// With the system clock the objects (and their sources, which keep their timer) are pooled, as Polly pools its
 /// sources; with any other clock (a fake one in tests) each call gets a source of that clock, disposed at its end.
 /// </remarks>
@@ -67,6 +69,29 @@ internal sealed class CallTimeout
         timeout._armedAttempt = TimeSpan.Zero;
         timeout.Arm(timeout._total);
         return timeout;
+    }
+
+    /// <summary>
+    /// The timeout of one attempt of a hedged try, sent alongside others on <paramref name="attemptToken"/> (the try's
+    /// token, linked to this call's): a source of its own, armed only by <see cref="StartAttempt"/> (the attempt timeout,
+    /// unless this call ends first: its end reaches the attempt through <paramref name="attemptToken"/>). Given back by
+    /// <see cref="Return"/> when the attempt ends.
+    /// </summary>
+    /// <param name="attemptToken">The attempt's token (cancelled when the call ends or the attempt lost its race).</param>
+    public CallTimeout ForAttempt(CancellationToken attemptToken)
+    {
+        var pooled = ReferenceEquals(_time, TimeProvider.System);
+        var attempt = pooled ? Pool.Get() : new CallTimeout();
+        attempt._time = _time;
+        attempt._caller = attemptToken;
+        attempt._call = _call;
+        attempt._start = _start; // the call's: StartAttempt compares the attempt timeout with what the call has left
+        attempt._total = _total;
+        attempt._attemptTimeout = _attemptTimeout;
+        attempt._armedAttempt = TimeSpan.Zero;
+        attempt._source ??= pooled ? new CancellationTokenSource() : new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
+        attempt._link = attemptToken.UnsafeRegister(static source => ((CancellationTokenSource)source!).Cancel(), attempt._source);
+        return attempt;
     }
 
     /// <summary>

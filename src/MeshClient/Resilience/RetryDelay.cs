@@ -3,23 +3,27 @@ using MeshClient.Model;
 namespace MeshClient.Resilience;
 
 /// <summary>
-/// How long a call waits before a retry: not at all for a requeue; the <c>Retry-After</c> of the answer being retried
-/// when it has one (a delay, or a date on the mesh's clock; a date passed is no wait); otherwise an exponential backoff
-/// with equal jitter (<c>RetryBaseDelay</c> × 2^n, the upper half of it drawn at random). Never longer than
-/// <c>RetryMaxDelay</c>: a long <c>Retry-After</c> keeps its endpoint out of the picks (<see cref="OutlierDetector"/>)
-/// and the next attempt goes elsewhere instead of sleeping the call into its total timeout.
+/// How long a call waits before a retry: not at all for a requeue, nor after an endpoint asked not to be called
+/// (<c>Retry-After</c>, a gRPC pushback) while another endpoint can take the retry
+/// (<see cref="MeshRequestContext.RetryElsewhereAtOnce"/>: the asking endpoint is out of the picks,
+/// <see cref="OutlierDetector"/>, so its delay has nothing to wait for); the <c>Retry-After</c> of the answer being
+/// retried when it has one (a delay, or a date on the mesh's clock; a date passed is no wait), which only matters when
+/// the same endpoint would be tried again; otherwise an exponential backoff with equal jitter (<c>RetryBaseDelay</c> ×
+/// 2^n, the upper half of it drawn at random). Never longer than <c>RetryMaxDelay</c>, instead of sleeping the call
+/// into its total timeout.
 /// </summary>
 internal static class RetryDelay
 {
     /// <summary>Gets the wait before the retry just decided in <paramref name="state"/>.</summary>
     /// <param name="state">The call's retry state, with the retry decided.</param>
+    /// <param name="call">The call (whether its retry may go elsewhere at once).</param>
     /// <param name="response">The answer being retried, if there is one.</param>
     /// <param name="settings">The service's settings.</param>
     /// <param name="time">The mesh's clock (for a <c>Retry-After</c> date).</param>
     /// <param name="random">The jitter's source.</param>
-    public static TimeSpan Next(in RetryState state, HttpResponseMessage? response, ResilienceSettings settings, TimeProvider time, Randomizer random)
+    public static TimeSpan Next(in RetryState state, MeshRequestContext call, HttpResponseMessage? response, ResilienceSettings settings, TimeProvider time, Randomizer random)
     {
-        if (state.RequeuePending)
+        if (state.RequeuePending || call.RetryElsewhereAtOnce)
         {
             return TimeSpan.Zero;
         }
