@@ -42,10 +42,10 @@ public class LayerBenchmarks
         _attempts = new MeshBalancingHandler(registry);
 
         // As the mesh's filter builds it: deadlines, routes and hedging are on the path, none of them configured.
-        var retries = new MeshRetryHandler(_resilience, new MeshHedgingHandler(_services.GetRequiredService<Hedging.HedgingRegistry>(), _attempts));
+        var hedging = new MeshHedgingHandler(_services.GetRequiredService<Hedging.HedgingRegistry>(), _attempts);
+        var retries = new MeshRetryHandler(_resilience, hedging, _services.GetRequiredService<Routing.MeshRouter>());
         var deadlines = new DeadlinePropagation(_services.GetRequiredService<Configuration.MeshOptionsChangeNotifier>());
-        var router = _services.GetRequiredService<Routing.MeshRouter>();
-        MeshCallHandler Mesh(bool suspend) => new(instrumentation, time, retries, 0, deadlines, router) { InnerHandler = new InMemoryHandler(suspend) };
+        MeshCallHandler Mesh(bool suspend) => new(instrumentation, time, retries, 0, deadlines) { InnerHandler = new InMemoryHandler(suspend) };
         _outer = Mesh(suspend: false);
         _full = new HttpMessageInvoker(Mesh(suspend: false));
         _fullSuspended = new HttpMessageInvoker(Mesh(suspend: true));

@@ -100,7 +100,10 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
         {
             timeout.StartAttempt();
             var response = await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
-            lease.ReadLoadReport(response.Headers);
+            if (lease.ReadsLoadReports)
+            {
+                lease.ReadLoadReport(response.Headers); // asked first: Headers makes the collection of a response that has none
+            }
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {

@@ -89,14 +89,13 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         // timeout. The primary handler then emits the per-attempt Client span.
         var balancing = new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>());
         var hedging = new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>(), balancing); // one try at a time
-        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), hedging);
+        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), hedging, services.GetRequiredService<Routing.MeshRouter>());
         handlers.Add(new MeshCallHandler(
             services.GetRequiredService<MeshInstrumentation>(),
             time,
             retries,
             TakeOverRedirects(builder.PrimaryHandler, name),
-            new DeadlinePropagation(options),
-            services.GetRequiredService<Routing.MeshRouter>()));
+            new DeadlinePropagation(options)));
 
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
 using MeshClient.Model;
 using MeshClient.Resilience;
+using MeshClient.Routing;
 using Polly.Timeout;
 
 namespace MeshClient.Handlers;
@@ -18,14 +19,15 @@ namespace MeshClient.Handlers;
 /// ended it, a gRPC caller gets a trailers-only <c>DEADLINE_EXCEEDED</c> (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>)
 /// rather than the timeout's exception, an HTTP caller <see cref="DeadlineExceededException"/> when the deadline of the
 /// work in progress passed (<see cref="DeadlinePropagation.Exceeded"/>; a route's <c>Timeout</c> alone stays the
-/// timeout's own exception).
+/// timeout's own exception). First of all, once per call, a service with routes has the call's route and backend
+/// decided (<see cref="MeshRouter.RouteAsync"/>): every try then stays in that backend.
 /// </summary>
 /// <remarks>
 /// A loop of our own rather than Polly's retry and timeout strategies: a call through two Polly pipelines allocated
 /// 1.9 KB of async state machines in real traffic (issue 19), and this loop's state machine is pooled
 /// (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>), as is its timeout source.
 /// </remarks>
-internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingHandler attempts)
+internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingHandler attempts, MeshRouter? router = null)
 {
     /// <summary>
     /// How early a timeout may fire before the deadline it was set for: a timer's period is counted in whole
@@ -34,8 +36,14 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingH
     private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(16);
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, HttpRequestMessage request, CancellationToken cancellationToken)
+    public async ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, HttpRequestMessage request, long startTimestamp, CancellationToken cancellationToken)
     {
+        if (router is not null)
+        {
+            // A service with routes: its backend, for every attempt (the route's Timeout counts from the call's start).
+            await router.RouteAsync(request, call, startTimestamp, cancellationToken).ConfigureAwait(false);
+        }
+
         var resilience = registry.Get(call.Backend); // the service's own, or its route's backend's
         resilience.Budget.OnRequest();
         var timeout = CallTimeout.Start(registry.Time, resilience.Settings, call, cancellationToken);

@@ -10,8 +10,8 @@ namespace MeshClient.Model;
 /// <remarks>
 /// One attempt at a time touches the context, so it takes no lock, except once a call is hedged
 /// (<see cref="EnterConcurrentAttempts"/>, <c>Hedging/</c>): from then on, several attempts of the call pick, note and
-/// send at once, and the tried endpoints, the attempt count and the last endpoint change under one lock that the
-/// context makes then. A call that is never hedged pays one null check per access.
+/// send at once, and the tried endpoints, the attempt count and the last endpoint change under the context's own
+/// monitor from then on. A call that is never hedged pays one null check per access.
 /// </remarks>
 internal sealed class MeshRequestContext
 {
@@ -19,25 +19,33 @@ internal sealed class MeshRequestContext
     private EndpointState? _firstTried;
     private EndpointState?[]? _tried;
 
-    // Null until the call is hedged (EnterConcurrentAttempts): then the state below changes under it.
-    private Lock? _sync;
+    // False until the call is hedged (EnterConcurrentAttempts): then the state below changes under the context's own
+    // monitor. Not a Lock object: the context is made on every call, and a field more is 8 bytes more on each (issue 19);
+    // the context is internal, so no other code can lock on it.
+    private volatile bool _concurrent;
+
+    // The route and backend of a routed call (shared, immutable), or null.
+    private CallRoute? _route;
 
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
-        Backend = serviceName;
     }
 
     public string ServiceName { get; }
 
     /// <summary>
-    /// Gets or sets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or
-    /// the backend its route chose (<c>Routing/</c>), decided once before the first attempt so that a retry stays in it.
+    /// Gets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or the backend
+    /// its route chose (<c>Routing/</c>, <see cref="SetRoute"/>), decided once before the first attempt so that a retry
+    /// stays in it.
     /// </summary>
-    public string Backend { get; set; }
+    public string Backend => _route?.Backend ?? ServiceName;
 
-    /// <summary>Gets or sets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
-    public string? Route { get; set; }
+    /// <summary>Gets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
+    public string? Route => _route?.Name;
+
+    /// <summary>Sets the call's route and backend (the router, before the first attempt).</summary>
+    public void SetRoute(CallRoute route) => _route = route;
 
     public int Attempts { get; private set; }
 
@@ -51,7 +59,7 @@ internal sealed class MeshRequestContext
     /// Gets a value indicating whether the call is hedged: several of its attempts may be in flight at once
     /// (<see cref="EnterConcurrentAttempts"/>).
     /// </summary>
-    public bool IsHedged => Volatile.Read(ref _sync) is not null;
+    public bool IsHedged => _concurrent;
 
     /// <summary>
     /// Gets or sets a value indicating whether the next pick of this call may only take an endpoint it has not tried: set
@@ -72,18 +80,15 @@ internal sealed class MeshRequestContext
     /// </summary>
     public void EnterConcurrentAttempts()
     {
-        if (Volatile.Read(ref _sync) is null)
-        {
-            Interlocked.CompareExchange(ref _sync, new Lock(), null);
-        }
+        _concurrent = true;
     }
 
     /// <summary>Marks a hedged try as answered before its losers are cancelled (<see cref="HedgeSettled"/>), or clears that mark.</summary>
     public void SetHedgeSettled(bool settled)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 HedgeSettled = settled;
             }
@@ -100,9 +105,9 @@ internal sealed class MeshRequestContext
     /// </summary>
     public void OnServedBy(EndpointEntry endpoint)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 LastEndpoint = endpoint;
             }
@@ -116,9 +121,9 @@ internal sealed class MeshRequestContext
     /// <summary>Sets or clears <see cref="UntriedOnly"/> (under the lock once hedged).</summary>
     public void SetUntriedOnly(bool untriedOnly)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 UntriedOnly = untriedOnly;
             }
@@ -224,9 +229,9 @@ internal sealed class MeshRequestContext
 
     public bool HasTried(EndpointState state)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 return HasTriedCore(state);
             }
@@ -262,9 +267,9 @@ internal sealed class MeshRequestContext
     /// <summary>Notes the endpoint an attempt goes to (called by the picker when it hands out a lease).</summary>
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 UntriedOnly = false;
                 OnAttemptCore(endpoint, policy);
