@@ -93,6 +93,44 @@ public sealed class CallTimeoutTests
     }
 
     [Fact]
+    public void AHedgedAttempt_HasItsOwnAttemptTimeout_AndEndsWithItsRaceOrItsCall()
+    {
+        // Hedging runs attempts of one call at once: one attempt's timeout must end that attempt, not the call or the
+        // other attempts; the end of the call, or the attempt losing its race, ends it too (through its token).
+        var time = FakeTime.Create();
+        var timeout = CallTimeout.Start(time, Settings, new MeshRequestContext("svc"), CancellationToken.None);
+        using var firstRace = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        using var hedgeRace = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var first = timeout.ForAttempt(firstRace.Token);
+        first.StartAttempt();
+        time.Advance(TimeSpan.FromSeconds(1));
+        var hedge = timeout.ForAttempt(hedgeRace.Token);
+        hedge.StartAttempt();
+
+        time.Advance(TimeSpan.FromSeconds(1)); // the first attempt's 2 s
+        Assert.True(first.AttemptTimedOut);
+        Assert.False(hedge.Token.IsCancellationRequested);
+        Assert.False(timeout.Token.IsCancellationRequested);
+        first.Return();
+
+        hedgeRace.Cancel(); // it lost its race
+        Assert.True(hedge.Token.IsCancellationRequested);
+        Assert.False(hedge.AttemptTimedOut);
+        hedge.Return();
+
+        using var lastRace = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token);
+        var last = timeout.ForAttempt(lastRace.Token);
+        time.Advance(TimeSpan.FromSeconds(2.5)); // 4.5 s of the call's 5: the end of the call comes first
+        last.StartAttempt();
+        time.Advance(TimeSpan.FromSeconds(0.5));
+        Assert.True(timeout.CallTimedOut);
+        Assert.True(last.Token.IsCancellationRequested);
+        Assert.False(last.AttemptTimedOut); // the call's end, not the attempt's timeout
+        last.Return();
+        timeout.Return();
+    }
+
+    [Fact]
     public void PooledTimeouts_NeverCarryACancellationIntoTheNextCall()
     {
         // The system clock pools the objects and their sources: a call that ended by its attempt timeout, by its
