@@ -1,30 +1,32 @@
 using System.Diagnostics;
-using System.Net;
 using BenchmarkDotNet.Attributes;
 using MeshClient.Balancing;
 using MeshClient.Handlers;
+using MeshClient.Model;
 using MeshClient.Resilience;
 using MeshClient.Telemetry;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace MeshClient.Benchmarks;
 
 /// <summary>
-/// What each mesh layer costs per request, over an in-memory primary handler: the balancer alone; plus the
-/// telemetry handler (no listener: no Activity); plus the resilience layers (Polly total timeout + retry with the
-/// budget outside the balancer, Polly attempt timeout inside it) — the full mesh; and the full mesh with a trace
-/// listener recording every span.
+/// What the mesh's steps cost per request, over an in-memory primary handler: one attempt through the balancing step
+/// alone (resolve, pick, rewrite, the attempt timeout armed, complete; with its call context and timeouts); the whole
+/// mesh handler (+ the call's span and metrics, no listener: no Activity; + the retry loop and the total timeout); the
+/// whole handler with a trace listener recording every span; and the whole handler over a primary that answers
+/// asynchronously, as a socket does (every async step suspends). Since issue 19 the mesh is one handler whose steps
+/// are not handlers of their own, so "balancing alone" drives the step directly.
 /// </summary>
 [MemoryDiagnoser]
 public class LayerBenchmarks
 {
     private static readonly Uri Target = new("http://catalog/items/42");
     private ServiceProvider _services = null!;
-    private HttpMessageInvoker _balancing = null!;
-    private HttpMessageInvoker _telemetry = null!;
+    private ResilienceRegistry _resilience = null!;
+    private MeshBalancingHandler _attempts = null!;
+    private MeshCallHandler _outer = null!;
     private HttpMessageInvoker _full = null!;
+    private HttpMessageInvoker _fullSuspended = null!;
     private ActivityListener? _listener;
 
     [GlobalSetup]
@@ -34,15 +36,24 @@ public class LayerBenchmarks
 
         var registry = _services.GetRequiredService<ServiceTableRegistry>();
         var instrumentation = _services.GetRequiredService<MeshInstrumentation>();
-        var resilience = _services.GetRequiredService<ResilienceRegistry>();
+        _resilience = _services.GetRequiredService<ResilienceRegistry>();
         var time = TimeProvider.System;
 
-        _balancing = Chain(new MeshBalancingHandler(registry));
-        _telemetry = Chain(new MeshCallHandler(instrumentation, time), new MeshBalancingHandler(registry));
-        _full = Chain(new MeshCallHandler(instrumentation, time), new MeshRetryHandler(resilience), new MeshBalancingHandler(registry), new MeshAttemptTimeoutHandler());
+        _attempts = new MeshBalancingHandler(registry);
+
+        // As the mesh's filter builds it: deadlines, routes and hedging are on the path, none of them configured.
+        var hedging = new MeshHedgingHandler(_services.GetRequiredService<Hedging.HedgingRegistry>(), _attempts);
+        var retries = new MeshRetryHandler(_resilience, hedging, _services.GetRequiredService<Routing.MeshRouter>());
+        var deadlines = new DeadlinePropagation(_services.GetRequiredService<Configuration.MeshOptionsChangeNotifier>());
+        MeshCallHandler Mesh(bool suspend) => new(instrumentation, time, retries, 0, deadlines) { InnerHandler = new InMemoryHandler(suspend) };
+        _outer = Mesh(suspend: false);
+        _full = new HttpMessageInvoker(Mesh(suspend: false));
+        _fullSuspended = new HttpMessageInvoker(Mesh(suspend: true));
         for (var i = 0; i < 100; i++)
         {
+            Balancing().GetAwaiter().GetResult();
             Send(_full).GetAwaiter().GetResult();
+            Send(_fullSuspended).GetAwaiter().GetResult();
         }
     }
 
@@ -65,11 +76,22 @@ public class LayerBenchmarks
         _services.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
+    /// <summary>One attempt through the balancing step, with the call context and timeouts it needs.</summary>
     [Benchmark(Baseline = true)]
-    public Task Balancing() => Send(_balancing);
-
-    [Benchmark]
-    public Task BalancingTelemetry() => Send(_telemetry);
+    public async Task Balancing()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, Target);
+        var call = new MeshRequestContext("catalog");
+        var timeout = CallTimeout.Start(TimeProvider.System, _resilience.Get("catalog").Settings, call, CancellationToken.None);
+        try
+        {
+            (await _attempts.SendAsync(_outer, call, timeout, request)).Dispose();
+        }
+        finally
+        {
+            timeout.Return();
+        }
+    }
 
     [Benchmark]
     public Task Full() => Send(_full);
@@ -77,21 +99,13 @@ public class LayerBenchmarks
     [Benchmark]
     public Task FullTraced() => Send(_full);
 
+    /// <summary>The whole mesh over a primary handler that answers asynchronously, as a socket does: every async step suspends.</summary>
+    [Benchmark]
+    public Task FullSuspended() => Send(_fullSuspended);
+
     private static async Task Send(HttpMessageInvoker invoker)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, Target);
         (await invoker.SendAsync(request, CancellationToken.None)).Dispose();
-    }
-
-    private static HttpMessageInvoker Chain(params DelegatingHandler[] handlers)
-    {
-        HttpMessageHandler inner = new InMemoryHandler();
-        for (var i = handlers.Length - 1; i >= 0; i--)
-        {
-            handlers[i].InnerHandler = inner;
-            inner = handlers[i];
-        }
-
-        return new HttpMessageInvoker(inner);
     }
 }

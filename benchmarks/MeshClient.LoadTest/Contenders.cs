@@ -76,6 +76,14 @@ internal static class Contenders
                     services.AddMesh();
                     services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}"));
                 });
+            case Contender.MeshNoLog:
+                return await HostedContender.StartAsync(Contender.MeshNoLog, endpoints, [ServiceName], e => MeshSettings(e, options.MeshLoadBalancer), services =>
+                {
+                    // The mesh as above, the factory's two logging handlers removed (Microsoft.Extensions.Http's own
+                    // RemoveAllLoggers()): what the mesh costs without the factory's floor (issue 19).
+                    services.AddMesh();
+                    services.AddHttpClient(ServiceName, c => c.BaseAddress = new Uri($"http://{ServiceName}")).RemoveAllLoggers();
+                });
             case Contender.Stock:
                 return await HostedContender.StartAsync(Contender.Stock, endpoints, [ServiceName], StockSettings, services =>
                 {

@@ -11,7 +11,7 @@ public sealed class LoadTestOptions
           dotnet run -c Release --project benchmarks/MeshClient.LoadTest -- [options]
 
           --scenario LIST      all | comma list of healthy,slow,failing,refused,churn   (default all)
-          --contenders LIST    comma list of raw,rr,factory1,factory,mesh,stock,yarp,nginx
+          --contenders LIST    comma list of raw,rr,factory1,factory,mesh,meshnolog,stock,yarp,nginx
                                (default raw,mesh,stock,yarp,nginx; with --rounds: raw,rr,factory,mesh,stock;
                                nginx is skipped when no nginx binary is installed). The floors, healthy only:
                                raw = bare HttpClient to backend #1; rr = bare HttpClients on one SocketsHttpHandler,
@@ -42,7 +42,7 @@ public sealed class LoadTestOptions
 
     public static readonly IReadOnlyList<string> AllScenarios = [Scenario.Healthy, Scenario.Slow, Scenario.Failing, Scenario.Refused, Scenario.Churn];
 
-    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.RoundRobin, Contender.Factory1, Contender.Factory, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
+    public static readonly IReadOnlyList<string> AllContenders = [Contender.Raw, Contender.RoundRobin, Contender.Factory1, Contender.Factory, Contender.Mesh, Contender.MeshNoLog, Contender.Stock, Contender.Yarp, Contender.Nginx];
 
     /// <summary>The contenders of a run that names none: all but the floors rr, factory1 and factory.</summary>
     public static readonly IReadOnlyList<string> DefaultContenders = [Contender.Raw, Contender.Mesh, Contender.Stock, Contender.Yarp, Contender.Nginx];
@@ -236,6 +236,9 @@ public static class Contender
     public const string Factory1 = "factory1";
     public const string Factory = "factory";
     public const string Mesh = "mesh";
+
+    /// <summary>The mesh with the factory's logging handlers removed (<c>RemoveAllLoggers()</c>): the mesh without the factory's floor.</summary>
+    public const string MeshNoLog = "meshnolog";
     public const string Stock = "stock";
     public const string Yarp = "yarp";
     public const string Nginx = "nginx";

@@ -217,6 +217,11 @@ public sealed class LoadTestReport(
         }
 
         sb.AppendLine(F($"  - mesh: generic host (no defaults, no logging), `services.AddMesh()` + `AddHttpClient(\"backend\")` with BaseAddress http://backend; configuration `Mesh:Services:backend:Endpoints:{{i}}:Address|Weight` (weight 1){(o.MeshLoadBalancer is null ? "; `Mesh:LoadBalancer` not set (the library default)" : F($"; `Mesh:LoadBalancer` = {o.MeshLoadBalancer}"))}; churn replaces the configuration and fires its reload token"));
+        if (ContendersRun.Contains(Contender.MeshNoLog))
+        {
+            sb.AppendLine("  - meshnolog: mesh as above, its client built with `.RemoveAllLoggers()` (the factory's two logging handlers removed)");
+        }
+
         sb.AppendLine("  - stock: same host, `AddServiceDiscovery()`; client `backend` with `.AddStandardResilienceHandler()` then `.AddServiceDiscovery()` (the Aspire ServiceDefaults order: resilience outer, so each retry re-resolves); configuration `Services:backend:http:{i}` = 127.0.0.1:port (round robin); standard resilience defaults (total timeout 30 s, 3 retries exponential from 2 s with jitter, one client-wide circuit breaker: ratio 0.1, min throughput 100, 30 s sampling, 5 s break; attempt timeout 10 s); churn reloads the configuration");
         sb.AppendLine("  - yarp: a separate process (`--role yarp`): `AddReverseProxy().LoadFromMemory` + `MapReverseProxy()`, Kestrel on 127.0.0.1:0, no logging; one catch-all route → one cluster, PowerOfTwoChoices, passive health checks enabled (TransportFailureRate, YARP defaults); YARP does not retry; the client is the raw client pointed at the proxy; churn calls `InMemoryConfigProvider.Update`");
         if (ContendersRun.Contains(Contender.Nginx))

@@ -127,6 +127,11 @@ public sealed class RoundsReport(
             sb.AppendLine(F($"  - mesh: generic host, `services.AddMesh()` + `AddHttpClient(\"backend\")` (BaseAddress http://backend), `Mesh:Services:backend:Endpoints:{{i}}` for the {o.Backends} backends{(o.MeshLoadBalancer is null ? ", library defaults" : F($", `Mesh:LoadBalancer` = {o.MeshLoadBalancer}"))}"));
         }
 
+        if (contenders.Contains(Contender.MeshNoLog))
+        {
+            sb.AppendLine("  - meshnolog: mesh as above, its client built with `.RemoveAllLoggers()` (the factory's two logging handlers removed: the mesh without the factory's floor)");
+        }
+
         if (contenders.Contains(Contender.Stock))
         {
             sb.AppendLine("  - stock: same host, `AddServiceDiscovery()`; client `backend` with `.AddStandardResilienceHandler()` then `.AddServiceDiscovery()` (round robin over the same backends)");

@@ -26,6 +26,7 @@ internal static class SvgChart
         [Contender.Factory1] = "#c4c4c4",
         [Contender.Factory] = "#a0a0a0",
         [Contender.Mesh] = "#1f63b4",
+        [Contender.MeshNoLog] = "#6fa0dc",
         [Contender.Stock] = "#e07b00",
         [Contender.Yarp] = "#2a9d3c",
         [Contender.Nginx] = "#8e44ad",

@@ -86,6 +86,13 @@ internal readonly struct EndpointLease
     public void ReadLoadReport(System.Net.Http.Headers.HttpHeaders headers) => _table.RecordLoadReport(_snapshot, Endpoint, headers);
 
     /// <summary>
+    /// Gets a value indicating whether the service's policy weighs endpoints by the load they report: only then is a
+    /// response's header collection worth reading (<see cref="ReadLoadReport"/>; an answer made in memory has none until
+    /// it is read).
+    /// </summary>
+    public bool ReadsLoadReports => _snapshot.Policy.ReadsLoadReports;
+
+    /// <summary>
     /// Marks the response headers of a gRPC call whose body (messages, then trailers with the status) is still to come:
     /// the time to the headers is the endpoint's latency sample (a stream's length is the caller's business, not the
     /// endpoint's speed), and the call stops being load for the pick but stays open on the endpoint

@@ -118,6 +118,9 @@ internal sealed class ServiceTableRegistry : IDisposable
     public ServiceTable GetTable(string host) =>
         _tables.TryGetValue(host, out var table) ? table : CreateTable(host);
 
+    /// <summary>Gets the table of <paramref name="host"/> if it has one, without making one (off the hot path).</summary>
+    public ServiceTable? FindTable(string host) => _tables.TryGetValue(host, out var table) ? table : null;
+
     /// <summary>
     /// Says whether <paramref name="host"/> is a dotted name that discovery recently found nobody knows, so that the
     /// request passes through without a table. The hot path of such a host is one dictionary read. An entry older

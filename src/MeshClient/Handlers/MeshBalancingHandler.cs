@@ -1,75 +1,93 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using MeshClient.Balancing;
 using MeshClient.Model;
+using MeshClient.Resilience;
 
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// Resolves the request's host to a service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request
-/// URI (and Host header) to it, sends, and completes the lease with the attempt's outcome
+/// The mesh's attempt step, run once per attempt (by <see cref="MeshRetryHandler"/> through
+/// <see cref="MeshHedgingHandler"/>): resolves the request's host to a service, picks an endpoint (<see cref="EndpointPicker"/>), rewrites the request URI (and Host header) to it
+/// (<see cref="EndpointEntry.Rewrite(Uri, string)"/>), sends it under the attempt timeout (<see cref="CallTimeout.StartAttempt"/>:
+/// a timed-out attempt counts against its endpoint), and completes the lease with the attempt's outcome
 /// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
-/// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The original URI is restored after the attempt. IP literals and
-/// <c>localhost</c> pass through without a lookup; dotted names that no provider knows pass through; single-label
-/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>. A call its route sent to a backend
-/// (<see cref="MeshRequestContext.Backend"/>) is balanced over that backend's endpoints, and fails the same way when no
-/// provider knows the backend, dotted or not.
+/// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The
+/// original URI is restored after the attempt. An attempt to an endpoint carries the time left of an inherited deadline
+/// (<see cref="DeadlinePropagation.WriteHeader"/>), and its answer's load report (ORCA) is read. Dotted names that no
+/// provider knows pass through (with the attempt timeout); single-label names that no provider knows fail fast with
+/// <see cref="UnknownServiceException"/>. A call its route sent to a backend (<see cref="MeshRequestContext.Backend"/>)
+/// is balanced over that backend's endpoints, and fails the same way when no provider knows the backend, dotted or not.
 /// </summary>
-internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : DelegatingHandler
+/// <remarks>Its async methods' state machines are pooled (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>): an attempt that waits for its socket allocates nothing here.</remarks>
+internal sealed class MeshBalancingHandler(ServiceTableRegistry registry)
 {
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>Sends one attempt of <paramref name="call"/>.</summary>
+    /// <param name="outer">The mesh's handler, whose inner handler sends.</param>
+    /// <param name="call">The call.</param>
+    /// <param name="timeout">The call's timeouts (its token cancels the attempt).</param>
+    /// <param name="request">The request, with the caller's URI.</param>
+    public ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, HttpRequestMessage request)
     {
-        var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri))
-        {
-            return base.SendAsync(request, cancellationToken);
-        }
+        var uri = request.RequestUri!;
 
         // A routed call goes to its route's backend (never outside the mesh); any other to the request's host.
-        var routed = request.Options.TryGetValue(MeshRequestContext.Key, out var context) && context.Route is not null;
-        var service = routed ? context!.Backend : uri.IdnHost;
+        var routed = call.Route is not null;
+        var service = routed ? call.Backend : uri.IdnHost;
         if (!routed && registry.IsExternal(service))
         {
-            return base.SendAsync(request, cancellationToken);
+            return SendOutsideAsync(outer, timeout, request);
         }
 
         var table = registry.GetTable(service);
         table.MarkUsed();
         var snapshot = table.Snapshot;
         return snapshot is not null
-            ? SendToEndpointAsync(table, snapshot, request, uri, cancellationToken)
-            : SendAfterResolutionAsync(table, request, uri, routed, cancellationToken);
+            ? SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri)
+            : SendAfterResolutionAsync(outer, call, timeout, table, request, uri, routed);
     }
 
-    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, bool routed, CancellationToken cancellationToken)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendAfterResolutionAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, HttpRequestMessage request, Uri uri, bool routed)
     {
-        await table.WaitForFirstResolutionAsync(cancellationToken).ConfigureAwait(false);
+        await table.WaitForFirstResolutionAsync(timeout.Token).ConfigureAwait(false);
         if (table.Snapshot is { } snapshot)
         {
-            return await SendToEndpointAsync(table, snapshot, request, uri, cancellationToken).ConfigureAwait(false);
+            return await SendToEndpointAsync(outer, call, timeout, table, snapshot, request, uri).ConfigureAwait(false);
         }
 
         if (!table.IsSingleLabel && !routed)
         {
             // A dotted name that no provider knows is a host outside the mesh.
-            return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            return await SendOutsideAsync(outer, timeout, request).ConfigureAwait(false);
         }
 
         throw new UnknownServiceException(table.ServiceName, registry.ProviderNames, table.LastError);
     }
 
-    private async Task<HttpResponseMessage> SendToEndpointAsync(ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original, CancellationToken cancellationToken)
+    /// <summary>An attempt on a host outside the mesh: as it is, under the attempt timeout.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private static async ValueTask<HttpResponseMessage> SendOutsideAsync(MeshCallHandler outer, CallTimeout timeout, HttpRequestMessage request)
     {
-        request.Options.TryGetValue(MeshRequestContext.Key, out var context);
-        var lease = await registry.Picker.PickAsync(table, snapshot, original.Scheme, context, cancellationToken).ConfigureAwait(false);
+        timeout.StartAttempt();
+        try
+        {
+            return await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (timeout.AttemptTimedOut)
+        {
+            throw timeout.AttemptTimeoutException(ex);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<HttpResponseMessage> SendToEndpointAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, ServiceTable table, EndpointSnapshot snapshot, HttpRequestMessage request, Uri original)
+    {
+        var lease = await registry.Picker.PickAsync(table, snapshot, original.Scheme, call, timeout.Token).ConfigureAwait(false);
         var endpoint = lease.Endpoint;
         var setHost = endpoint.HostHeader is not null && request.Headers.Host is null;
-        request.RequestUri = endpoint.Rewrite(original);
-        if (context is not null)
-        {
-            context.AttemptUri = request.RequestUri;
-            DeadlinePropagation.WriteHeader(request, context); // the time left of an inherited deadline, sent on
-        }
-
+        request.RequestUri = endpoint.Rewrite(original, table.ServiceName);
+        DeadlinePropagation.WriteHeader(request, call); // the time left of an inherited deadline, sent on
         if (setHost)
         {
             request.Headers.Host = endpoint.HostHeader;
@@ -80,8 +98,12 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         var watched = false;
         try
         {
-            var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
-            lease.ReadLoadReport(response.Headers);
+            timeout.StartAttempt();
+            var response = await outer.SendInnerAsync(request, timeout.Token).ConfigureAwait(false);
+            if (lease.ReadsLoadReports)
+            {
+                lease.ReadLoadReport(response.Headers); // asked first: Headers makes the collection of a response that has none
+            }
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {
@@ -103,11 +125,20 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
 
             return response;
         }
+        catch (OperationCanceledException ex) when (timeout.AttemptTimedOut)
+        {
+            // The attempt's own timeout: the endpoint's failure, reported as Polly's TimeoutRejectedException.
+            var timedOut = timeout.AttemptTimeoutException(ex);
+            outcome = OutcomeClassifier.OfException(timedOut, callerCancelled: false);
+            throw timedOut;
+        }
         catch (Exception ex)
         {
-            var callerCancelled = cancellationToken.IsCancellationRequested;
-            // A hedge that lost (HedgeSettled) was cancelled by hedging: never charged to its endpoint, whatever the deadline.
-            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && !context.HedgeSettled && context.DeadlinePassed(registry.TimeProvider));
+            // Cancelled by the caller or at the end of the call's total time: never the endpoint's fault, unless the
+            // call's deadline passed (Grpc.Net.Client cancels at its deadline: the endpoint's timeout). A hedge that lost
+            // (HedgeSettled) was cancelled by hedging: never charged to its endpoint, whatever the deadline.
+            var callEnded = timeout.Token.IsCancellationRequested;
+            outcome = OutcomeClassifier.OfException(ex, callEnded, callEnded && !call.HedgeSettled && call.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET

@@ -8,21 +8,25 @@ using MeshClient.Telemetry;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// The outermost mesh handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
+/// The mesh's one handler, one logical call: creates its <see cref="MeshRequestContext"/>, one Internal span named
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity. A gRPC call whose
 /// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
 /// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>),
 /// shortened to the current <see cref="MeshDeadline"/>'s time left (<see cref="DeadlinePropagation"/>).
-/// For a service with routes, the call's route and backend are decided here, once, before the first attempt
-/// (<see cref="MeshRouter"/>), and tag its span and metrics.
+/// For a service with routes, the call's route and backend are decided once, before the first attempt (by the retry
+/// step, <see cref="MeshRouter"/>), and tag its span and metrics.
+/// The call's resilience (<see cref="MeshRetryHandler"/>), the hedging of each try (<see cref="MeshHedgingHandler"/>) and
+/// each attempt's balancing (<see cref="MeshBalancingHandler"/>) are steps it calls with the context as an argument, not
+/// handlers of their own: each handler's async state machine, and the request's options dictionary that carried the
+/// context between them, cost bytes on every request (issue 19).
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0, DeadlinePropagation? deadlines = null, MeshRouter? router = null) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, MeshRetryHandler retries, int maxRedirects = 0, DeadlinePropagation? deadlines = null) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -48,7 +52,6 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
     private async Task<HttpResponseMessage> SendWithTelemetryAsync(HttpRequestMessage request, string service, CancellationToken cancellationToken)
     {
         var context = new MeshRequestContext(service);
-        request.Options.Set(MeshRequestContext.Key, context);
         var start = time.GetTimestamp();
         if (GrpcProtocol.Timeout(request) is { } deadline)
         {
@@ -74,12 +77,9 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
-            if (router is not null && !expired)
-            {
-                await router.RouteAsync(request, context, start, cancellationToken).ConfigureAwait(false); // a service with routes: its backend, for every attempt
-            }
-
-            response = expired ? DeadlinePropagation.Refuse(request, context) : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            // The route is decided in the retry step (pooled): an await of it here would grow this method's state
+            // machine, boxed on every call that waits for its socket.
+            response = expired ? DeadlinePropagation.Refuse(request, context) : await retries.SendAsync(this, context, request, start, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
             {
@@ -121,6 +121,10 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             ? await SendAsync(request, cancellationToken).ConfigureAwait(false)
             : response;
     }
+
+    /// <summary>Sends an attempt through the handlers below the mesh (the factory's and the primary handler).</summary>
+    internal Task<HttpResponseMessage> SendInnerAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        base.SendAsync(request, cancellationToken);
 
     /// <summary>
     /// What a gRPC status says of the call: any status but <c>OK</c> is an error of the span, named as its

@@ -1,30 +1,43 @@
 using MeshClient.Hedging;
 using MeshClient.Model;
+using MeshClient.Resilience;
 
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// Between the retry loop and the balancer: runs one try of a call as a hedged race (<see cref="HedgedTry"/>) when its
-/// service hedges and the request may be sent twice at once (<see cref="HedgingRegistry.For"/>); every other try
-/// passes straight through (one volatile read when no service hedges). Each attempt of the race goes through the
-/// balancer below, which picks its endpoint.
+/// The mesh's step between the retry loop (<see cref="MeshRetryHandler"/>) and the balancer
+/// (<see cref="MeshBalancingHandler"/>): runs one try of a call as a hedged race (a <see cref="HedgedTry"/> per try)
+/// when its service hedges and the request may be sent twice at once (<see cref="HedgingRegistry.For"/>); every other
+/// try goes straight to the balancer (one volatile read when no service hedges, and no state machine of its own). Each
+/// attempt of a race goes through the balancer, which picks its endpoint, under a timeout of its own
+/// (<see cref="CallTimeout.ForAttempt"/>): one attempt's timeout ends that attempt, not its race.
 /// </summary>
-internal sealed class MeshHedgingHandler : DelegatingHandler
+internal sealed class MeshHedgingHandler(HedgingRegistry hedging, MeshBalancingHandler balancing)
 {
-    private readonly HedgingRegistry _hedging;
-    private readonly Func<HttpRequestMessage, CancellationToken, Task<HttpResponseMessage>> _sendAttempt;
+    /// <summary>Sends one try of <paramref name="call"/>: hedged, or as one attempt.</summary>
+    /// <param name="outer">The mesh's handler, whose inner handler sends.</param>
+    /// <param name="call">The call.</param>
+    /// <param name="timeout">The call's timeouts (its token cancels the try).</param>
+    /// <param name="request">The request, with the caller's URI.</param>
+    public ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout, HttpRequestMessage request) =>
+        hedging.AnyEnabled && hedging.For(call, request) is { } policy
+            ? new ValueTask<HttpResponseMessage>(HedgedTry.SendAsync(policy, request, call, new HedgedAttempts(balancing, outer, call, timeout).SendAsync, timeout.Token))
+            : balancing.SendAsync(outer, call, timeout, request);
 
-    public MeshHedgingHandler(HedgingRegistry hedging)
+    /// <summary>Sends the attempts of one hedged try through the balancer, each under its own attempt timeout.</summary>
+    private sealed class HedgedAttempts(MeshBalancingHandler balancing, MeshCallHandler outer, MeshRequestContext call, CallTimeout timeout)
     {
-        _hedging = hedging;
-        _sendAttempt = SendAttemptAsync;
+        public async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            var attempt = timeout.ForAttempt(cancellationToken);
+            try
+            {
+                return await balancing.SendAsync(outer, call, attempt, request).ConfigureAwait(false);
+            }
+            finally
+            {
+                attempt.Return();
+            }
+        }
     }
-
-    protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        _hedging.AnyEnabled && request.Options.TryGetValue(MeshRequestContext.Key, out var call) && _hedging.For(call, request) is { } policy
-            ? HedgedTry.SendAsync(policy, request, call, _sendAttempt, cancellationToken)
-            : base.SendAsync(request, cancellationToken);
-
-    private Task<HttpResponseMessage> SendAttemptAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        base.SendAsync(request, cancellationToken);
 }

@@ -14,8 +14,8 @@ using Microsoft.Extensions.Options;
 namespace MeshClient.Handlers;
 
 /// <summary>
-/// Adds the mesh handlers to every factory client that should have them. A filter runs after every other
-/// configuration of a client, so the mesh handlers end up innermost (closest to the socket) and the user's own
+/// Adds the mesh handler (<see cref="MeshCallHandler"/>) to every factory client that should have it. A filter runs after every other
+/// configuration of a client, so the mesh handler ends up innermost (closest to the socket) and the user's own
 /// handlers stay outside them. It also removes the handler of <c>IHttpClientBuilder.AddServiceDiscovery()</c>,
 /// which would balance a second time, ignore weights, and leak a resolver per handler rotation; and, unless
 /// <see cref="MeshOptions.KeepOtherResilienceHandlers"/> is set, the resilience handlers of
@@ -84,18 +84,18 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         var services = builder.Services;
         var time = services.GetRequiredService<TimeProvider>();
 
-        // Outer to inner: one span and the call metrics; total timeout and retries; hedging of one try; discovery and the pick;
-        // the attempt timeout. The primary handler then emits the per-attempt Client span.
+        // One handler, whose steps run outer to inner: one span, the call metrics, the inherited deadline and the
+        // route; total timeout and retries; hedging of one try; per attempt, discovery, the pick and the attempt
+        // timeout. The primary handler then emits the per-attempt Client span.
+        var balancing = new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>());
+        var hedging = new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>(), balancing); // one try at a time
+        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), hedging, services.GetRequiredService<Routing.MeshRouter>());
         handlers.Add(new MeshCallHandler(
             services.GetRequiredService<MeshInstrumentation>(),
             time,
+            retries,
             TakeOverRedirects(builder.PrimaryHandler, name),
-            new DeadlinePropagation(options),
-            services.GetRequiredService<Routing.MeshRouter>()));
-        handlers.Add(new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>()));
-        handlers.Add(new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>())); // one try at a time
-        handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
-        handlers.Add(new MeshAttemptTimeoutHandler());
+            new DeadlinePropagation(options)));
 
         // The connect timeout first: the TLS configuration wraps the connect callback it installs.
         services.GetRequiredService<MeshConnectTimeout>().ConfigurePrimaryHandler(builder.PrimaryHandler, name);

@@ -14,7 +14,7 @@ namespace MeshClient.Handlers;
 /// and the rules are those of .NET's own redirect handling: <c>Authorization</c> is dropped on every redirect, an
 /// https to http downgrade is not followed, 303 (and 301/302 after a POST) become a GET without a body, and at most
 /// <c>MaxAutomaticRedirections</c> hops are followed. Nothing here runs unless a response is a redirect. A hop to a
-/// pass-through host gets no mesh work: the first call's context is gone from the request by then. A client whose
+/// pass-through host gets no mesh work: the first call's context was a local of that call. A client whose
 /// primary handler has credentials .NET would not send across a redirect keeps the primary's own following (see
 /// <c>MeshHttpMessageHandlerBuilderFilter</c>): the hops the mesh sends would each pass its authentication stage.
 /// </summary>
@@ -41,10 +41,6 @@ internal static class MeshRedirects
 
         request.Options.Set(Hops, hops + 1);
         response.Dispose();
-
-        // The next hop is a new logical call: above all one to a pass-through host must not find the first service's
-        // retries, budget and timeouts on the request.
-        MeshRequestContext.Remove(request);
 
         // The credentials were for the host asked first; .NET drops them on every redirect too.
         request.Headers.Authorization = null;

@@ -23,8 +23,8 @@ internal static class HedgeRequest
     /// <summary>
     /// A copy of <paramref name="request"/> for one hedge: its method, <paramref name="uri"/> (the URI before the balancer
     /// rewrote it), version and policy, headers (the caller's own <c>Host</c> only: the balancer sets one per attempt; and
-    /// not the trace context, which System.Net.Http writes for each attempt's Client span), options (the call's mesh
-    /// context among them) and the same content object (<see cref="CanHedge"/>). <see cref="Release"/> disposes it
+    /// not the trace context, which System.Net.Http writes for each attempt's Client span), options (the caller's own:
+    /// the call's mesh context is an argument of the mesh's steps, not an option) and the same content object (<see cref="CanHedge"/>). <see cref="Release"/> disposes it
     /// without disposing that content.
     /// </summary>
     public static HttpRequestMessage Clone(HttpRequestMessage request, Uri uri, string? callerHost)

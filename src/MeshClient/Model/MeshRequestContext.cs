@@ -1,49 +1,51 @@
-using Polly;
-
 namespace MeshClient.Model;
 
 /// <summary>
 /// The state of one logical call across its attempts, as every feature reads it: which endpoints were tried, how
 /// many attempts were made, which endpoint served the last one and with which policy. Created once per call by the
-/// outermost mesh handler and carried on the request (one typed key). Each feature keeps its own part of the call
-/// elsewhere: the retry state rides in Polly's <see cref="ResilienceContext"/> (<c>Resilience/RetryState</c>).
+/// outermost mesh handler and handed down the mesh's steps as an argument (never stored on the request: its options
+/// dictionary cost 239 B a request, issue 19). Each feature keeps its own part of the call elsewhere: the retry state
+/// is a local of the retry loop (<c>Resilience/RetryState</c>), the timeouts a pooled <c>Resilience/CallTimeout</c>.
 /// </summary>
 /// <remarks>
 /// One attempt at a time touches the context, so it takes no lock, except once a call is hedged
 /// (<see cref="EnterConcurrentAttempts"/>, <c>Hedging/</c>): from then on, several attempts of the call pick, note and
-/// send at once, and the tried endpoints, the attempt count, the last endpoint and the attempt URIs change under one
-/// lock that the context makes then. A call that is never hedged pays one null check per access.
+/// send at once, and the tried endpoints, the attempt count and the last endpoint change under the context's own
+/// monitor from then on. A call that is never hedged pays one null check per access.
 /// </remarks>
 internal sealed class MeshRequestContext
 {
-    public static readonly HttpRequestOptionsKey<MeshRequestContext> Key = new("MeshClient.RequestContext");
+    // The first endpoint tried is a field: a call that succeeds at once allocates no array.
+    private EndpointState? _firstTried;
+    private EndpointState?[]? _tried;
 
-    private EndpointState?[] _tried = new EndpointState?[2];
+    // False until the call is hedged (EnterConcurrentAttempts): then the state below changes under the context's own
+    // monitor. Not a Lock object: the context is made on every call, and a field more is 8 bytes more on each (issue 19);
+    // the context is internal, so no other code can lock on it.
+    private volatile bool _concurrent;
 
-    // Null until the call is hedged (EnterConcurrentAttempts): then the state below changes under it.
-    private Lock? _sync;
-
-    // While hedged: the URIs of the attempts sent since (the current one is also AttemptUri).
-    private Uri?[]? _attemptUris;
-    private int _attemptUriCount;
-    private Uri? _attemptUri;
+    // The route and backend of a routed call (shared, immutable), or null.
+    private CallRoute? _route;
 
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
-        Backend = serviceName;
     }
 
     public string ServiceName { get; }
 
     /// <summary>
-    /// Gets or sets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or
-    /// the backend its route chose (<c>Routing/</c>), decided once before the first attempt so that a retry stays in it.
+    /// Gets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or the backend
+    /// its route chose (<c>Routing/</c>, <see cref="SetRoute"/>), decided once before the first attempt so that a retry
+    /// stays in it.
     /// </summary>
-    public string Backend { get; set; }
+    public string Backend => _route?.Backend ?? ServiceName;
 
-    /// <summary>Gets or sets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
-    public string? Route { get; set; }
+    /// <summary>Gets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
+    public string? Route => _route?.Name;
+
+    /// <summary>Sets the call's route and backend (the router, before the first attempt).</summary>
+    public void SetRoute(CallRoute route) => _route = route;
 
     public int Attempts { get; private set; }
 
@@ -54,65 +56,10 @@ internal sealed class MeshRequestContext
     public string? Policy { get; private set; }
 
     /// <summary>
-    /// Gets or sets the URI of the current attempt, as the balancer rewrote it: a connection opened for a request whose
-    /// URI is another object (a redirect target) is not a connection to a mesh endpoint. Once the call is hedged, the
-    /// latest attempt's; <see cref="IsAttemptUri"/> knows every attempt's.
-    /// </summary>
-    public Uri? AttemptUri
-    {
-        get => _attemptUri;
-        set
-        {
-            if (Volatile.Read(ref _sync) is { } sync)
-            {
-                lock (sync)
-                {
-                    _attemptUri = value;
-                    AddAttemptUri(value);
-                }
-
-                return;
-            }
-
-            _attemptUri = value;
-        }
-    }
-
-    /// <summary>
-    /// Whether <paramref name="uri"/> is the URI an attempt of this call was rewritten to (the same object): the current
-    /// attempt's, or, once the call is hedged, that of any attempt sent since.
-    /// </summary>
-    public bool IsAttemptUri(Uri? uri)
-    {
-        if (uri is null)
-        {
-            return false;
-        }
-
-        if (Volatile.Read(ref _sync) is not { } sync)
-        {
-            return ReferenceEquals(_attemptUri, uri);
-        }
-
-        lock (sync)
-        {
-            for (var i = 0; i < _attemptUriCount; i++)
-            {
-                if (ReferenceEquals(_attemptUris![i], uri))
-                {
-                    return true;
-                }
-            }
-
-            return ReferenceEquals(_attemptUri, uri);
-        }
-    }
-
-    /// <summary>
     /// Gets a value indicating whether the call is hedged: several of its attempts may be in flight at once
     /// (<see cref="EnterConcurrentAttempts"/>).
     /// </summary>
-    public bool IsHedged => Volatile.Read(ref _sync) is not null;
+    public bool IsHedged => _concurrent;
 
     /// <summary>
     /// Gets or sets a value indicating whether the next pick of this call may only take an endpoint it has not tried: set
@@ -133,25 +80,15 @@ internal sealed class MeshRequestContext
     /// </summary>
     public void EnterConcurrentAttempts()
     {
-        if (Volatile.Read(ref _sync) is not null)
-        {
-            return;
-        }
-
-        var sync = new Lock();
-        lock (sync)
-        {
-            AddAttemptUri(_attemptUri);
-            Volatile.Write(ref _sync, sync);
-        }
+        _concurrent = true;
     }
 
     /// <summary>Marks a hedged try as answered before its losers are cancelled (<see cref="HedgeSettled"/>), or clears that mark.</summary>
     public void SetHedgeSettled(bool settled)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 HedgeSettled = settled;
             }
@@ -168,9 +105,9 @@ internal sealed class MeshRequestContext
     /// </summary>
     public void OnServedBy(EndpointEntry endpoint)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 LastEndpoint = endpoint;
             }
@@ -184,9 +121,9 @@ internal sealed class MeshRequestContext
     /// <summary>Sets or clears <see cref="UntriedOnly"/> (under the lock once hedged).</summary>
     public void SetUntriedOnly(bool untriedOnly)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 UntriedOnly = untriedOnly;
             }
@@ -196,28 +133,6 @@ internal sealed class MeshRequestContext
 
         UntriedOnly = untriedOnly;
     }
-
-    private void AddAttemptUri(Uri? uri)
-    {
-        if (uri is null)
-        {
-            return;
-        }
-
-        _attemptUris ??= new Uri?[4];
-        if (_attemptUriCount == _attemptUris.Length)
-        {
-            Array.Resize(ref _attemptUris, _attemptUriCount * 2);
-        }
-
-        _attemptUris[_attemptUriCount++] = uri;
-    }
-
-    /// <summary>
-    /// Gets or sets the pipeline around one attempt of this call (the service's attempt timeout), set by the retry
-    /// handler and run by the attempt handler inside the balancer.
-    /// </summary>
-    public ResiliencePipeline<HttpResponseMessage>? AttemptPipeline { get; set; }
 
     // The call's deadline, if it has one: a second object, made only then, so that a call without one carries a single
     // null reference (no deadline fields in every call's context).
@@ -314,9 +229,9 @@ internal sealed class MeshRequestContext
 
     public bool HasTried(EndpointState state)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 return HasTriedCore(state);
             }
@@ -327,10 +242,20 @@ internal sealed class MeshRequestContext
 
     private bool HasTriedCore(EndpointState state)
     {
-        var tried = _tried;
-        for (var i = 0; i < TriedCount; i++)
+        if (TriedCount == 0)
         {
-            if (ReferenceEquals(tried[i], state))
+            return false;
+        }
+
+        if (ReferenceEquals(_firstTried, state))
+        {
+            return true;
+        }
+
+        var tried = _tried;
+        for (var i = 0; i < TriedCount - 1; i++)
+        {
+            if (ReferenceEquals(tried![i], state))
             {
                 return true;
             }
@@ -339,19 +264,12 @@ internal sealed class MeshRequestContext
         return false;
     }
 
-    /// <summary>
-    /// Takes the context of a finished call off its request before a redirect hop: one to a pass-through host must not
-    /// find the first service's retries, budget and timeouts there.
-    /// </summary>
-    public static void Remove(HttpRequestMessage request) =>
-        ((IDictionary<string, object?>)request.Options).Remove(Key.Key);
-
     /// <summary>Notes the endpoint an attempt goes to (called by the picker when it hands out a lease).</summary>
     public void OnAttempt(EndpointEntry endpoint, string policy)
     {
-        if (Volatile.Read(ref _sync) is { } sync)
+        if (_concurrent)
         {
-            lock (sync)
+            lock (this)
             {
                 UntriedOnly = false;
                 OnAttemptCore(endpoint, policy);
@@ -374,12 +292,23 @@ internal sealed class MeshRequestContext
             return;
         }
 
-        if (TriedCount == _tried.Length)
+        if (TriedCount == 0)
         {
-            Array.Resize(ref _tried, TriedCount * 2);
+            _firstTried = endpoint.State;
+        }
+        else
+        {
+            // The endpoints after the first, from the call's first retry on.
+            _tried ??= new EndpointState?[2];
+            if (TriedCount - 1 == _tried.Length)
+            {
+                Array.Resize(ref _tried, _tried.Length * 2);
+            }
+
+            _tried[TriedCount - 1] = endpoint.State;
         }
 
-        _tried[TriedCount++] = endpoint.State;
+        TriedCount++;
     }
 
     /// <summary>

@@ -23,7 +23,7 @@ namespace MeshClient.Resilience;
 /// (measured on .NET 10: the callback's token stays uncancelled when the caller gives up), so the timeout is what ends
 /// an attempt on a node that is gone, rather than leaving it pending for the kernel's SYN retries (about 2 min).
 /// </remarks>
-internal sealed partial class MeshConnectTimeout(ResilienceRegistry resilience, TimeProvider time, ILogger<MeshConnectTimeout> logger)
+internal sealed partial class MeshConnectTimeout(ResilienceRegistry resilience, ServiceTableRegistry tables, TimeProvider time, ILogger<MeshConnectTimeout> logger)
 {
     /// <summary>
     /// Installs the connect timeout on a mesh client's primary handler, unless the application chose a connect timeout
@@ -83,25 +83,23 @@ internal sealed partial class MeshConnectTimeout(ResilienceRegistry resilience, 
 
     /// <summary>
     /// The connect timeout of the service whose endpoint the connection goes to, or <see langword="null"/> when the
-    /// connection is not one to a mesh endpoint. The pool may open a connection a moment after the request that asked
-    /// for it was served by another one, so the endpoint is recognised by its address as well as by the request's URI.
+    /// connection is not one to a mesh endpoint. A request whose URI the balancer rewrote (an <see cref="EndpointUri"/>)
+    /// names its service. The pool may open a connection a moment after the request that asked for it was served by
+    /// another one, its URI the caller's again: when that URI names a mesh service with endpoints and the connection
+    /// goes to another host, the mesh's rewrite asked for it (a host outside the mesh, a redirect target, is connected
+    /// to under its own name).
     /// </summary>
     private TimeSpan? TimeoutOf(SocketsHttpConnectionContext context)
     {
-        var request = context.InitialRequestMessage;
-        if (!request.Options.TryGetValue(MeshRequestContext.Key, out var mesh)
-            || mesh.AttemptUri is not { } attempt)
+        var service = context.InitialRequestMessage.RequestUri switch
         {
-            return null;
-        }
-
-        if (mesh.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
-            || (attempt.Port == context.DnsEndPoint.Port && string.Equals(attempt.IdnHost.Trim('[', ']'), context.DnsEndPoint.Host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase)))
-        {
-            return resilience.Get(mesh.Backend).Settings.ConnectTimeout; // per connection, not per request; the endpoint's service (a route's backend)
-        }
-
-        return null;
+            EndpointUri rewritten => rewritten.ServiceName,
+            { IsAbsoluteUri: true, HostNameType: UriHostNameType.Dns } caller
+                when tables.FindTable(caller.IdnHost) is { Snapshot: not null }
+                && !string.Equals(caller.IdnHost, context.DnsEndPoint.Host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase) => caller.IdnHost,
+            _ => null,
+        };
+        return service is null ? null : resilience.Get(service).Settings.ConnectTimeout; // per connection, not per request
     }
 
     /// <summary>What SocketsHttpHandler does without a connect callback.</summary>

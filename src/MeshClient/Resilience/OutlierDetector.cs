@@ -15,7 +15,7 @@ namespace MeshClient.Resilience;
 /// balancer-driven, which a per-pipeline breaker cannot express: Polly counts no consecutive failures (only a
 /// ratio over a window), cannot be vetoed by a max-ejection percentage, rejects every request in panic mode
 /// where traffic must still flow, and half-opens lazily on whatever request arrives, where the balancer must
-/// choose the single probe. Polly still runs the retries and timeouts (<see cref="ResilienceRegistry"/>).
+/// choose the single probe. The retries and timeouts are the mesh's own too (<c>Handlers/MeshRetryHandler</c>, <see cref="CallTimeout"/>).
 /// </para>
 /// </summary>
 internal sealed partial class OutlierDetector(

@@ -1,22 +1,17 @@
 using System.Collections.Concurrent;
-using MeshClient.Balancing;
 using MeshClient.Configuration;
-using MeshClient.Discovery;
 using MeshClient.Model;
 using MeshClient.Telemetry;
-using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Primitives;
-using Polly;
-using Polly.Retry;
-using Polly.Timeout;
 
 namespace MeshClient.Resilience;
 
 /// <summary>
-/// Builds and caches the <see cref="ServiceResilience"/> of every service: Polly pipelines (total timeout and
-/// retry around a call; attempt timeout around one attempt) and a retry budget. The pipelines are rebuilt when options
-/// change; a service's budget, with the requests and retries it has counted, is kept across a reload that leaves its
-/// budget settings as they were (a reload that changes anything else must not hand every service a fresh budget).
+/// Builds and caches the <see cref="ServiceResilience"/> of every service: its effective settings (total and attempt
+/// timeouts, retries) and a retry budget; and holds what every call's retry loop shares (the predicate, the clock, the
+/// jitter's source). A service's resilience is rebuilt when options change; its budget, with the requests and retries
+/// it has counted, is kept across a reload that leaves its budget settings as they were (a reload that changes
+/// anything else must not hand every service a fresh budget).
 /// </summary>
 internal sealed class ResilienceRegistry : IDisposable
 {
@@ -28,22 +23,28 @@ internal sealed class ResilienceRegistry : IDisposable
     private readonly TimeProvider _time;
     private readonly MeshInstrumentation _telemetry;
     private readonly IDisposable _optionsSubscription;
-    private readonly RetryPredicate _predicate;
     private bool _disposed;
 
-    public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry)
+    public ResilienceRegistry(MeshOptionsChangeNotifier options, TimeProvider time, MeshInstrumentation telemetry, Randomizer random)
     {
         _options = options;
         _time = time;
         _telemetry = telemetry;
-        _predicate = new RetryPredicate(telemetry, time, () => Volatile.Read(ref _disposed));
+        Random = random;
+        Predicate = new RetryPredicate(telemetry, time, () => Volatile.Read(ref _disposed));
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, _services.Clear);
     }
 
-    /// <summary>Gets the clock of the pipelines (and of the calls' deadlines).</summary>
+    /// <summary>Gets the clock of the timeouts and backoffs (and of the calls' deadlines).</summary>
     public TimeProvider Time => _time;
 
-    /// <summary>Gets the number of services whose pipelines are cached (diagnostics and tests).</summary>
+    /// <summary>Gets the source of the backoffs' jitter.</summary>
+    public Randomizer Random { get; }
+
+    /// <summary>Gets the retry predicate every call shares.</summary>
+    public RetryPredicate Predicate { get; }
+
+    /// <summary>Gets the number of services whose resilience is cached (diagnostics and tests).</summary>
     internal int Count => _services.Count;
 
     /// <summary>Gets the number of retry budgets kept (diagnostics and tests).</summary>
@@ -69,7 +70,7 @@ internal sealed class ResilienceRegistry : IDisposable
     /// <summary>Gets the retry budget of a service, if it has one yet (its first call makes it), for the status page.</summary>
     public RetryBudget? FindBudget(string serviceName) => _budgets.TryGetValue(serviceName, out var budget) ? budget : null;
 
-    /// <summary>Drops the pipelines and budget of a service that is no longer called; a later call builds them again.</summary>
+    /// <summary>Drops the resilience and budget of a service that is no longer called; a later call builds them again.</summary>
     public void Remove(string serviceName)
     {
         _services.TryRemove(serviceName, out _);
@@ -89,7 +90,7 @@ internal sealed class ResilienceRegistry : IDisposable
                 : state.Registry.NewBudget(state.Settings),
             (Registry: this, Settings: settings));
 
-        return ServiceResilienceFactory.Create(serviceName, settings, budget, _time, _predicate, _telemetry);
+        return new ServiceResilience(serviceName, settings, budget, _telemetry);
     }
 
     private RetryBudget NewBudget(ResilienceSettings settings) =>

@@ -5,7 +5,7 @@ namespace MeshClient.Resilience;
 /// <summary>
 /// Linkerd's retry budget (tower <c>TpsBudget</c>): over a rolling window, retries may add at most
 /// <c>percent</c> of the requests plus <c>minPerSecond</c> per second. Polly has no budget strategy, so it is
-/// written here and consulted by the retry strategy's predicate.
+/// written here and consulted by the retry predicate (<see cref="RetryPredicate"/>).
 /// </summary>
 internal sealed class RetryBudget(TimeProvider time, int percent, int minPerSecond, TimeSpan window)
 {

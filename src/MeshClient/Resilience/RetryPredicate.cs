@@ -1,11 +1,9 @@
 using MeshClient.Model;
 using MeshClient.Telemetry;
-using Polly;
-using Polly.Retry;
 
 namespace MeshClient.Resilience;
 
-/// <summary>The retry predicate of every service's call pipeline: which outcomes are retried, and which are requeued.</summary>
+/// <summary>The retry predicate of every service's calls: which outcomes are retried, and which are requeued.</summary>
 /// <param name="telemetry">Counts the retries refused by the budget.</param>
 /// <param name="time">The clock of the calls' deadlines.</param>
 /// <param name="isDisposed">Says whether the host is gone (a call in flight then ends with its last outcome).</param>
@@ -19,85 +17,80 @@ internal sealed class RetryPredicate(MeshInstrumentation telemetry, TimeProvider
     /// </summary>
     internal const int MaxRequeues = 4;
 
-    /// <summary>Whether the retry being prepared is a requeue (sent at once, without backoff).</summary>
-    public static bool IsRequeue(ResilienceContext context) => RetryState.Find(context) is { RequeuePending: true };
-
     /// <summary>
-    /// Whether the retry being prepared is sent at once, without backoff or <c>Retry-After</c>: a requeue, or a retry after
-    /// an endpoint asked not to be called while another endpoint can take it
-    /// (<see cref="MeshRequestContext.RetryElsewhereAtOnce"/>; the balancer keeps the asking endpoint out of the picks).
+    /// Decides a retry of the attempt that ended with <paramref name="response"/> or <paramref name="exception"/>: the
+    /// call still running, retries on at all (<c>MaxRetries</c> above 0), worth one
+    /// (<see cref="OutcomeClassifier.RetryReason"/>), before the call's deadline, within <c>MaxRetries</c> (a requeue of
+    /// a refused connection within <see cref="MaxRequeues"/> instead), allowed for the method and the body, and paid for
+    /// by the retry budget, which is charged now. A retry decided is noted in <paramref name="state"/>.
     /// </summary>
-    public static bool GoesAtOnce(ResilienceContext context) =>
-        IsRequeue(context)
-        || (context.Properties.TryGetValue(RetryState.RequestKey, out var request)
-            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
-            && call.RetryElsewhereAtOnce);
-
-    /// <summary>
-    /// Decides a retry: worth one (<see cref="OutcomeClassifier.RetryReason"/>), within <c>MaxRetries</c> (a requeue of a
-    /// refused connection within <see cref="MaxRequeues"/> instead), allowed for the method and the body, and paid
-    /// for by the retry budget, which is charged now.
-    /// </summary>
-    public bool ShouldRetry(RetryPredicateArguments<HttpResponseMessage> args, ResilienceSettings settings, RetryBudget budget, string serviceName)
+    public bool ShouldRetry(
+        ServiceResilience resilience,
+        MeshRequestContext call,
+        HttpRequestMessage request,
+        HttpResponseMessage? response,
+        Exception? exception,
+        bool callEnded,
+        ref RetryState state)
     {
-        if (args.Context.CancellationToken.IsCancellationRequested || isDisposed())
+        var settings = resilience.Settings;
+        if (callEnded || isDisposed())
         {
             // Disposed: the host is gone; a call that was in flight ends with its last outcome, not a new attempt.
             return false;
         }
 
-        var reason = OutcomeClassifier.RetryReason(args.Outcome.Result, args.Outcome.Exception, out var sent);
+        if (settings.MaxRetries == 0 || state.Retries >= settings.MaxRetries + MaxRequeues)
+        {
+            return false;
+        }
+
+        var reason = OutcomeClassifier.RetryReason(response, exception, out var sent);
         if (reason is null)
         {
             return false;
         }
 
-        var request = args.Context.Properties.GetValue(RetryState.RequestKey, null!);
-        if (request is not null && request.Options.TryGetValue(MeshRequestContext.Key, out var call) && call.DeadlinePassed(time))
+        if (call.DeadlinePassed(time))
         {
             // The call's own deadline (gRPC's grpc-timeout) is up: another attempt could only be cut short.
             return false;
         }
 
-        var state = RetryState.Find(args.Context);
-
         // A refused connection sent nothing and cost a millisecond: it is retried at once on another endpoint without
         // using up MaxRetries (a requeue, as Finagle does), up to MaxRequeues per call.
-        var requeues = state?.Requeues ?? 0;
-        var requeue = request is not null && args.Outcome.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
-            && requeues < MaxRequeues;
-        var retries = args.AttemptNumber - requeues;
-        if (!requeue && retries >= settings.MaxRetries)
+        var requeue = exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
+            && state.Requeues < MaxRequeues;
+        if (!requeue && state.Retries - state.Requeues >= settings.MaxRetries)
         {
             return false;
         }
 
-        if (sent && !settings.RetryNonIdempotent && request is not null && !IsIdempotent(request.Method))
+        if (sent && !settings.RetryNonIdempotent && !IsIdempotent(request.Method))
         {
             // The server may have acted on it: a POST is never sent twice unless the user opts in.
             return false;
         }
 
-        if (sent && !ResendableContent.CanResend(request?.Content))
+        if (sent && !ResendableContent.CanResend(request.Content))
         {
             // The body may have been read and cannot be read again: the caller gets this answer, not a local error.
             return false;
         }
 
-        if (!budget.TryWithdraw())
+        if (!resilience.Budget.TryWithdraw())
         {
-            telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, serviceName));
-            MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, serviceName);
+            telemetry.RetryBudgetExhausted.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, resilience.ServiceName));
+            MeshInstrumentation.AddEvent("mesh.retry_budget.exhausted", MeshTags.Service, resilience.ServiceName);
             return false;
         }
 
         // Taken now, so that concurrent failures see it; given back if the call ends before the retry is sent, and
-        // counted only when it is sent (the retry handler).
-        state ??= RetryState.GetOrAdd(args.Context);
+        // counted only when it is sent (the retry loop).
         state.PendingRetry = reason;
         state.RequeuePending = requeue;
         state.Requeues += requeue ? 1 : 0;
-
+        state.Retries++;
         return true;
     }
 

@@ -1,18 +1,13 @@
-using Polly;
-
 namespace MeshClient.Resilience;
 
 /// <summary>
-/// The retry part of one call's state, owned by the retry feature and carried in the call's Polly
-/// <see cref="ResilienceContext"/> (made only when a first retry is decided: a call that succeeds at once has none).
+/// The retry part of one call's state, owned by the retry feature: a local of the call's retry loop
+/// (<c>Handlers/MeshRetryHandler</c>), so a call allocates nothing for it.
 /// </summary>
-internal sealed class RetryState
+internal struct RetryState
 {
-    /// <summary>The key of the state in <see cref="ResilienceContext.Properties"/>.</summary>
-    public static readonly ResiliencePropertyKey<RetryState> Key = new("MeshClient.RetryState");
-
-    /// <summary>The request of the call, for the retry predicate.</summary>
-    public static readonly ResiliencePropertyKey<HttpRequestMessage> RequestKey = new("MeshClient.Request");
+    /// <summary>Gets or sets how many retries of this call were decided (requeues included).</summary>
+    public int Retries { get; set; }
 
     /// <summary>
     /// Gets or sets how many retries of this call were requeues: a connection refused (nothing was sent) retried at
@@ -29,22 +24,4 @@ internal sealed class RetryState
     /// counted.
     /// </summary>
     public string? PendingRetry { get; set; }
-
-    /// <summary>Gets the state of the call <paramref name="context"/> runs, if a retry was decided.</summary>
-    /// <param name="context">The call's resilience context.</param>
-    public static RetryState? Find(ResilienceContext context) =>
-        context.Properties.TryGetValue(Key, out var state) ? state : null;
-
-    /// <summary>Gets the state of the call <paramref name="context"/> runs, making it on the first retry.</summary>
-    /// <param name="context">The call's resilience context.</param>
-    public static RetryState GetOrAdd(ResilienceContext context)
-    {
-        if (!context.Properties.TryGetValue(Key, out var state))
-        {
-            state = new RetryState();
-            context.Properties.Set(Key, state);
-        }
-
-        return state;
-    }
 }

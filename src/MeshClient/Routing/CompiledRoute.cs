@@ -6,7 +6,8 @@ namespace MeshClient.Routing;
 /// <param name="Service">The backend service (as a request's host would spell it).</param>
 /// <param name="Weight">Its configured weight.</param>
 /// <param name="Health">What the split knows of it (shared by every route that names it).</param>
-internal sealed record RouteBackend(string Service, int Weight, BackendHealth Health);
+/// <param name="Choice">What a call that this route sends to this backend carries (<see cref="MeshRequestContext.Route"/>).</param>
+internal sealed record RouteBackend(string Service, int Weight, BackendHealth Health, CallRoute Choice);
 
 /// <summary>
 /// One compiled route of a service: its match, its backends with the prefix sums of their weights, its timeout.
@@ -18,9 +19,10 @@ internal sealed class CompiledRoute
     private readonly long _total;
     private readonly ulong _weighted; // the backends with a positive weight, one bit each (at most 16 backends)
 
-    public CompiledRoute(string name, RouteMatch match, RouteBackend[] backends, TimeSpan? timeout)
+    public CompiledRoute(string name, RouteMatch match, RouteBackend[] backends, TimeSpan? timeout, string serviceName)
     {
         Name = name;
+        Pending = new CallRoute(name, serviceName);
         Match = match;
         Backends = backends;
         Timeout = timeout;
@@ -34,6 +36,9 @@ internal sealed class CompiledRoute
     }
 
     public string Name { get; }
+
+    /// <summary>Gets what a call this route took carries before its backend is chosen (the routed service as its backend).</summary>
+    public CallRoute Pending { get; }
 
     public RouteMatch Match { get; }
 

@@ -62,7 +62,7 @@ internal sealed class MeshRouter : IDisposable
         }
 
         var route = table.Find(request) ?? throw NoMatch(table, request);
-        context.Route = route.Name;
+        context.SetRoute(route.Pending);
         if (route.Timeout is { } timeout)
         {
             context.LimitDeadline(timeout, startTimestamp);
@@ -70,7 +70,7 @@ internal sealed class MeshRouter : IDisposable
 
         if (route.Choose(_random, _time) is { } backend)
         {
-            context.Backend = backend.Service;
+            context.SetRoute(backend.Choice);
             return default;
         }
 
@@ -81,7 +81,7 @@ internal sealed class MeshRouter : IDisposable
     private async ValueTask ChooseAfterDiscoveryAsync(CompiledRoute route, MeshRequestContext context, CancellationToken cancellationToken)
     {
         await route.WhenDiscoveredAsync(cancellationToken).ConfigureAwait(false);
-        context.Backend = (route.Choose(_random, _time) ?? route.Choose(_random, _time, pendingIsUp: true))!.Service;
+        context.SetRoute((route.Choose(_random, _time) ?? route.Choose(_random, _time, pendingIsUp: true))!.Choice);
     }
 
     private static NoMatchingRouteException NoMatch(RouteTable table, HttpRequestMessage request) =>
@@ -124,11 +124,12 @@ internal sealed class MeshRouter : IDisposable
             for (var i = 0; i < routes.Length; i++)
             {
                 var route = service.Routes[i];
+                var routeName = RouteOptionsValidation.EffectiveName(route, i);
                 var backends = route.Backends
                     .Select(b => RouteOptionsValidation.NormalizeServiceName(b.Service)!)
-                    .Select((backend, j) => new RouteBackend(backend, route.Backends[j].Weight, _health.GetOrAdd(backend, static (s, router) => new BackendHealth(s, router._registry, router._logger), this)))
+                    .Select((backend, j) => new RouteBackend(backend, route.Backends[j].Weight, _health.GetOrAdd(backend, static (s, router) => new BackendHealth(s, router._registry, router._logger), this), new CallRoute(routeName, backend)))
                     .ToArray();
-                routes[i] = new CompiledRoute(RouteOptionsValidation.EffectiveName(route, i), RouteMatch.Create(route.Match), backends, route.Timeout);
+                routes[i] = new CompiledRoute(routeName, RouteMatch.Create(route.Match), backends, route.Timeout, serviceName);
             }
 
             tables[serviceName] = new RouteTable(serviceName, routes);

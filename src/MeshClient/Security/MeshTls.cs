@@ -47,11 +47,7 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
     /// endpoint the balancer chose (not to the target of a redirect), else <see langword="null"/>.
     /// </summary>
     public TlsTrust? ForRequest(HttpRequestMessage? request) =>
-        request is not null
-        && request.Options.TryGetValue(MeshRequestContext.Key, out var context)
-        && context.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
-            ? ForService(context.Backend) // the service whose endpoint it is (its route's backend, if routed)
-            : null;
+        request?.RequestUri is EndpointUri rewritten ? ForService(rewritten.ServiceName) : null;
 
     /// <summary>Configures the TLS of a mesh client's primary handler, when TLS is configured at all.</summary>
     public void ConfigurePrimaryHandler(HttpMessageHandler primary, string clientName)

@@ -32,6 +32,30 @@ public sealed class EndpointEntryTests
     }
 
     [Fact]
+    public void Rewrite_HandsOutItsLastUri_OnlyForTheSamePathQuerySchemeAndService()
+    {
+        var uri = EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri("http://10.0.0.1:8080/base"))), id => new EndpointState(id))!;
+        var hostPort = EndpointEntryFactory.Create(ServiceEndpoint.Create(new DnsEndPoint("node-7", 9000)), id => new EndpointState(id))!;
+
+        var first = uri.Rewrite(new Uri("http://catalog/items/1?x=2"), "catalog");
+        Assert.Same(first, uri.Rewrite(new Uri("http://catalog/items/1?x=2"), "catalog")); // another request, same path
+        Assert.Same(first, uri.Rewrite(new Uri("https://catalog/items/1?x=2"), "catalog")); // the address's scheme is used either way
+        Assert.Equal("catalog", first.ServiceName);
+
+        var other = uri.Rewrite(new Uri("http://catalog/items/1?x=3"), "catalog");
+        Assert.NotSame(first, other);
+        Assert.Equal("http://10.0.0.1:8080/base/items/1?x=3", other.AbsoluteUri);
+        Assert.Equal("http://10.0.0.1:8080/base/items/1?x=2", first.AbsoluteUri); // a URI handed out never changes
+        Assert.Equal("shop", uri.Rewrite(new Uri("http://shop/items/1?x=3"), "shop").ServiceName);
+
+        var http = hostPort.Rewrite(new Uri("http://catalog/x"), "catalog");
+        var https = hostPort.Rewrite(new Uri("https://catalog/x"), "catalog"); // a host:port endpoint keeps the request's scheme
+        Assert.Equal("http://node-7:9000/x", http.AbsoluteUri);
+        Assert.Equal("https://node-7:9000/x", https.AbsoluteUri);
+        Assert.Same(https, hostPort.Rewrite(new Uri("https://catalog/x"), "catalog"));
+    }
+
+    [Fact]
     public void Features_GiveIdWeightZoneAndHostName()
     {
         var features = new FeatureCollection();

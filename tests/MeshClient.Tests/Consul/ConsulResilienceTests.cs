@@ -256,7 +256,7 @@ public sealed class ConsulResilienceTests(ITestOutputHelper output)
         Assert.False(((SocketsHttpHandler)handlers[^1]).AllowAutoRedirect);
 
         // Any other client still gets the mesh.
-        Assert.Contains(Chain(factory.CreateHandler("catalog")), h => h.GetType().Name == "MeshBalancingHandler");
+        Assert.Contains(Chain(factory.CreateHandler("catalog")), h => h.GetType().Name == "MeshCallHandler");
     }
 
     // The Consul client's own token handler (it adds X-Consul-Token inside the primary handler) is not a mesh handler.

@@ -134,8 +134,9 @@ public sealed class HedgingPolicyTests
         request.Headers.Add("x-tenant", ["a", "b"]);
         request.Headers.Host = "10.0.0.1:8080"; // set by the balancer for the first attempt
         request.Headers.TryAddWithoutValidation("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
-        var context = new MeshRequestContext("catalog");
-        request.Options.Set(MeshRequestContext.Key, context);
+        var optionKey = new HttpRequestOptionsKey<object>("app.option"); // the caller's own options go with each copy
+        var option = new object();
+        request.Options.Set(optionKey, option);
 
         var clone = HedgeRequest.Clone(request, new Uri("http://catalog/items?x=1"), callerHost: null);
         Assert.Equal(new Uri("http://catalog/items?x=1"), clone.RequestUri);
@@ -145,7 +146,7 @@ public sealed class HedgingPolicyTests
         Assert.Equal(["a", "b"], clone.Headers.GetValues("x-tenant"));
         Assert.Null(clone.Headers.Host);
         Assert.False(clone.Headers.Contains("traceparent"));
-        Assert.True(clone.Options.TryGetValue(MeshRequestContext.Key, out var cloned) && ReferenceEquals(context, cloned));
+        Assert.True(clone.Options.TryGetValue(optionKey, out var cloned) && ReferenceEquals(option, cloned));
         Assert.Same(content, clone.Content);
 
         Assert.Equal("catalog.internal", HedgeRequest.Clone(request, new Uri("http://catalog/"), "catalog.internal").Headers.Host);

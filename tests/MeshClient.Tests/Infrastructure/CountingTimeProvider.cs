@@ -5,7 +5,7 @@ namespace MeshClient.Tests.Infrastructure;
 /// <summary>
 /// A <see cref="TimeProvider"/> that delegates to another one (a <c>FakeTimeProvider</c> in tests) and keeps every
 /// timer created and not yet disposed, by the type of its callback state: the mesh's own timers (service tables,
-/// ejections, Consul idle timers) and those made for it (Polly's delays and timeouts, <c>Task.Delay</c>, CTS timeouts).
+/// ejections, Consul idle timers) and those made for it (retry delays, <c>Task.Delay</c>, the calls' CTS timeouts).
 /// </summary>
 public sealed class CountingTimeProvider(TimeProvider inner) : TimeProvider
 {

@@ -79,7 +79,7 @@ public sealed class EndpointChurnLeakTests(ITestOutputHelper output)
             churn.Added += perRound;
         }
 
-        // A first round creates whatever is created lazily once (handlers, Polly's pools, the watcher), then the
+        // A first round creates whatever is created lazily once (handlers, the timeout pool, the watcher), then the
         // baseline is taken with the service back at its four endpoints and both services called once.
         await RoundAsync(rounds + 1);
         await CallAsync(client, "steady", 1);

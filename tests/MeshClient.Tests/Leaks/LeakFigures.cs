@@ -22,7 +22,7 @@ public sealed class LeakGroup
 
 /// <summary>
 /// What a mesh holds that could grow with endpoint churn, measured at one moment: tables, per-endpoint state,
-/// outlier-detection state and ejection timers, Polly pipelines, Consul watches, metric instruments and the
+/// outlier-detection state and ejection timers, resilience entries, Consul watches, metric instruments and the
 /// endpoint gauge's measurements, live timers by kind, change-token registrations, and managed memory after a
 /// full collection.
 /// </summary>
@@ -114,7 +114,7 @@ internal sealed record LeakFigures(
         Row("ejection timers (OutlierDetector)", before.EjectionTimers, after.EjectionTimers);
         Row("change-token registrations (tables)", before.ChangeRegistrations, after.ChangeRegistrations);
         Row("options-token links (Mesh:Services providers)", before.OptionsTokenLinks, after.OptionsTokenLinks);
-        Row("Polly pipeline pairs (ResilienceRegistry)", before.Pipelines, after.Pipelines);
+        Row("service resilience entries (ResilienceRegistry)", before.Pipelines, after.Pipelines);
         Row("Consul watches", before.ConsulWatches, after.ConsulWatches);
         Row("metric instruments (host meter factory)", before.Instruments, after.Instruments);
         Row("  of which MeshClient", before.MeshInstruments, after.MeshInstruments);
