@@ -20,7 +20,8 @@ namespace MeshClient.Handlers;
 /// rather than the timeout's exception, an HTTP caller <see cref="DeadlineExceededException"/> when the deadline of the
 /// work in progress passed (<see cref="DeadlinePropagation.Exceeded"/>; a route's <c>Timeout</c> alone stays the
 /// timeout's own exception). First of all, once per call, a service with routes has the call's route and backend
-/// decided (<see cref="MeshRouter.RouteAsync"/>): every try then stays in that backend.
+/// decided (<see cref="MeshRouter.RouteAsync"/>): every try then stays in that backend while it has a healthy endpoint
+/// the call has not tried, and moves to another backend of the route when it has none (<see cref="MeshRouter.TryFailover"/>).
 /// </summary>
 /// <remarks>
 /// A loop of our own rather than Polly's retry and timeout strategies: a call through two Polly pipelines allocated
@@ -35,6 +36,9 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingH
     /// </summary>
     private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(16);
 
+    /// <summary>How many times a call that nothing was sent for may move to another backend (a bound on a race of ejections).</summary>
+    private const int MaxFailovers = 4;
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<HttpResponseMessage> SendAsync(MeshCallHandler outer, MeshRequestContext call, HttpRequestMessage request, long startTimestamp, CancellationToken cancellationToken)
     {
@@ -48,6 +52,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingH
         resilience.Budget.OnRequest();
         var timeout = CallTimeout.Start(registry.Time, resilience.Settings, call, cancellationToken);
         var retry = default(RetryState);
+        var failovers = 0;
         try
         {
             while (true)
@@ -63,12 +68,24 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingH
                     error = ex;
                 }
 
+                if (error is NoHealthyEndpointException && router is not null && failovers < MaxFailovers && router.TryFailover(call, exhausted: true))
+                {
+                    // The call's backend has no endpoint left for it (ejected since the route chose it): nothing was
+                    // sent, so another backend of its route takes it at once, outside the retry count and budget.
+                    failovers++;
+                    continue;
+                }
+
                 if (!registry.Predicate.ShouldRetry(resilience, call, request, response, error, timeout.CallEnded, ref retry))
                 {
                     return error is null ? response! : Fail(error, timeout, call, request);
                 }
 
-                var delay = RetryDelay.Next(retry, call, response, resilience.Settings, registry.Time, registry.Random);
+                // A routed call whose backend has no healthy endpoint it has not tried goes to another backend of its
+                // route, at once: that is elsewhere (as a Retry-After retry that another endpoint can take).
+                var delay = router is not null && router.TryFailover(call)
+                    ? TimeSpan.Zero
+                    : RetryDelay.Next(retry, call, response, resilience.Settings, registry.Time, registry.Random);
                 response?.Dispose();
                 timeout.ContinueCall();
                 if (delay > TimeSpan.Zero)

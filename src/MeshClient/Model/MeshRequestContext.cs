@@ -36,15 +36,21 @@ internal sealed class MeshRequestContext
 
     /// <summary>
     /// Gets the service whose endpoints, balancer and resilience the call uses: <see cref="ServiceName"/>, or the backend
-    /// its route chose (<c>Routing/</c>, <see cref="SetRoute"/>), decided once before the first attempt so that a retry
-    /// stays in it.
+    /// its route chose (<c>Routing/</c>, <see cref="SetRoute"/>), decided before the first attempt; a retry stays in it
+    /// while it has a healthy endpoint the call has not tried.
     /// </summary>
     public string Backend => _route?.Backend ?? ServiceName;
 
     /// <summary>Gets the name of the route that chose <see cref="Backend"/>, or <see langword="null"/> for a service without routes.</summary>
     public string? Route => _route?.Name;
 
-    /// <summary>Sets the call's route and backend (the router, before the first attempt).</summary>
+    /// <summary>Gets the call's route and backend, or <see langword="null"/> for a service without routes.</summary>
+    public CallRoute? CallRoute => _route;
+
+    /// <summary>
+    /// Sets the call's route and backend: the router, before the first attempt, and before a retry when the backend has
+    /// no healthy endpoint the call has not tried (<c>MeshRouter.TryFailover</c>).
+    /// </summary>
     public void SetRoute(CallRoute route) => _route = route;
 
     public int Attempts { get; private set; }

@@ -98,6 +98,29 @@ internal sealed partial class BackendHealth
     }
 
     /// <summary>
+    /// Whether the backend has a healthy endpoint that <paramref name="call"/> has not tried: where a retry of the call
+    /// can go. A scan that stops at the first such endpoint; it runs only before a retry of a routed call.
+    /// </summary>
+    /// <param name="call">The call.</param>
+    public bool HasUntriedEndpoint(MeshRequestContext call)
+    {
+        if (Read() != BackendAvailability.Available || Volatile.Read(ref _table)?.Snapshot is not { } snapshot)
+        {
+            return false;
+        }
+
+        foreach (var entry in snapshot.All)
+        {
+            if (entry.State.Status == EndpointStatus.Healthy && !call.HasTried(entry.State))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
     /// Takes the backend's turn for a probing call, at most once per <see cref="ProbeInterval"/> (the first call that
     /// asks gets it): <see langword="true"/> when this call is to go to the backend.
     /// </summary>

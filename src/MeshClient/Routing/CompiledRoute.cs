@@ -134,6 +134,60 @@ internal sealed class CompiledRoute
         return backends[^1]; // not reached: the tickets cover the backends that are up
     }
 
+    /// <summary>
+    /// Before a retry of a call this route sent to <paramref name="current"/>: when that backend has no healthy endpoint
+    /// the call has not tried (each one failed it, or none is healthy), another backend of the route that has one, in
+    /// proportion to the weights among them; otherwise <see langword="null"/> (the retry stays in its backend). A
+    /// backend that could not answer the call has not served it, so the call still gets one version's answer: the
+    /// canary that fails every request costs no call (issue 16). Allocates nothing.
+    /// </summary>
+    /// <param name="call">The call.</param>
+    /// <param name="current">Its backend's index in <see cref="Backends"/>.</param>
+    /// <param name="random">The randomizer.</param>
+    /// <param name="exhausted">Whether the balancer already found no endpoint of the backend that can take the call.</param>
+    public RouteBackend? ChooseFailover(MeshRequestContext call, int current, Randomizer random, bool exhausted)
+    {
+        var backends = Backends;
+        if (backends.Length == 1 || (!exhausted && backends[current].Health.HasUntriedEndpoint(call)))
+        {
+            return null;
+        }
+
+        ulong open = 0;
+        long total = 0;
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if (i != current && backends[i].Weight > 0 && backends[i].Health.HasUntriedEndpoint(call))
+            {
+                open |= 1UL << i;
+                total += backends[i].Weight;
+            }
+        }
+
+        if (total == 0)
+        {
+            return null;
+        }
+
+        var ticket = random.NextInt64(total);
+        for (var i = 0; i < backends.Length; i++)
+        {
+            if ((open & (1UL << i)) == 0)
+            {
+                continue;
+            }
+
+            if (ticket < backends[i].Weight)
+            {
+                return backends[i];
+            }
+
+            ticket -= backends[i].Weight;
+        }
+
+        return null; // not reached: the tickets cover the open backends
+    }
+
     /// <summary>Completes when discovery has answered for every backend of the route the first time.</summary>
     /// <param name="cancellationToken">The call's token.</param>
     public Task WhenDiscoveredAsync(CancellationToken cancellationToken)

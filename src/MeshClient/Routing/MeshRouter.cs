@@ -14,7 +14,8 @@ namespace MeshClient.Routing;
 /// <see cref="MeshOptionsChangeNotifier"/>, and the routes in force keep serving). Once per call, before the first
 /// attempt, <see cref="RouteAsync"/> decides the route and its backend and writes them on the call's
 /// <see cref="MeshRequestContext"/>: every attempt of the call then goes to that backend's endpoints, with that
-/// backend's resilience (a call never switches backends).
+/// backend's resilience. A retry moves to another backend of the route only when its own has no healthy endpoint the
+/// call has not tried (<see cref="TryFailover"/>): a backend that could not answer has not served the call.
 /// </summary>
 internal sealed class MeshRouter : IDisposable
 {
@@ -75,6 +76,46 @@ internal sealed class MeshRouter : IDisposable
         }
 
         return ChooseAfterDiscoveryAsync(route, context, cancellationToken);
+    }
+
+    /// <summary>
+    /// Before a retry of a routed call: when its backend has no healthy endpoint the call has not tried, moves the call
+    /// to another backend of its route that has one (<see cref="CompiledRoute.ChooseFailover"/>) and returns
+    /// <see langword="true"/>. The call keeps its route's timeout and its first backend's resilience (its retry budget
+    /// was charged there). A call whose route a reload replaced stays where it is.
+    /// </summary>
+    /// <param name="context">The call.</param>
+    /// <param name="exhausted">
+    /// Whether the balancer already found no endpoint of the backend that can take the call
+    /// (<see cref="NoHealthyEndpointException"/>: an endpoint may be healthy but at its limit of failing attempts).
+    /// </param>
+    public bool TryFailover(MeshRequestContext context, bool exhausted = false)
+    {
+        if (context.CallRoute is not { } choice || !_tables.TryGetValue(context.ServiceName, out var table))
+        {
+            return false;
+        }
+
+        foreach (var route in table.Routes)
+        {
+            for (var i = 0; i < route.Backends.Length; i++)
+            {
+                if (!ReferenceEquals(route.Backends[i].Choice, choice))
+                {
+                    continue;
+                }
+
+                if (route.ChooseFailover(context, i, _random, exhausted) is not { } other)
+                {
+                    return false;
+                }
+
+                context.SetRoute(other.Choice);
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>A backend of the route was never looked up yet: its first answer says whether it may take the call.</summary>

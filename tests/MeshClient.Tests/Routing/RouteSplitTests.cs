@@ -99,6 +99,36 @@ public sealed class RouteSplitTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task ARetry_LeavesItsBackend_OnlyOnceEveryEndpointOfItFailedTheCall()
+    {
+        var settings = RoutedMesh.Split(50, 50);
+        settings["Mesh:Resilience:ConsecutiveFailures"] = "0"; // the canary's endpoints stay in: every call routed there fails over
+        settings["Mesh:Resilience:FailurePercentageThreshold"] = "0";
+        settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+        settings["Mesh:Resilience:RetryBudgetPercent"] = "1000";
+        await using var mesh = await RoutedMesh.StartAsync(2, 2, settings);
+        foreach (var canary in mesh.V2)
+        {
+            canary.Behavior = ctx => { ctx.Response.StatusCode = 503; return Task.CompletedTask; };
+        }
+
+        Assert.Equal(0, await mesh.RunAsync(200, callers: 4));
+
+        // Every call routed to v2 met both of its endpoints (one each), then one endpoint of v1, which answered.
+        var v1Calls = mesh.V1.SelectMany(b => b.Requests).Select(r => r.PathAndQuery).ToList();
+        var v2Calls = mesh.V2.SelectMany(b => b.Requests).Select(r => r.PathAndQuery).Distinct().ToList();
+        output.WriteLine($"200 calls: {v2Calls.Count} routed to the failing canary, all served by v1 ({v1Calls.Count} v1 requests)");
+        Assert.InRange(v2Calls.Count, 60, 140);
+        Assert.All(v2Calls, call =>
+        {
+            Assert.Single(mesh.V2[0].Requests, r => r.PathAndQuery == call);
+            Assert.Single(mesh.V2[1].Requests, r => r.PathAndQuery == call);
+            Assert.Single(v1Calls, c => c == call);
+        });
+        Assert.Equal(200, v1Calls.Count);
+    }
+
+    [Fact]
     public async Task Reload_From90To50_TakesEffectOnTheNextCalls_WithNoneFailingWhileCallsRun()
     {
         await using var mesh = await RoutedMesh.StartAsync(2, 2, RoutedMesh.Split(90, 10));
