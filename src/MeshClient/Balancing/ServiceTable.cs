@@ -405,7 +405,8 @@ internal sealed partial class ServiceTable : IDisposable
         {
             var a = current[i];
             var b = next[i];
-            if (a.Id != b.Id || a.Weight != b.Weight || a.Zone != b.Zone || a.Address != b.Address)
+            if (a.Id != b.Id || a.Weight != b.Weight || a.Zone != b.Zone || a.Address != b.Address
+                || !(a.ForZones ?? []).AsSpan().SequenceEqual(b.ForZones ?? []))
             {
                 return false;
             }

@@ -24,6 +24,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
     private int _rebuildDirty; // a change was made since the running rebuild started
     private TaskCompletionSource? _rebuildWaiters;
     private int _built;
+    private ZoneBalance? _zoneBalance; // kept across snapshots while the caller's zone stays the same
 
     public SnapshotPublisher(ServiceTableRegistry registry, string serviceName)
     {
@@ -173,7 +174,8 @@ internal sealed partial class SnapshotPublisher : IDisposable
             var active = HealthyOrPanic.Select(all, panicThreshold, out var panic, out var unreachableAdmitted, out var healthy);
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
             var ramp = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
-            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, _slowStart.Compute(active, ramp))
+            var weights = _slowStart.Compute(active, ramp);
+            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, weights, Zones(options, service, weights))
             {
                 UnreachableAdmitted = unreachableAdmitted,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
@@ -191,6 +193,23 @@ internal sealed partial class SnapshotPublisher : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>The zone routing of the next snapshot, or <see langword="null"/> when it is off for the service.</summary>
+    private ZoneContext? Zones(MeshOptions options, MeshServiceOptions? service, long[]? weights)
+    {
+        if (ZoneRoutingSettings.Resolve(options, service) is not { } settings)
+        {
+            _zoneBalance = null;
+            return null;
+        }
+
+        if (_zoneBalance?.Zone != settings.Zone)
+        {
+            _zoneBalance = new ZoneBalance(settings.Zone, _registry.TimeProvider.TimestampFrequency);
+        }
+
+        return new ZoneContext(settings, _zoneBalance, weights is null ? 1 : SlowStartWeights.Scale);
     }
 
     public void Dispose()

@@ -37,6 +37,8 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
+    private static readonly ConfigurationSchema ZoneRouting = Object(("Enabled", Value), ("SpillStartRatio", Value), ("SpillFullRatio", Value));
+
     private static readonly ConfigurationSchema Tls = Object(
         ("CaCertificateFile", Value),
         ("TrustSystemCertificates", Value),
@@ -52,6 +54,7 @@ internal static class MeshConfigurationSchema
         ("Endpoints", Collection(Endpoint)),
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
+        ("ZoneRouting", ZoneRouting),
         ("Tls", Tls));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
@@ -63,6 +66,8 @@ internal static class MeshConfigurationSchema
         ("Resilience", Resilience),
         ("PeakEwma", Object(("DecayTime", Value), ("DefaultRtt", Value), ("FailurePenalty", Value))),
         ("SlowStart", SlowStart),
+        ("Zone", Value),
+        ("ZoneRouting", ZoneRouting),
         ("Tls", Tls),
         ("AllowedNetworks", Collection(Value)),
         ("AllowedHostNames", Collection(Value)));

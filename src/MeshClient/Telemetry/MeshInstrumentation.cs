@@ -28,6 +28,7 @@ internal sealed class MeshInstrumentation : IDisposable
         ActiveRequests = _meter.CreateUpDownCounter<long>("mesh.client.active_requests", "{request}", "Logical calls in flight through the mesh.");
         Attempts = _meter.CreateCounter<long>("mesh.client.attempts", "{attempt}", "Attempts sent to endpoints (first tries and retries).");
         Retries = _meter.CreateCounter<long>("mesh.client.retries", "{retry}", "Retries, by reason.");
+        ZoneAttempts = _meter.CreateCounter<long>("mesh.client.zone.attempts", "{attempt}", "Attempts of services with zone routing on, by locality (local, remote).");
         RetryBudgetExhausted = _meter.CreateCounter<long>("mesh.client.retry_budget.exhausted", "{retry}", "Retries refused by the retry budget.");
         Ejections = _meter.CreateCounter<long>("mesh.client.endpoint.ejections", "{ejection}", "Endpoints ejected by outlier detection, by reason.");
         DiscoveryUpdates = _meter.CreateCounter<long>("mesh.client.discovery.updates", "{update}", "Changes of a service's endpoint set.");
@@ -42,6 +43,9 @@ internal sealed class MeshInstrumentation : IDisposable
     public Counter<long> Attempts { get; }
 
     public Counter<long> Retries { get; }
+
+    /// <summary>Gets the attempts of services with zone routing on, tagged with <see cref="MeshTags.Locality"/>.</summary>
+    public Counter<long> ZoneAttempts { get; }
 
     public Counter<long> RetryBudgetExhausted { get; }
 
@@ -61,6 +65,16 @@ internal sealed class MeshInstrumentation : IDisposable
         if (activity is { IsAllDataRequested: true } && ReferenceEquals(activity.Source, Source))
         {
             activity.AddEvent(new ActivityEvent(name, tags: new ActivityTagsCollection { [tagName] = tagValue }));
+        }
+    }
+
+    /// <summary>Sets a tag on the mesh's span of the current call, if it is being recorded (no allocation otherwise).</summary>
+    public static void SetTag(string name, string value)
+    {
+        var activity = Activity.Current;
+        if (activity is { IsAllDataRequested: true } && ReferenceEquals(activity.Source, Source))
+        {
+            activity.SetTag(name, value);
         }
     }
 
