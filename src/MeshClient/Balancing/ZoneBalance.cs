@@ -43,17 +43,23 @@ internal sealed class ZoneBalance
     /// <summary>The spill falls only when the ratio divided by this still asks for less (a dead band of 20%).</summary>
     internal const double Hysteresis = 0.8;
 
-    /// <summary>How many samples a zone's mean holds at most: a zone measured by sparse calls averages its last few dozen.</summary>
-    internal const double MaxSampleWeight = 32;
+    /// <summary>The time constant of a zone's mean under dense traffic: a pause of a few milliseconds among thousands of calls a second moves it little.</summary>
+    internal static readonly TimeSpan MeanTime = TimeSpan.FromSeconds(1);
 
-    /// <summary>How fast a zone that gets no calls forgets how many samples its mean holds (its next samples then count more).</summary>
-    internal static readonly TimeSpan SampleMemory = TimeSpan.FromSeconds(10);
+    /// <summary>The samples a zone's mean holds at least: a zone measured by sparse calls (probes) averages its last few dozen.</summary>
+    internal const double MeanSamples = 32;
+
+    /// <summary>The samples a zone's mean needs before the ratio counts.</summary>
+    internal const double MinSamples = 4;
 
     /// <summary>While nothing spills, the other zones get a probe at most this often …</summary>
     internal static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>… and at most once per this many samples.</summary>
     internal const int ProbeEvery = 100;
+
+    /// <summary>Until the other zones have a mean, a probe goes every update, at most once per this many samples.</summary>
+    internal const int FirstProbeEvery = 10;
 
     /// <summary>The time constant of the local share shown by the status.</summary>
     internal static readonly TimeSpan ShareTime = TimeSpan.FromSeconds(2);
@@ -66,11 +72,12 @@ internal sealed class ZoneBalance
 
     // Written by the one updater at a time (the compare-and-swap on _nextUpdate), read by the status.
     private long _lastUpdate;
+    private long _lastLocalSample;
     private long _lastRemoteSample;
     private long _samplesSinceProbe;
-    private double _localMean;
+    private double _localSum;
     private double _localWeight;
-    private double _remoteMean;
+    private double _remoteSum;
     private double _remoteWeight;
     private double _localCalls;
     private double _allCalls;
@@ -138,13 +145,8 @@ internal sealed class ZoneBalance
             }
         }
 
-        var forget = Math.Exp(-dt / SampleMemory.TotalSeconds);
-        Fold(ref _localMean, ref _localWeight, localSum, localCount, forget);
-        Fold(ref _remoteMean, ref _remoteWeight, remoteSum, remoteCount, forget);
-        if (remoteCount > 0)
-        {
-            _lastRemoteSample = now;
-        }
+        Fold(ref _localSum, ref _localWeight, ref _lastLocalSample, localSum, localCount, now);
+        Fold(ref _remoteSum, ref _remoteWeight, ref _lastRemoteSample, remoteSum, remoteCount, now);
 
         var share = Math.Exp(-dt / ShareTime.TotalSeconds);
         _localCalls = (_localCalls * share) + localCount;
@@ -152,8 +154,8 @@ internal sealed class ZoneBalance
 
         // Both zones measured: the ratio decides; otherwise nothing does and a spill winds down.
         var settings = view.Settings;
-        var known = _localWeight > 0 && _remoteWeight > 0 && _remoteMean > 0;
-        var ratio = known ? _localMean / _remoteMean : double.NaN;
+        var known = _localWeight >= MinSamples && _remoteWeight >= MinSamples && _remoteSum > 0;
+        var ratio = known ? _localSum / _localWeight / (_remoteSum / _remoteWeight) : double.NaN;
         _ratio = ratio;
         var spill = Spill;
         var rise = known ? settings.SpillFor(ratio) : 0;
@@ -167,39 +169,48 @@ internal sealed class ZoneBalance
             spill += (fall - spill) * (1 - Math.Exp(-dt / FallTime.TotalSeconds));
         }
 
-        // The last thousandth either way is noise of the smoothing, not a decision.
-        spill = spill < 0.001 ? 0 : spill > 0.999 ? 1 : spill;
+        // The last percent either way is the smoothing's tail, not a decision.
+        spill = spill < 0.01 ? 0 : spill > 0.99 ? 1 : spill;
         Volatile.Write(ref _spillBits, BitConverter.DoubleToInt64Bits(spill));
 
         // Keep the other zones measured while calls do not go there anyway.
         _samplesSinceProbe += localCount + remoteCount;
-        var probeDue = _remoteWeight == 0 || (now - _lastRemoteSample) / _frequency >= ProbeInterval.TotalSeconds;
-        if (view.Remote is not null && spill < 0.01 && probeDue && _samplesSinceProbe >= ProbeEvery)
+        var probeDue = _remoteWeight < MinSamples
+            ? _samplesSinceProbe >= FirstProbeEvery
+            : (now - _lastRemoteSample) / _frequency >= ProbeInterval.TotalSeconds && _samplesSinceProbe >= ProbeEvery;
+        if (view.Remote is not null && spill == 0 && probeDue)
         {
             _samplesSinceProbe = 0;
             Volatile.Write(ref _probe, 1);
         }
     }
 
-    /// <summary>Folds <paramref name="count"/> samples summing to <paramref name="sum"/> into a mean of at most <see cref="MaxSampleWeight"/> samples.</summary>
-    private static void Fold(ref double mean, ref double weight, double sum, long count, double forget)
+    /// <summary>
+    /// Folds <paramref name="count"/> samples summing to <paramref name="sum"/> into a zone's decayed sum and count (its
+    /// mean is their quotient): what came before keeps the larger of e^(−Δt / <see cref="MeanTime"/>), Δt since the
+    /// zone's previous samples, and <see cref="MeanSamples"/> / (<see cref="MeanSamples"/> + count) — a time-weighted
+    /// mean under dense traffic, the mean of the last few dozen samples under sparse traffic.
+    /// </summary>
+    private void Fold(ref double total, ref double weight, ref long lastSample, double sum, long count, long now)
     {
-        weight *= forget;
         if (count == 0)
         {
             return;
         }
 
-        mean = ((mean * weight) + sum) / (weight + count);
-        weight = Math.Min(weight + count, MaxSampleWeight);
+        var dt = lastSample == 0 ? double.PositiveInfinity : (now - lastSample) / _frequency;
+        var keep = Math.Max(Math.Exp(-dt / MeanTime.TotalSeconds), MeanSamples / (MeanSamples + count));
+        total = (total * keep) + sum;
+        weight = (weight * keep) + count;
+        lastSample = now;
     }
 
     /// <summary>Reads what the status shows (the means in seconds; not atomic as a whole, which a status page does not need).</summary>
     public ZoneReading Read() => new(
         Spill,
         _allCalls > 0 ? _localCalls / _allCalls : null,
-        _localWeight > 0 ? _localMean / _frequency : null,
-        _remoteWeight > 0 ? _remoteMean / _frequency : null,
+        _localWeight > 0 ? _localSum / _localWeight / _frequency : null,
+        _remoteWeight > 0 ? _remoteSum / _remoteWeight / _frequency : null,
         double.IsNaN(_ratio) ? null : _ratio);
 }
 

@@ -12,10 +12,10 @@ namespace MeshClient.Configuration;
 public sealed class ZoneRoutingOptions
 {
     /// <summary>Gets the default <see cref="SpillStartRatio"/>.</summary>
-    public const double DefaultSpillStartRatio = 2.0;
+    public const double DefaultSpillStartRatio = 2.5;
 
     /// <summary>Gets the default <see cref="SpillFullRatio"/>.</summary>
-    public const double DefaultSpillFullRatio = 4.0;
+    public const double DefaultSpillFullRatio = 5.0;
 
     /// <summary>
     /// Gets or sets a value indicating whether calls prefer endpoints in the caller's zone. Default: on when
@@ -26,13 +26,13 @@ public sealed class ZoneRoutingOptions
 
     /// <summary>
     /// Gets or sets the ratio of the local zone's mean answer time to the other zones' above which calls begin to
-    /// leave the zone. Default: 2.0. Valid: 1 to 100.
+    /// leave the zone. Default: 2.5. Valid: 1 to 100.
     /// </summary>
     public double? SpillStartRatio { get; set; }
 
     /// <summary>
     /// Gets or sets the ratio at which every call ignores zones (the service's policy picks among all endpoints);
-    /// between <see cref="SpillStartRatio"/> and this, the share of calls that do grows in proportion. Default: 4.0.
+    /// between <see cref="SpillStartRatio"/> and this, the share of calls that do grows in proportion. Default: 5.0.
     /// Valid: 1 to 1000, above <see cref="SpillStartRatio"/> (when only that one is set, this one follows it).
     /// </summary>
     public double? SpillFullRatio { get; set; }
