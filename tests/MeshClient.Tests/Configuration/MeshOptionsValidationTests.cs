@@ -24,6 +24,11 @@ public sealed class MeshOptionsValidationTests
     [InlineData("Mesh:SlowStart:Aggression", "0", "Mesh:SlowStart:Aggression must be between 0.1 and 10, was 0.")]
     [InlineData("Mesh:SlowStart:MinWeightPercent", "0", "Mesh:SlowStart:MinWeightPercent must be between 1 and 100, was 0.")]
     [InlineData("Mesh:Services:catalog:SlowStart:MinWeightPercent", "101", "Mesh:Services:catalog:SlowStart:MinWeightPercent must be between 1 and 100, was 101.")]
+    [InlineData("Mesh:ZoneRouting:SpillStartRatio", "0.5", "Mesh:ZoneRouting:SpillStartRatio must be between 1 and 100, was 0.5.")]
+    [InlineData("Mesh:ZoneRouting:SpillFullRatio", "2000", "Mesh:ZoneRouting:SpillFullRatio must be between 1 and 1000, was 2000.")]
+    [InlineData("Mesh:Services:catalog:ZoneRouting:SpillFullRatio", "0.9", "Mesh:Services:catalog:ZoneRouting:SpillFullRatio must be between 1 and 1000, was 0.9.")]
+    [InlineData("Mesh:ZoneRouting:Enabled", "maybe", "Mesh:ZoneRouting:Enabled")]
+    [InlineData("Mesh:Zone", " eu-1a", "Mesh:Zone ' eu-1a' must be a zone name such as 'eu-west-1a'")]
     [InlineData("Mesh:Resilience:ConnectTimeout", "00:00:00", "Mesh:Resilience:ConnectTimeout must be between")]
     [InlineData("Mesh:Services:catalog:Resilience:ConnectTimeout", "00:20:00", "Mesh:Services:catalog:Resilience:ConnectTimeout must be between")]
     public async Task InvalidConfiguration_FailsAtStartUp_NamingTheKey(string key, string value, string expected)
@@ -42,6 +47,23 @@ public sealed class MeshOptionsValidationTests
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ZoneRoutingRatios_WrittenTogether_MustHaveTheFullAboveTheStart()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:Services:catalog:ZoneRouting:SpillStartRatio"] = "4",
+            ["Mesh:Services:catalog:ZoneRouting:SpillFullRatio"] = "3",
+        });
+        builder.Services.AddMesh();
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("Mesh:Services:catalog:ZoneRouting:SpillFullRatio (3) must be above Mesh:Services:catalog:ZoneRouting:SpillStartRatio (4).", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -257,6 +257,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "FailurePenalty" or "UnreachableEjectionTime" or "RetryBaseDelay" or "ConnectTimeout" => "00:00:01",
             "Window" => "00:00:10",
             "Aggression" => "1.5",
+            "SpillStartRatio" => "2.5",
+            "SpillFullRatio" => "5",
             "MinWeightPercent" or "MaxEjectionPercent" or "RetryBudgetPercent" => "20",
             "ConsecutiveFailures" or "MaxRetries" => "3",
             "FailurePercentageThreshold" or "PanicThresholdPercent" => "50",
