@@ -20,6 +20,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     private readonly Dictionary<int, string> _states = [];
     private readonly List<string> _events = [];
     private readonly int _totalWeight = backends.Sum(b => b.Spec.Weight);
+    private readonly bool _zones = backends.Any(b => b.Spec.Zone is not null);
 
     public string Policy { get; private set; } = "?";
 
@@ -75,6 +76,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var table = new Table().Border(TableBorder.Rounded).Expand();
         table.Title = new TableTitle($"[bold]MeshClient demo[/]: service [aqua]{serviceName}[/] (discovery: [aqua]{Markup.Escape(Source)}[/]), policy [aqua]{Markup.Escape(Policy)}[/]");
         table.AddColumn(new TableColumn("Endpoint").NoWrap());
+        if (_zones)
+        {
+            table.AddColumn(new TableColumn("Zone").NoWrap());
+        }
+
         table.AddColumn(new TableColumn("Weight").RightAligned());
         table.AddColumn(new TableColumn("Share (5 s)").RightAligned());
         table.AddColumn(new TableColumn("p50").RightAligned());
@@ -87,8 +93,14 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         {
             var endpoint = service is null ? null : StateOf(service, backend);
             var window = windows[backend.Port];
-            table.AddRow(
-                $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]",
+            var cells = new List<string> { $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]" };
+            if (_zones)
+            {
+                cells.Add($"{Markup.Escape(backend.Spec.Zone ?? "-")} " + (endpoint?.Locality == "local" ? "[green]local[/]" : "[grey]remote[/]"));
+            }
+
+            cells.AddRange(
+            [
                 $"{backend.Spec.Weight} [grey]({Percent(backend.Spec.Weight, _totalWeight)})[/]",
                 Percent(window.Count, recent),
                 Millis(window.P50),
@@ -96,12 +108,15 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
                 (endpoint?.InFlight ?? 0).ToString(CultureInfo.InvariantCulture),
                 (endpoint?.Attempts ?? 0).ToString("N0", CultureInfo.InvariantCulture),
                 stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
-                StateMarkup(endpoint?.State, service?.Panic == true));
+                StateMarkup(endpoint?.State, service?.Panic == true),
+            ]);
+            table.AddRow([.. cells]);
         }
 
         table.Caption = new TableTitle(
             $"{Seconds(elapsed)} / {Seconds(options.Duration)}   requests [bold]{stats.Requests:N0}[/]   ok [green]{stats.Succeeded:N0}[/]   " +
-            $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]");
+            $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]" +
+            (_zones ? Environment.NewLine + Markup.Escape(ZoneLine(service, windows, recent)) : string.Empty));
 
         var events = _events.Count == 0
             ? new Markup("[grey]No ejections, probes or readmissions yet.[/]")
@@ -122,6 +137,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             var window = windows[backend.Port];
             var state = _states.GetValueOrDefault(backend.Port, "unknown"); // as last sampled, like the state changes printed
             line.Append(CultureInfo.InvariantCulture, $" | {backend.Name} {Percent(window.Count, recent)} p50 {Millis(window.P50)} p99 {Millis(window.P99)} {state}");
+        }
+
+        if (_zones)
+        {
+            line.Append(" | ").Append(ZoneLine(Service(), windows, recent));
         }
 
         return line.ToString();
@@ -202,6 +222,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             notes.AppendLine("No endpoint was ejected in this run.");
         }
 
+        if (_zones)
+        {
+            notes.AppendLine(ZoneSummary(service, elapsed));
+        }
+
         var errors = backends.Sum(b => stats.ForPort(b.Port)!.Errors);
         notes.AppendLine(errors == 0
             ? "No attempt failed."
@@ -219,6 +244,37 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
         return (table, notes.ToString().TrimEnd());
     }
+
+    /// <summary>The zone routing as the status says it, with the local share of the recent attempts counted here.</summary>
+    private string ZoneLine(MeshServiceStatus? service, Dictionary<int, (int Count, double? P50, double? P99)> windows, int recent)
+    {
+        var local = backends.Where(IsLocal).Sum(b => windows[b.Port].Count);
+        var zones = service?.ZoneRouting;
+        return $"zone routing: caller in {DemoZones.CallerZone}, local share (5 s) {Percent(local, recent)}" +
+            (zones is null ? string.Empty
+                : $", spill {(zones.Spill * 100).ToString("0", CultureInfo.InvariantCulture)}%, {DemoZones.CallerZone} {LatencyText(zones.LocalLatency)} / other zones {LatencyText(zones.RemoteLatency)}");
+    }
+
+    /// <summary>What zone routing did: the local share before the zone slowed and after, from the attempts counted here.</summary>
+    private string ZoneSummary(MeshServiceStatus? service, TimeSpan elapsed)
+    {
+        var slowAt = options.Duration * DemoZones.SlowFrom;
+        int Count(IEnumerable<Backend> set, TimeSpan since) => set.Sum(b => stats.ForPort(b.Port)!.Window(since).Count);
+        var all = Count(backends, TimeSpan.Zero);
+        var after = Count(backends, slowAt);
+        var localAll = Count(backends.Where(IsLocal), TimeSpan.Zero);
+        var localAfter = Count(backends.Where(IsLocal), slowAt);
+        var lastFrom = elapsed - Window;
+        var spill = service?.ZoneRouting is { } zones ? $"; the spill is {(zones.Spill * 100).ToString("0", CultureInfo.InvariantCulture)}% at the end" : string.Empty;
+        return elapsed < slowAt
+            ? $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll, all)} of the attempts stayed in it (the run ended before its instance slowed at {Seconds(slowAt)}){spill}."
+            : $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll - localAfter, all - after)} of the attempts stayed in it before its instance slowed at {Seconds(slowAt)}, " +
+              $"{Percent(localAfter, after)} after, {Percent(Count(backends.Where(IsLocal), lastFrom), Count(backends, lastFrom))} in the last {Seconds(Window)}{spill}.";
+    }
+
+    private static bool IsLocal(Backend backend) => backend.Spec.Zone == DemoZones.CallerZone;
+
+    private static string LatencyText(TimeSpan? latency) => latency is { } value ? Millis(value.TotalMilliseconds) : "-";
 
     private MeshServiceStatus? Service() =>
         status.GetServices().FirstOrDefault(s => string.Equals(s.Name, serviceName, StringComparison.OrdinalIgnoreCase));

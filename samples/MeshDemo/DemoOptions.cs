@@ -5,7 +5,7 @@ using MeshClient.Configuration;
 namespace MeshDemo;
 
 /// <summary>The demo's command line.</summary>
-internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null)
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null, bool Zones = false)
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
 
@@ -23,6 +23,8 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                               that the demo starts on 127.0.0.1 (one pod per backend, weight 1 each)
           --status-port <n>   serve the status page (MeshClient.AspNetCore) at http://127.0.0.1:<n>/mesh
                               while the demo runs (loopback only)
+          --zones             zone-aware routing: the caller in zone-a with one instance (alpha), three more
+                              in zone-b; alpha turns 30 ms slower half-way through and calls spill to zone-b
           --help              show this help
         """;
 
@@ -97,6 +99,9 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
 
                     options = options with { StatusPort = port };
                     break;
+                case "--zones":
+                    options = options with { Zones = true };
+                    break;
                 case "--plain":
                     options = options with { Plain = true };
                     break;
@@ -112,6 +117,10 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
         if (options.Consul is not null && options.Kubernetes)
         {
             error = "--consul and --kubernetes are two ways to discover the same service: choose one.";
+        }
+        else if (options.Zones && (options.Consul is not null || options.Kubernetes))
+        {
+            error = "--zones runs with the embedded configuration (it gives each instance its zone): leave out --consul and --kubernetes.";
         }
 
         return options;

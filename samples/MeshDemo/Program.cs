@@ -13,6 +13,7 @@
 //   dotnet run --project samples/MeshDemo -- --consul http://127.0.0.1:8500   # discover through a Consul agent
 //   dotnet run --project samples/MeshDemo -- --kubernetes                     # discover from EndpointSlices
 //   dotnet run --project samples/MeshDemo -- --status-port 5099               # http://127.0.0.1:5099/mesh
+//   dotnet run --project samples/MeshDemo -- --zones                          # zone-aware routing, a zone that slows
 using MeshClient.Status;
 using System.Diagnostics;
 using System.Globalization;
@@ -56,7 +57,19 @@ IEnumerable<BackendSpec> specs =
     new("charlie", 2, "slow", TimeSpan.FromMilliseconds(60), TimeSpan.FromMilliseconds(40)),
     new("delta", 1, "flaky", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), FailFrom: 0.2, FailUntil: 0.6),
 ];
-if (options.Kubernetes)
+if (options.Zones)
+{
+    // Two zones, the caller in zone-a: its one instance there, alpha, turns 30 ms slower half-way through the run, and
+    // the calls that stayed in the zone spill to zone-b (the table's Zone column and the zone routing line show it).
+    specs =
+    [
+        new("alpha", 1, "local", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.CallerZone, SlowFrom: DemoZones.SlowFrom, SlowBy: TimeSpan.FromMilliseconds(30)),
+        new("bravo", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+        new("charlie", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+        new("delta", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+    ];
+}
+else if (options.Kubernetes)
 {
     // An EndpointSlice has no weights: every pod of a Service weighs 1, and the table says so.
     specs = specs.Select(s => s with { Weight = 1 }).ToList();
@@ -96,6 +109,15 @@ try
         {
             endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Address"] = backends[i].Address.ToString();
             endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Weight"] = backends[i].Spec.Weight.ToString(CultureInfo.InvariantCulture);
+            if (backends[i].Spec.Zone is { } zone)
+            {
+                endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Zone"] = zone;
+            }
+        }
+
+        if (options.Zones)
+        {
+            endpoints["Mesh:Zone"] = DemoZones.CallerZone; // or the MESH_ZONE environment variable
         }
     }
     else
