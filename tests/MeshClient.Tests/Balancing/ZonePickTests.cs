@@ -9,6 +9,7 @@ using MeshClient.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using OpenTelemetry.Trace;
+using Xunit.Abstractions;
 
 namespace MeshClient.Tests.Balancing;
 
@@ -17,7 +18,7 @@ namespace MeshClient.Tests.Balancing;
 /// call's span and on the <c>mesh.client.zone.attempts</c> counter (only when zone routing is on), the zones in
 /// <see cref="IMeshStatus"/>, and a zone that comes back after its ejection taking its calls back with slow start.
 /// </summary>
-public sealed class ZonePickTests
+public sealed class ZonePickTests(ITestOutputHelper output)
 {
     private const string Zone = "zone-a";
 
@@ -215,6 +216,7 @@ public sealed class ZonePickTests
 
         await AdvanceAsync(time, TimeSpan.FromSeconds(6));
         var ramped = await LocalShareAsync(client, stub);
+        output.WriteLine($"local share: {rampStart:P1} at the start of the slow-start window, {halfway:P1} half-way, {ramped:P1} after it");
         Assert.True(ramped >= 0.99, $"after the slow-start window {ramped:P1} of the calls were local");
         Assert.Equal(0.0, Catalog(status).ZoneRouting!.Spill);
     }
