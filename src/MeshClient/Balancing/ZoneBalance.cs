@@ -69,6 +69,7 @@ internal sealed class ZoneBalance
     private long _nextUpdate;
     private long _spillBits;
     private int _probe;
+    private int _updating;
 
     // Written by the one updater at a time (the compare-and-swap on _nextUpdate), read by the status.
     private long _lastUpdate;
@@ -112,7 +113,20 @@ internal sealed class ZoneBalance
             return;
         }
 
-        Update(now, view);
+        // One updater at a time even if an update outlasted the interval (a scan of very many endpoints on a busy machine).
+        if (Interlocked.Exchange(ref _updating, 1) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            Update(now, view);
+        }
+        finally
+        {
+            Volatile.Write(ref _updating, 0);
+        }
     }
 
     /// <summary>Folds the samples collected since the last update into the zones' means and moves the spill (one caller at a time).</summary>
