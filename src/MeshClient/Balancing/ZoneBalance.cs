@@ -52,6 +52,15 @@ internal sealed class ZoneBalance
     /// <summary>The samples a zone's mean needs before the ratio counts.</summary>
     internal const double MinSamples = 4;
 
+    /// <summary>
+    /// A window whose mean is more than this times the zone's counts as this times it, unless the zone's previous window
+    /// was one too (the peak-EWMA rule of <see cref="EndpointState"/>): one slow probe, or a pause, among a sparse
+    /// stream of samples would otherwise hold the mean up for dozens of samples; a real change is followed from its
+    /// second window. Found by the demo on a loaded machine: a few 70 ms probes among 5 ms ones kept the other zone's
+    /// mean at 14 ms, and a zone 30 ms slower did not spill.
+    /// </summary>
+    internal const double MaxSpike = 2.0;
+
     /// <summary>While nothing spills, the other zones get a probe at most this often …</summary>
     internal static readonly TimeSpan ProbeInterval = TimeSpan.FromSeconds(1);
 
@@ -73,13 +82,9 @@ internal sealed class ZoneBalance
 
     // Written by the one updater at a time (the compare-and-swap on _nextUpdate), read by the status.
     private long _lastUpdate;
-    private long _lastLocalSample;
-    private long _lastRemoteSample;
     private long _samplesSinceProbe;
-    private double _localSum;
-    private double _localWeight;
-    private double _remoteSum;
-    private double _remoteWeight;
+    private ZoneMean _local;
+    private ZoneMean _remote;
     private double _localCalls;
     private double _allCalls;
     private double _ratio = double.NaN;
@@ -159,8 +164,8 @@ internal sealed class ZoneBalance
             }
         }
 
-        Fold(ref _localSum, ref _localWeight, ref _lastLocalSample, localSum, localCount, now);
-        Fold(ref _remoteSum, ref _remoteWeight, ref _lastRemoteSample, remoteSum, remoteCount, now);
+        _local.Fold(localSum, localCount, now, _frequency);
+        _remote.Fold(remoteSum, remoteCount, now, _frequency);
 
         var share = Math.Exp(-dt / ShareTime.TotalSeconds);
         _localCalls = (_localCalls * share) + localCount;
@@ -168,8 +173,8 @@ internal sealed class ZoneBalance
 
         // Both zones measured: the ratio decides; otherwise nothing does and a spill winds down.
         var settings = view.Settings;
-        var known = _localWeight >= MinSamples && _remoteWeight >= MinSamples && _remoteSum > 0;
-        var ratio = known ? _localSum / _localWeight / (_remoteSum / _remoteWeight) : double.NaN;
+        var known = _local.Weight >= MinSamples && _remote.Weight >= MinSamples && _remote.Mean > 0;
+        var ratio = known ? _local.Mean / _remote.Mean : double.NaN;
         _ratio = ratio;
         var spill = Spill;
         var rise = known ? settings.SpillFor(ratio) : 0;
@@ -189,9 +194,9 @@ internal sealed class ZoneBalance
 
         // Keep the other zones measured while calls do not go there anyway.
         _samplesSinceProbe += localCount + remoteCount;
-        var probeDue = _remoteWeight < MinSamples
+        var probeDue = _remote.Weight < MinSamples
             ? _samplesSinceProbe >= FirstProbeEvery
-            : (now - _lastRemoteSample) / _frequency >= ProbeInterval.TotalSeconds && _samplesSinceProbe >= ProbeEvery;
+            : (now - _remote.LastSample) / _frequency >= ProbeInterval.TotalSeconds && _samplesSinceProbe >= ProbeEvery;
         if (view.Remote is not null && spill == 0 && probeDue)
         {
             _samplesSinceProbe = 0;
@@ -199,33 +204,58 @@ internal sealed class ZoneBalance
         }
     }
 
-    /// <summary>
-    /// Folds <paramref name="count"/> samples summing to <paramref name="sum"/> into a zone's decayed sum and count (its
-    /// mean is their quotient): what came before keeps the larger of e^(−Δt / <see cref="MeanTime"/>), Δt since the
-    /// zone's previous samples, and <see cref="MeanSamples"/> / (<see cref="MeanSamples"/> + count) — a time-weighted
-    /// mean under dense traffic, the mean of the last few dozen samples under sparse traffic.
-    /// </summary>
-    private void Fold(ref double total, ref double weight, ref long lastSample, double sum, long count, long now)
+    /// <summary>Reads what the status shows (the means in seconds; not atomic as a whole, which a status page does not need).</summary>
+    public ZoneReading Read() => new(
+        Spill,
+        _allCalls > 0 ? _localCalls / _allCalls : null,
+        _local.Weight > 0 ? _local.Mean / _frequency : null,
+        _remote.Weight > 0 ? _remote.Mean / _frequency : null,
+        double.IsNaN(_ratio) ? null : _ratio);
+}
+
+/// <summary>
+/// The mean answer time of one side (the caller's zone, or the others) as a decayed sum and count of samples: what came
+/// before keeps the larger of e^(−Δt / <see cref="ZoneBalance.MeanTime"/>), Δt since the side's previous samples, and
+/// <see cref="ZoneBalance.MeanSamples"/> / (<see cref="ZoneBalance.MeanSamples"/> + count) — a time-weighted mean under
+/// dense traffic, the mean of the last few dozen samples under sparse traffic — and a lone spike is capped
+/// (<see cref="ZoneBalance.MaxSpike"/>).
+/// </summary>
+internal struct ZoneMean
+{
+    private double _sum;
+    private bool _spiked;
+
+    /// <summary>Gets the decayed number of samples.</summary>
+    public double Weight { get; private set; }
+
+    /// <summary>Gets the timestamp of the last samples, or 0.</summary>
+    public long LastSample { get; private set; }
+
+    /// <summary>Gets the mean in timestamp units (0 without samples).</summary>
+    public readonly double Mean => Weight > 0 ? _sum / Weight : 0;
+
+    /// <summary>Folds <paramref name="count"/> samples summing to <paramref name="sum"/> (timestamp units) in.</summary>
+    public void Fold(double sum, long count, long now, double frequency)
     {
         if (count == 0)
         {
             return;
         }
 
-        var dt = lastSample == 0 ? double.PositiveInfinity : (now - lastSample) / _frequency;
-        var keep = Math.Max(Math.Exp(-dt / MeanTime.TotalSeconds), MeanSamples / (MeanSamples + count));
-        total = (total * keep) + sum;
-        weight = (weight * keep) + count;
-        lastSample = now;
-    }
+        var mean = Mean;
+        var spike = Weight >= ZoneBalance.MinSamples && sum > ZoneBalance.MaxSpike * mean * count;
+        if (spike && !_spiked)
+        {
+            sum = ZoneBalance.MaxSpike * mean * count;
+        }
 
-    /// <summary>Reads what the status shows (the means in seconds; not atomic as a whole, which a status page does not need).</summary>
-    public ZoneReading Read() => new(
-        Spill,
-        _allCalls > 0 ? _localCalls / _allCalls : null,
-        _localWeight > 0 ? _localSum / _localWeight / _frequency : null,
-        _remoteWeight > 0 ? _remoteSum / _remoteWeight / _frequency : null,
-        double.IsNaN(_ratio) ? null : _ratio);
+        _spiked = spike;
+        var dt = LastSample == 0 ? double.PositiveInfinity : (now - LastSample) / frequency;
+        var keep = Math.Max(Math.Exp(-dt / ZoneBalance.MeanTime.TotalSeconds), ZoneBalance.MeanSamples / (ZoneBalance.MeanSamples + count));
+        _sum = (_sum * keep) + sum;
+        Weight = (Weight * keep) + count;
+        LastSample = now;
+    }
 }
 
 /// <summary>What a <see cref="ZoneBalance"/> says at one moment.</summary>
