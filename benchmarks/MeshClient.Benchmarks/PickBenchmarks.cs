@@ -87,7 +87,7 @@ public class ZonePickBenchmarks
         }).ToArray();
         var settings = ZoneRoutingSettings.Resolve(new MeshOptions { Zone = "zone-a" }, null)!;
         var balance = new ZoneBalance("zone-a", time.TimestampFrequency);
-        _snapshot = new EndpointSnapshot("svc", entries, entries, _policy, panic: false, roundRobinStart: 0, weights: null, new ZoneContext(settings, balance, 1));
+        _snapshot = new EndpointSnapshot("svc", entries, entries, _policy, panic: false, roundRobinStart: 0, weights: null, new ZoneContext(settings, balance, default, time.GetTimestamp(), time.TimestampFrequency));
         _zones = _snapshot.Zones!;
 
         // The spill asked for: a latency ratio of 2.5 + Spill × 2.5, fed as samples over 20 s of timestamps (then the

@@ -59,8 +59,7 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshI
         }
 
         RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint));
-        context?.OnAttempt(endpoint, chosen.Policy.Name);
-        return new ValueTask<EndpointLease>(new EndpointLease(table, chosen, endpoint, isProbe, now));
+        return new ValueTask<EndpointLease>(Lease(table, chosen, endpoint, isProbe, context));
     }
 
     /// <summary>Tags the call's span with the attempt's locality (the last attempt's stays) and counts the attempt by it.</summary>

@@ -11,8 +11,7 @@ namespace MeshClient.Balancing;
 /// <param name="rebuild">Rebuilds the snapshot (called by the timer).</param>
 internal sealed class SlowStartWeights(TimeProvider time, Action rebuild) : IDisposable
 {
-    /// <summary>The factor every weight carries while an endpoint ramps (keeps the ramp's resolution in integers).</summary>
-    internal const int Scale = 1000;
+    private const int Scale = 1000; // keeps the ramp's resolution in integers
     private ITimer? _timer;
     private bool _disposed;
 

@@ -174,8 +174,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
             var active = HealthyOrPanic.Select(all, panicThreshold, out var panic, out var unreachableAdmitted, out var healthy);
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
             var ramp = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
-            var weights = _slowStart.Compute(active, ramp);
-            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, weights, Zones(options, service, weights))
+            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, _slowStart.Compute(active, ramp), Zones(options, service, ramp))
             {
                 UnreachableAdmitted = unreachableAdmitted,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
@@ -196,7 +195,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
     }
 
     /// <summary>The zone routing of the next snapshot, or <see langword="null"/> when it is off for the service.</summary>
-    private ZoneContext? Zones(MeshOptions options, MeshServiceOptions? service, long[]? weights)
+    private ZoneContext? Zones(MeshOptions options, MeshServiceOptions? service, SlowStartRamp ramp)
     {
         if (ZoneRoutingSettings.Resolve(options, service) is not { } settings)
         {
@@ -209,7 +208,8 @@ internal sealed partial class SnapshotPublisher : IDisposable
             _zoneBalance = new ZoneBalance(settings.Zone, _registry.TimeProvider.TimestampFrequency);
         }
 
-        return new ZoneContext(settings, _zoneBalance, weights is null ? 1 : SlowStartWeights.Scale);
+        var time = _registry.TimeProvider;
+        return new ZoneContext(settings, _zoneBalance, ramp, time.GetTimestamp(), time.TimestampFrequency);
     }
 
     public void Dispose()

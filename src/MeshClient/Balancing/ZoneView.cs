@@ -99,17 +99,22 @@ internal sealed class ZoneView
         }
 
         var split = !snapshot.Panic && local.Count > 0 && local.Count < active.Length;
-        long healthyWeight = 0;
+
+        // The zone's capacity now: the discovered weight of its healthy endpoints, each ramped by slow start (computed
+        // from the ramp, not from the snapshot's weights, which a policy may have replaced: reported load, for one).
+        double healthyWeight = 0;
         foreach (var i in local)
         {
-            healthyWeight += snapshot.Weights[i];
+            var since = active[i].State.SlowStartSince;
+            var ramp = since == 0 ? 1.0 : context.Ramp.Factor(TimeSpan.FromSeconds((context.Now - since) / (double)context.Frequency));
+            healthyWeight += active[i].Weight * ramp;
         }
 
         return new ZoneView(zone, context.Settings, context.Balance, all, isLocal)
         {
             Local = split ? snapshot.CreateView(local) : null,
             Remote = split && remote.Count > 0 ? snapshot.CreateView(remote) : null,
-            MinSpill = localWeight == 0 ? 1 : Math.Clamp(1 - ((double)healthyWeight / (context.WeightScale * localWeight)), 0, 1),
+            MinSpill = localWeight == 0 ? 1 : Math.Clamp(1 - (healthyWeight / localWeight), 0, 1),
             LocalCount = localCount,
         };
     }
@@ -147,5 +152,7 @@ internal sealed class ZoneView
 /// <summary>What a snapshot needs to compute its zones.</summary>
 /// <param name="Settings">The service's zone routing.</param>
 /// <param name="Balance">The service's live zone state.</param>
-/// <param name="WeightScale">The factor the snapshot's weights carry over the discovered ones (1, or 1000 in slow start).</param>
-internal sealed record ZoneContext(ZoneRoutingSettings Settings, ZoneBalance Balance, long WeightScale);
+/// <param name="Ramp">The service's slow start (how much of its weight a readmitted endpoint has).</param>
+/// <param name="Now">The timestamp the snapshot is built at.</param>
+/// <param name="Frequency">The frequency of the timestamps.</param>
+internal sealed record ZoneContext(ZoneRoutingSettings Settings, ZoneBalance Balance, SlowStartRamp Ramp, long Now, long Frequency);

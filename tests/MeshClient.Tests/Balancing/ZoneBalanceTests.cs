@@ -19,7 +19,7 @@ public sealed class ZoneBalanceTests
     /// <summary>Two endpoints in the caller's zone and two in another, as one service with zone routing on.</summary>
     private sealed class Service
     {
-        public Service(string policy = LoadBalancerNames.RoundRobin, Func<EndpointEntry[], EndpointEntry[]>? active = null, long[]? weights = null, long weightScale = 1)
+        public Service(string policy = LoadBalancerNames.RoundRobin, Func<EndpointEntry[], EndpointEntry[]>? active = null, TimeSpan? rampingFor = null)
         {
             Frequency = Time.TimestampFrequency;
             Policy = LoadBalancingPolicy.Create(policy, new MeshOptions(), Time);
@@ -31,11 +31,20 @@ public sealed class ZoneBalanceTests
                 SnapshotFactory.Entry("http://10.0.1.2:80", 1, "zone-b"),
             ];
             Balance = new ZoneBalance(Zone, Time.TimestampFrequency);
-            Snapshot = new EndpointSnapshot("svc", Entries, active?.Invoke(Entries) ?? Entries, Policy, panic: false, roundRobinStart: 0, weights,
-                new ZoneContext(ZoneRoutingSettings.Resolve(new MeshOptions { Zone = Zone }, null)!, Balance, weightScale));
+            if (rampingFor is { } ramping)
+            {
+                // The second local endpoint readmitted this long ago, in a 10 s slow start.
+                Entries[1].State.SlowStartSince = Time.GetTimestamp() - (long)(ramping.TotalSeconds * Time.TimestampFrequency);
+            }
+
+            Snapshot = new EndpointSnapshot("svc", Entries, active?.Invoke(Entries) ?? Entries, Policy, panic: false, roundRobinStart: 0, weights: null, Context(Balance));
         }
 
         public FakeTimeProvider Time { get; } = FakeTime.Create();
+
+        /// <summary>The service's zone routing (defaults) with a 10 s slow start.</summary>
+        public ZoneContext Context(ZoneBalance balance) =>
+            new(ZoneRoutingSettings.Resolve(new MeshOptions { Zone = Zone }, null)!, balance, new SlowStartRamp(TimeSpan.FromSeconds(10), 1.0, 10), Time.GetTimestamp(), Time.TimestampFrequency);
 
         public double Frequency { get; }
 
@@ -282,13 +291,12 @@ public sealed class ZoneBalanceTests
         // One local endpoint probing (back from its ejection): not the zone's, until its probe readmits it.
         var probing = new Service();
         probing.Entries[1].State.SetStatus(EndpointStatus.Probing);
-        var rebuilt = new EndpointSnapshot("svc", probing.Entries, probing.Entries, probing.Policy, panic: false, roundRobinStart: 0, weights: null,
-            new ZoneContext(ZoneRoutingSettings.Resolve(new MeshOptions { Zone = Zone }, null)!, probing.Balance, 1));
+        var rebuilt = new EndpointSnapshot("svc", probing.Entries, probing.Entries, probing.Policy, panic: false, roundRobinStart: 0, weights: null, probing.Context(probing.Balance));
         Assert.Equal(new[] { probing.Entries[0] }, rebuilt.Zones!.Local!.Active);
         Assert.Equal(0.5, rebuilt.Zones.MinSpill, 6);
 
-        // Both readmitted, one at 20% of its weight in slow start (weights scaled by 1000): the zone holds 60% of its weight.
-        var ramping = new Service(weights: [1000, 200, 1000, 1000], weightScale: 1000);
+        // Both readmitted, one 2 s into a 10 s slow start (20% of its weight): the zone holds 60% of its weight.
+        var ramping = new Service(rampingFor: TimeSpan.FromSeconds(2));
         Assert.Equal(0.4, ramping.Zones.MinSpill, 6);
         Assert.InRange(ramping.LocalViewShare(10_000), 0.57, 0.63);
     }
@@ -307,8 +315,7 @@ public sealed class ZoneBalanceTests
     public void Panic_SetsZonesAside()
     {
         var service = new Service();
-        var panic = new EndpointSnapshot("svc", service.Entries, service.Entries, service.Policy, panic: true, roundRobinStart: 0, weights: null,
-            new ZoneContext(ZoneRoutingSettings.Resolve(new MeshOptions { Zone = Zone }, null)!, service.Balance, 1));
+        var panic = new EndpointSnapshot("svc", service.Entries, service.Entries, service.Policy, panic: true, roundRobinStart: 0, weights: null, service.Context(service.Balance));
         Assert.Null(panic.Zones!.Local);
     }
 
@@ -317,7 +324,7 @@ public sealed class ZoneBalanceTests
     {
         var entries = new[] { SnapshotFactory.Entry("http://10.0.0.1:80", 1), SnapshotFactory.Entry("http://10.0.0.2:80", 1) };
         var snapshot = new EndpointSnapshot("svc", entries, entries, RoundRobinPolicy.Instance, panic: false, roundRobinStart: 0, weights: null,
-            new ZoneContext(new ZoneRoutingSettings(Zone, 2.5, 5), new ZoneBalance(Zone, TimeProvider.System.TimestampFrequency), 1));
+            new ZoneContext(new ZoneRoutingSettings(Zone, 2.5, 5), new ZoneBalance(Zone, TimeProvider.System.TimestampFrequency), default, 0, TimeProvider.System.TimestampFrequency));
         Assert.Null(snapshot.Zones);
         Assert.False(snapshot.SamplesZones);
     }
