@@ -18,10 +18,11 @@ namespace MeshDemo;
 /// <param name="Jitter">A random extra service time, from zero to this.</param>
 /// <param name="FailFrom">When it starts answering 503, as a fraction of the run (null: never).</param>
 /// <param name="FailUntil">When it recovers, as a fraction of the run.</param>
+/// <param name="Service">The mesh service it is an instance of, when not the demo's <c>catalog</c> (the canary: <c>catalog-v2</c>).</param>
 /// <param name="Zone">Its zone (<c>--zones</c>), or <see langword="null"/>.</param>
 /// <param name="SlowFrom">When it turns slower by <paramref name="SlowBy"/>, as a fraction of the run (null: never).</param>
 /// <param name="SlowBy">How much slower it turns.</param>
-internal sealed record BackendSpec(string Name, int Weight, string Role, TimeSpan Latency, TimeSpan Jitter, double? FailFrom = null, double? FailUntil = null, string? Zone = null, double? SlowFrom = null, TimeSpan SlowBy = default);
+internal sealed record BackendSpec(string Name, int Weight, string Role, TimeSpan Latency, TimeSpan Jitter, double? FailFrom = null, double? FailUntil = null, string? Service = null, string? Zone = null, double? SlowFrom = null, TimeSpan SlowBy = default);
 
 /// <summary>
 /// One instance of the demo's "catalog" service: a real Kestrel server on 127.0.0.1 with a port chosen by the OS.

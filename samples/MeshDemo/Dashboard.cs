@@ -19,8 +19,10 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
     private readonly Dictionary<int, string> _states = [];
     private readonly List<string> _events = [];
-    private readonly int _totalWeight = backends.Sum(b => b.Spec.Weight);
     private readonly bool _zones = backends.Any(b => b.Spec.Zone is not null);
+
+    // Each backend's weight is a share of its own service's (with --canary, catalog-v2's two instances are a service).
+    private readonly Dictionary<string, int> _serviceWeights = backends.GroupBy(b => b.Spec.Service ?? serviceName).ToDictionary(g => g.Key, g => g.Sum(b => b.Spec.Weight));
 
     public string Policy { get; private set; } = "?";
 
@@ -41,8 +43,8 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             _events.Add(change);
         }
 
-        var service = Service();
-        if (service is null)
+        var services = status.GetServices();
+        if (Service(services) is not { } service)
         {
             return changes;
         }
@@ -50,7 +52,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         Policy = service.LoadBalancer;
         foreach (var backend in backends)
         {
-            _states[backend.Port] = StateOf(service, backend)?.State ?? "unknown";
+            _states[backend.Port] = StateOf(services, backend)?.State ?? "unknown";
         }
 
         return changes;
@@ -65,10 +67,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             endpoint.TrimEnd('/').EndsWith(":" + b.Port.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal)
             || string.Equals(endpoint, $"{serviceName}-{b.Name}", StringComparison.Ordinal))?.Name ?? endpoint;
 
-    /// <summary>The live view: header, endpoint table, recent state changes.</summary>
+    /// <summary>The live view: header, endpoint table, the route split (with --canary), recent state changes.</summary>
     public IRenderable Render(TimeSpan elapsed)
     {
-        var service = Service();
+        var services = status.GetServices();
+        var service = Service(services);
         var since = elapsed - Window;
         var windows = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(since));
         var recent = Math.Max(1, windows.Values.Sum(w => w.Count));
@@ -91,7 +94,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         table.AddColumn("State");
         foreach (var backend in backends)
         {
-            var endpoint = service is null ? null : StateOf(service, backend);
+            var endpoint = StateOf(services, backend);
             var window = windows[backend.Port];
             var cells = new List<string> { $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]" };
             if (_zones)
@@ -101,14 +104,14 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
             cells.AddRange(
             [
-                $"{backend.Spec.Weight} [grey]({Percent(backend.Spec.Weight, _totalWeight)})[/]",
+                $"{backend.Spec.Weight} [grey]({WeightShare(backend)})[/]",
                 Percent(window.Count, recent),
                 Millis(window.P50),
                 Millis(window.P99),
                 (endpoint?.InFlight ?? 0).ToString(CultureInfo.InvariantCulture),
                 (endpoint?.Attempts ?? 0).ToString("N0", CultureInfo.InvariantCulture),
                 stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
-                StateMarkup(endpoint?.State, service?.Panic == true),
+                StateMarkup(endpoint?.State, ServiceOf(services, backend)?.Panic == true),
             ]);
             table.AddRow([.. cells]);
         }
@@ -121,7 +124,40 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var events = _events.Count == 0
             ? new Markup("[grey]No ejections, probes or readmissions yet.[/]")
             : new Markup("[grey]" + Markup.Escape(string.Join(Environment.NewLine, _events.TakeLast(4))) + "[/]");
-        return new Rows(table, events);
+        return service is { Routes.Count: > 0 } ? new Rows(table, RouteTable(service, windows), events) : new Rows(table, events);
+    }
+
+    /// <summary>
+    /// The route split of the service: each backend's weight, the share the mesh gives it now (IMeshStatus: the weights
+    /// after the backends with no healthy endpoint gave theirs away), and the share of attempts it took in the window.
+    /// </summary>
+    private Table RouteTable(MeshServiceStatus service, Dictionary<int, (int Count, double? P50, double? P99)> windows)
+    {
+        var table = new Table().Border(TableBorder.Rounded).Expand();
+        table.Title = new TableTitle($"Routes of [aqua]{serviceName}[/] (first match wins)");
+        table.AddColumn("Route");
+        table.AddColumn("Backend");
+        table.AddColumn(new TableColumn("Weight").RightAligned());
+        table.AddColumn(new TableColumn("Share now").RightAligned());
+        table.AddColumn(new TableColumn("Attempts (5 s)").RightAligned());
+        table.AddColumn("State");
+        var attempts = Math.Max(1, windows.Values.Sum(w => w.Count));
+        foreach (var route in service.Routes)
+        {
+            foreach (var backend in route.Backends)
+            {
+                var taken = backends.Where(b => (b.Spec.Service ?? serviceName) == backend.Service).Sum(b => windows[b.Port].Count);
+                table.AddRow(
+                    Markup.Escape(route.Name),
+                    $"[aqua]{Markup.Escape(backend.Service)}[/]",
+                    backend.Weight.ToString(CultureInfo.InvariantCulture),
+                    backend.Share.ToString("0.#", CultureInfo.InvariantCulture) + "%",
+                    Percent(taken, attempts),
+                    backend.State == "healthy" ? "[green]healthy[/]" : $"[red]{Markup.Escape(backend.State)}[/]");
+            }
+        }
+
+        return table;
     }
 
     /// <summary>One plain line for logs: totals and, per endpoint, share, latency and state.</summary>
@@ -139,9 +175,20 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             line.Append(CultureInfo.InvariantCulture, $" | {backend.Name} {Percent(window.Count, recent)} p50 {Millis(window.P50)} p99 {Millis(window.P99)} {state}");
         }
 
+        var service = Service(status.GetServices());
         if (_zones)
         {
-            line.Append(" | ").Append(ZoneLine(Service(), windows, recent));
+            line.Append(" | ").Append(ZoneLine(service, windows, recent));
+        }
+
+        if (service is { Routes.Count: > 0 })
+        {
+            // The split: per backend service, its share of the window's attempts, and the share the mesh gives it now.
+            foreach (var backend in service.Routes.SelectMany(r => r.Backends))
+            {
+                var taken = backends.Where(b => (b.Spec.Service ?? serviceName) == backend.Service).Sum(b => windows[b.Port].Count);
+                line.Append(CultureInfo.InvariantCulture, $" | route {backend.Service} {Percent(taken, recent)} (share {backend.Share:0.#}%, {backend.State})");
+            }
         }
 
         return line.ToString();
@@ -153,7 +200,8 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     /// </summary>
     public (IRenderable Table, string Notes) Summary(TimeSpan elapsed)
     {
-        var service = Service();
+        var services = status.GetServices();
+        var service = Service(services);
         var all = backends.ToDictionary(b => b.Port, b => stats.ForPort(b.Port)!.Window(TimeSpan.Zero));
         var total = Math.Max(1, all.Values.Sum(w => w.Count));
 
@@ -172,13 +220,13 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             var window = all[backend.Port];
             table.AddRow(
                 $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]",
-                $"{backend.Spec.Weight} [grey]({Percent(backend.Spec.Weight, _totalWeight)})[/]",
+                $"{backend.Spec.Weight} [grey]({WeightShare(backend)})[/]",
                 Percent(window.Count, total),
                 window.Count.ToString("N0", CultureInfo.InvariantCulture),
                 stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
                 Millis(window.P50),
                 Millis(window.P99),
-                StateMarkup(service is null ? null : StateOf(service, backend)?.State, panic: false));
+                StateMarkup(StateOf(services, backend)?.State, panic: false));
         }
 
         var successRate = stats.Requests == 0 ? 0 : 100.0 * stats.Succeeded / stats.Requests;
@@ -193,15 +241,24 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         // What happened, from the counts above and the table: nothing here is a fixed claim.
         var attempts = all.Values.Sum(w => w.Count);
         var shares = string.Join(", ", backends.Select(b =>
-            $"{b.Name} {Percent(all[b.Port].Count, Math.Max(1, attempts))} of attempts for {Percent(b.Spec.Weight, _totalWeight)} of the weight"));
+            $"{b.Name} {Percent(all[b.Port].Count, Math.Max(1, attempts))} of attempts for {WeightShare(b)} of the weight" +
+            (b.Spec.Service is { } other ? $" of {other}" : string.Empty)));
         notes.AppendLine(CultureInfo.InvariantCulture, $"Shares: {shares}.");
+        foreach (var route in service?.Routes ?? [])
+        {
+            var split = string.Join(", ", route.Backends.Select(b =>
+                $"{b.Service} {Percent(backends.Where(x => (x.Spec.Service ?? serviceName) == b.Service).Sum(x => all[x.Port].Count), Math.Max(1, attempts))} of attempts for a weight of {b.Weight} ({b.Share:0.#}% now, {b.State})"));
+            notes.AppendLine(CultureInfo.InvariantCulture, $"Route '{route.Name}' of {serviceName}: {split}.");
+        }
         foreach (var slow in backends.Where(b => b.Spec.Role == "slow"))
         {
-            var share = (double)all[slow.Port].Count / Math.Max(1, attempts);
-            var weight = (double)slow.Spec.Weight / _totalWeight;
+            // Within its own service: with --canary, catalog's endpoints share only catalog's part of the attempts.
+            var serviceAttempts = Math.Max(1, backends.Where(b => b.Spec.Service == slow.Spec.Service).Sum(b => all[b.Port].Count));
+            var share = (double)all[slow.Port].Count / serviceAttempts;
+            var weight = (double)slow.Spec.Weight / _serviceWeights[slow.Spec.Service ?? serviceName];
             notes.AppendLine(share < weight
-                ? $"{slow.Name}, the slow one, got less than its weight ({Percent(all[slow.Port].Count, Math.Max(1, attempts))} against {Percent(slow.Spec.Weight, _totalWeight)}): {Policy} moved traffic away from it."
-                : $"{slow.Name}, the slow one, got no less than its weight ({Percent(all[slow.Port].Count, Math.Max(1, attempts))} against {Percent(slow.Spec.Weight, _totalWeight)}): {Policy} does not look at latency.");
+                ? $"{slow.Name}, the slow one, got less than its weight ({Percent(all[slow.Port].Count, serviceAttempts)} against {WeightShare(slow)}): {Policy} moved traffic away from it."
+                : $"{slow.Name}, the slow one, got no less than its weight ({Percent(all[slow.Port].Count, serviceAttempts)} against {WeightShare(slow)}): {Policy} does not look at latency.");
         }
 
         foreach (var backend in backends)
@@ -212,7 +269,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             var readmitted = events.All.Count(e => e.Kind == MeshEvents.Readmitted && NameOf(e.Endpoint) == name);
             if (ejected + probed + readmitted > 0)
             {
-                var end = service is null ? null : StateOf(service, backend)?.State;
+                var end = StateOf(services, backend)?.State;
                 notes.AppendLine(CultureInfo.InvariantCulture, $"{name} was ejected {Times(ejected)}, probed {Times(probed)} and readmitted {Times(readmitted)}; it is {end ?? "unknown"} at the end.");
             }
         }
@@ -276,14 +333,22 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
     private static string LatencyText(TimeSpan? latency) => latency is { } value ? Millis(value.TotalMilliseconds) : "-";
 
-    private MeshServiceStatus? Service() =>
-        status.GetServices().FirstOrDefault(s => string.Equals(s.Name, serviceName, StringComparison.OrdinalIgnoreCase));
+    private MeshServiceStatus? Service() => Service(status.GetServices());
 
-    private static MeshEndpointStatus? StateOf(MeshServiceStatus service, Backend backend)
+    private MeshServiceStatus? Service(IReadOnlyList<MeshServiceStatus> services) =>
+        services.FirstOrDefault(s => string.Equals(s.Name, serviceName, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The status of the service a backend is an instance of (catalog, or the canary's catalog-v2).</summary>
+    private MeshServiceStatus? ServiceOf(IReadOnlyList<MeshServiceStatus> services, Backend backend) =>
+        services.FirstOrDefault(s => string.Equals(s.Name, backend.Spec.Service ?? serviceName, StringComparison.OrdinalIgnoreCase));
+
+    private MeshEndpointStatus? StateOf(IReadOnlyList<MeshServiceStatus> services, Backend backend)
     {
         var port = ":" + backend.Port.ToString(CultureInfo.InvariantCulture);
-        return service.Endpoints.FirstOrDefault(e => e.Address.TrimEnd('/').EndsWith(port, StringComparison.Ordinal));
+        return ServiceOf(services, backend)?.Endpoints.FirstOrDefault(e => e.Address.TrimEnd('/').EndsWith(port, StringComparison.Ordinal));
     }
+
+    private string WeightShare(Backend backend) => Percent(backend.Spec.Weight, _serviceWeights[backend.Spec.Service ?? serviceName]);
 
     private static string StateMarkup(string? state, bool panic)
     {

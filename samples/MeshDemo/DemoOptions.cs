@@ -5,7 +5,7 @@ using MeshClient.Configuration;
 namespace MeshDemo;
 
 /// <summary>The demo's command line.</summary>
-internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null, bool Zones = false)
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null, int? Canary = null, bool Zones = false)
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
 
@@ -23,6 +23,8 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                               that the demo starts on 127.0.0.1 (one pod per backend, weight 1 each)
           --status-port <n>   serve the status page (MeshClient.AspNetCore) at http://127.0.0.1:<n>/mesh
                               while the demo runs (loopback only)
+          --canary <percent>  start a v2 set of instances (service "catalog-v2") and give it that share
+                              of the calls through a route split (Mesh:Services:catalog:Routes), 0 to 100
           --zones             zone-aware routing: the caller in zone-a with one instance (alpha), three more
                               in zone-b; alpha turns 30 ms slower half-way through and calls spill to zone-b
           --help              show this help
@@ -99,6 +101,15 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
 
                     options = options with { StatusPort = port };
                     break;
+                case "--canary":
+                    if (!int.TryParse(Value()?.TrimEnd('%'), NumberStyles.None, CultureInfo.InvariantCulture, out var canary) || canary is < 0 or > 100)
+                    {
+                        error = "--canary needs the percentage of calls the v2 instances take, from 0 to 100.";
+                        return options;
+                    }
+
+                    options = options with { Canary = canary };
+                    break;
                 case "--zones":
                     options = options with { Zones = true };
                     break;
@@ -117,6 +128,10 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
         if (options.Consul is not null && options.Kubernetes)
         {
             error = "--consul and --kubernetes are two ways to discover the same service: choose one.";
+        }
+        else if (options.Canary is not null && (options.Consul is not null || options.Kubernetes))
+        {
+            error = "--canary declares its v2 instances in the embedded configuration: it does not go with --consul or --kubernetes.";
         }
         else if (options.Zones && (options.Consul is not null || options.Kubernetes))
         {

@@ -5,7 +5,9 @@
 // GET http://catalog/work through a named HttpClient made mesh-aware by AddMesh(); the mesh discovers the four
 // endpoints from configuration, balances by weight and latency, ejects the flaky one and retries elsewhere.
 // --kubernetes discovers them instead from EndpointSlices served by the tests' Kubernetes API stand-in, started here;
-// --status-port serves MeshClient.AspNetCore's status page on 127.0.0.1 while the demo runs.
+// --status-port serves MeshClient.AspNetCore's status page on 127.0.0.1 while the demo runs. --canary PERCENT starts two
+// more instances as the service "catalog-v2" and splits catalog's calls between catalog (its own four) and catalog-v2
+// with a route (Mesh:Services:catalog:Routes): the table shows each backend's share.
 //
 //   dotnet run --project samples/MeshDemo                      # 20 seconds, live table
 //   dotnet run --project samples/MeshDemo -- --duration 1m --policy RoundRobin
@@ -14,6 +16,7 @@
 //   dotnet run --project samples/MeshDemo -- --kubernetes                     # discover from EndpointSlices
 //   dotnet run --project samples/MeshDemo -- --status-port 5099               # http://127.0.0.1:5099/mesh
 //   dotnet run --project samples/MeshDemo -- --zones                          # zone-aware routing, a zone that slows
+//   dotnet run --project samples/MeshDemo -- --canary 10                      # 10% of the calls to a v2 set, by a route
 using MeshClient.Status;
 using System.Diagnostics;
 using System.Globalization;
@@ -26,6 +29,7 @@ using Microsoft.Extensions.Logging;
 using Spectre.Console;
 
 const string ServiceName = "catalog";
+const string CanaryService = "catalog-v2";
 
 var options = DemoOptions.Parse(args, out var error);
 if (error is not null)
@@ -69,7 +73,16 @@ if (options.Zones)
         new("delta", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
     ];
 }
-else if (options.Kubernetes)
+
+if (options.Canary is not null)
+{
+    // The v2 set: two fast instances of another service, which a route gives the canary's share of catalog's calls.
+    specs = [.. specs,
+        new("echo", 1, "canary v2", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Service: CanaryService),
+        new("foxtrot", 1, "canary v2", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Service: CanaryService)];
+}
+
+if (options.Kubernetes)
 {
     // An EndpointSlice has no weights: every pod of a Service weighs 1, and the table says so.
     specs = specs.Select(s => s with { Weight = 1 }).ToList();
@@ -105,19 +118,36 @@ try
     }
     else if (options.Consul is null)
     {
-        for (var i = 0; i < backends.Count; i++)
+        foreach (var group in backends.GroupBy(b => b.Spec.Service ?? ServiceName))
         {
-            endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Address"] = backends[i].Address.ToString();
-            endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Weight"] = backends[i].Spec.Weight.ToString(CultureInfo.InvariantCulture);
-            if (backends[i].Spec.Zone is { } zone)
+            var i = 0;
+            foreach (var backend in group)
             {
-                endpoints[$"Mesh:Services:{ServiceName}:Endpoints:{i}:Zone"] = zone;
+                endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Address"] = backend.Address.ToString();
+                endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Weight"] = backend.Spec.Weight.ToString(CultureInfo.InvariantCulture);
+                if (backend.Spec.Zone is { } zone)
+                {
+                    endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Zone"] = zone;
+                }
+
+                i++;
             }
         }
 
         if (options.Zones)
         {
             endpoints["Mesh:Zone"] = DemoZones.CallerZone; // or the MESH_ZONE environment variable
+        }
+
+        if (options.Canary is { } canary)
+        {
+            // The split: catalog's calls go to its own endpoints or to catalog-v2, by weight, each backend with its own
+            // balancing and outlier detection; a call stays in the backend it was routed to, its retries too.
+            endpoints[$"Mesh:Services:{ServiceName}:Routes:0:Name"] = "canary";
+            endpoints[$"Mesh:Services:{ServiceName}:Routes:0:Backends:0:Service"] = ServiceName;
+            endpoints[$"Mesh:Services:{ServiceName}:Routes:0:Backends:0:Weight"] = (100 - canary).ToString(CultureInfo.InvariantCulture);
+            endpoints[$"Mesh:Services:{ServiceName}:Routes:0:Backends:1:Service"] = CanaryService;
+            endpoints[$"Mesh:Services:{ServiceName}:Routes:0:Backends:1:Weight"] = canary.ToString(CultureInfo.InvariantCulture);
         }
     }
     else
@@ -195,6 +225,11 @@ try
         foreach (var backend in backends)
         {
             Console.WriteLine($"  {backend.Name,-8} {backend.Address}  weight {backend.Spec.Weight}  {backend.Spec.Role}");
+        }
+
+        if (options.Canary is { } split)
+        {
+            Console.WriteLine($"Route 'canary' of '{ServiceName}': {100 - split}% to {ServiceName} (alpha to delta), {split}% to {CanaryService} (echo, foxtrot).");
         }
 
         var nextLine = TimeSpan.FromSeconds(1);

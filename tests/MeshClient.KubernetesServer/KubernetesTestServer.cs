@@ -50,6 +50,9 @@ public sealed class KubernetesTestServer : IAsyncDisposable
     /// <summary>Gets or sets the bearer token required (none: any request is accepted).</summary>
     public string? Token { get; set; }
 
+    /// <summary>Gets or sets a second token still accepted (a real API server accepts a rotated token until it expires).</summary>
+    public string? PreviousToken { get; set; }
+
     /// <summary>Gets the namespaces where list and watch are forbidden (403).</summary>
     public ConcurrentDictionary<string, byte> ForbiddenNamespaces { get; } = new();
 
@@ -219,7 +222,7 @@ public sealed class KubernetesTestServer : IAsyncDisposable
         var authorization = request.Headers.Authorization.ToString();
         _requests.Enqueue(new KubernetesRequestRecord(path, request.QueryString.Value ?? string.Empty, watch, authorization.Length > 0));
 
-        if (Token is { } token && authorization != "Bearer " + token)
+        if (Token is { } token && authorization != "Bearer " + token && (PreviousToken is not { } previous || authorization != "Bearer " + previous))
         {
             await WriteStatusAsync(context, 401, "Unauthorized", "Unauthorized");
             return;

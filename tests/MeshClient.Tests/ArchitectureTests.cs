@@ -31,9 +31,11 @@ public sealed class ArchitectureTests
         ["Kubernetes"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security"],
         ["Balancing"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security"],
         ["Resilience"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
-        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience"],
-        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience"],
-        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Status", "Handlers"],
+        ["Hedging"] = [Root, "Model", "Configuration", "Telemetry", "Resilience"],
+        ["Routing"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
+        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience", "Routing"],
+        ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing"],
+        [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing", "Status", "Handlers"],
     };
 
     private static readonly Assembly Mesh = typeof(MeshOptions).Assembly;

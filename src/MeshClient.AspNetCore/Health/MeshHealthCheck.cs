@@ -7,7 +7,8 @@ namespace MeshClient.AspNetCore.Health;
 /// <summary>
 /// The health of the services the mesh is calling: Unhealthy (the registration's failure status) while one of them
 /// has no healthy endpoint, Degraded while one has endpoints out (ejected, unreachable or probing), Healthy
-/// otherwise. The description and the data name the services and endpoints concerned.
+/// otherwise. The description and the data name the services and endpoints concerned. A service with routes and no
+/// endpoints of its own is judged through its backends, which are services of their own.
 /// </summary>
 internal sealed class MeshHealthCheck(IMeshStatus status) : IHealthCheck
 {
@@ -20,6 +21,11 @@ internal sealed class MeshHealthCheck(IMeshStatus status) : IHealthCheck
         var services = status.GetServices();
         foreach (var service in services)
         {
+            if (service.Endpoints.Count == 0 && service.Routes.Count > 0)
+            {
+                continue; // a routed service without endpoints of its own: its backends are judged, each as a service
+            }
+
             var healthy = service.Endpoints.Count(e => e.State == "healthy");
             var notHealthy = service.Endpoints.Where(e => e.State != "healthy").ToList();
             if (healthy == 0)

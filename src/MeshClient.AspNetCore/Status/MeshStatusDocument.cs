@@ -24,7 +24,8 @@ internal sealed record ServiceDocument(
     string LoadBalancer,
     bool Panic,
     RetryBudgetDocument? RetryBudget,
-    IReadOnlyList<EndpointDocument> Endpoints)
+    IReadOnlyList<EndpointDocument> Endpoints,
+    IReadOnlyList<RouteDocument> Routes)
 {
     /// <summary>Gets the service's zone routing, or <see langword="null"/> when it is off for the service.</summary>
     public ZoneRoutingDocument? ZoneRouting { get; init; }
@@ -40,6 +41,18 @@ internal sealed record ZoneRoutingDocument(
     double? LatencyRatio,
     int LocalEndpoints,
     int HealthyLocalEndpoints);
+
+internal sealed record RouteDocument(
+    string Name,
+    string? Match,
+    double? TimeoutSeconds,
+    IReadOnlyList<RouteBackendDocument> Backends);
+
+internal sealed record RouteBackendDocument(
+    string Service,
+    int Weight,
+    double Share,
+    string State);
 
 internal sealed record DiscoveryDocument(
     string? Source,

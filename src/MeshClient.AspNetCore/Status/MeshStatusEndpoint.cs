@@ -70,7 +70,12 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
                     e.InFlight,
                     e.RequestsLastMinute,
                     e.FailuresLastMinute,
-                    e.Attempts) { Locality = e.Locality })])
+                    e.Attempts) { Locality = e.Locality })],
+                [.. service.Routes.Select(r => new RouteDocument(
+                    r.Name,
+                    r.Match,
+                    r.Timeout?.TotalSeconds,
+                    [.. r.Backends.Select(b => new RouteBackendDocument(b.Service, b.Weight, b.Share, b.State))]))])
             {
                 ZoneRouting = zones is null ? null : new ZoneRoutingDocument(
                     zones.Zone,

@@ -12,16 +12,18 @@ internal readonly struct EndpointLease
 {
     private readonly ServiceTable _table;
     private readonly EndpointSnapshot _snapshot;
+    private readonly MeshRequestContext? _context;
     private readonly long _start;
     private readonly bool _isProbe;
 
-    internal EndpointLease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, long start)
+    internal EndpointLease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, long start, MeshRequestContext? context = null)
     {
         _table = table;
         _snapshot = snapshot;
         Endpoint = endpoint;
         _isProbe = isProbe;
         _start = start;
+        _context = context;
     }
 
     /// <summary>Gets the endpoint the attempt goes to.</summary>
@@ -32,19 +34,56 @@ internal readonly struct EndpointLease
     /// the endpoint sent, when <paramref name="retryAfter"/> is positive), then the endpoint's in-flight count drops.
     /// The outcome first: between the two, the attempt counts as in flight or as a failure, never as neither, so the
     /// admission limit of a failing endpoint (failures + in flight) has no gap to let one more through.
+    /// <para>
+    /// After a <c>Retry-After</c>, the call is told whether another endpoint can take its next attempt now
+    /// (<see cref="MeshRequestContext.RetryElsewhereAtOnce"/>): the retry then goes there at once; the delay the endpoint
+    /// asked for only makes sense when the same endpoint would be tried again.
+    /// </para>
     /// </summary>
     /// <param name="outcome">How the attempt ended (<see cref="OutcomeClassifier"/>).</param>
     /// <param name="retryAfter">How long the endpoint asked not to be called, or zero.</param>
     public void Complete(AttemptOutcome outcome, TimeSpan retryAfter = default)
     {
-        _table.RecordOutcome(_snapshot, Endpoint, _start, outcome, _isProbe);
+        _table.RecordOutcome(_snapshot, Endpoint, _start, outcome, _isProbe, retryAfter);
         if (retryAfter > TimeSpan.Zero)
         {
             _table.RecordRetryAfter(Endpoint, retryAfter);
+            if (_context is not null)
+            {
+                _context.RetryElsewhereAtOnce = AnotherEndpointCanTakeTheRetry(_context);
+            }
         }
 
         Endpoint.State.OnAttemptEnded();
     }
+
+    /// <summary>
+    /// Whether an endpoint of the snapshot other than this one, healthy, not tried by the call and able to admit an
+    /// ordinary attempt now, can take the call's next attempt (the balancer picks an untried endpoint first).
+    /// </summary>
+    private bool AnotherEndpointCanTakeTheRetry(MeshRequestContext context)
+    {
+        foreach (var candidate in _snapshot.Active)
+        {
+            var state = candidate.State;
+            if (!ReferenceEquals(candidate, Endpoint)
+                && state.Status == EndpointStatus.Healthy
+                && !context.HasTried(state)
+                && state.CanAdmitOrdinary(_snapshot.Panic, _snapshot.UnreachableAdmitted))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Reads the load the endpoint reported in a response's headers or trailers (ORCA), when the service's policy uses it
+    /// (<see cref="ServiceTable.RecordLoadReport"/>).
+    /// </summary>
+    /// <param name="headers">The response's headers, or its trailers.</param>
+    public void ReadLoadReport(System.Net.Http.Headers.HttpHeaders headers) => _table.RecordLoadReport(_snapshot, Endpoint, headers);
 
     /// <summary>
     /// Marks the response headers of a gRPC call whose body (messages, then trailers with the status) is still to come:
@@ -70,7 +109,7 @@ internal readonly struct EndpointLease
     /// <param name="answeredAt">The timestamp <see cref="Answered"/> returned.</param>
     public void CompleteStream(AttemptOutcome outcome, TimeSpan retryAfter, long answeredAt)
     {
-        _table.RecordLateOutcome(_snapshot, Endpoint, _start, answeredAt, outcome, _isProbe);
+        _table.RecordLateOutcome(_snapshot, Endpoint, _start, answeredAt, outcome, _isProbe, retryAfter);
         if (retryAfter > TimeSpan.Zero)
         {
             _table.RecordRetryAfter(Endpoint, retryAfter);

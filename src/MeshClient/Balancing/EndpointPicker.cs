@@ -112,7 +112,7 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshI
     private EndpointLease Lease(ServiceTable table, EndpointSnapshot snapshot, EndpointEntry endpoint, bool isProbe, MeshRequestContext? context)
     {
         context?.OnAttempt(endpoint, snapshot.Policy.Name);
-        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp());
+        return new EndpointLease(table, snapshot, endpoint, isProbe, time.GetTimestamp(), context);
     }
 
     /// <summary>
@@ -218,6 +218,11 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshI
             }
 
             var tried = context is not null && context.HasTried(state);
+            if (tried && context!.UntriedOnly)
+            {
+                continue; // a hedge never goes to an endpoint the call is already waiting on
+            }
+
             if (best is null
                 || (bestTried && !tried)
                 || (bestTried == tried && state.ConsecutiveFailures < best.State.ConsecutiveFailures))

@@ -5,7 +5,8 @@ namespace MeshClient.Balancing;
 
 /// <summary>
 /// A load-balancing policy. Implementations are stateless apart from what the snapshot holds, lock-free and
-/// allocation-free. Every policy honours weights: under equal load an endpoint's share follows its weight.
+/// allocation-free. Every policy honours weights: under equal load an endpoint's share follows its weight (for
+/// <see cref="WeightedRoundRobinPolicy"/>, the weights the endpoints report, once they report).
 /// </summary>
 internal abstract class LoadBalancingPolicy
 {
@@ -13,16 +14,20 @@ internal abstract class LoadBalancingPolicy
 
     public virtual bool NeedsRoundRobinSequence => false;
 
+    /// <summary>Gets a value indicating whether the policy weighs endpoints by the load they report (ORCA): only then are reports read.</summary>
+    public virtual bool ReadsLoadReports => false;
+
     /// <summary>
     /// Picks an endpoint of <see cref="EndpointSnapshot.Active"/>, avoiding those that <paramref name="context"/>
-    /// already tried while an untried one remains. Returns <see langword="null"/> when there is no endpoint.
+    /// already tried while an untried one remains (and, for a hedge, <see cref="MeshRequestContext.UntriedOnly"/>, only
+    /// an untried one). Returns <see langword="null"/> when there is no endpoint.
     /// </summary>
     public EndpointEntry? Pick(EndpointSnapshot snapshot, Randomizer random, MeshRequestContext? context)
     {
         var active = snapshot.Active;
         if (active.Length <= 1)
         {
-            return active.Length == 0 ? null : active[0];
+            return active.Length == 0 || (context is { UntriedOnly: true } && context.HasTried(active[0].State)) ? null : active[0];
         }
 
         var picked = PickCore(snapshot, random);
@@ -31,7 +36,7 @@ internal abstract class LoadBalancingPolicy
             return picked;
         }
 
-        return PickUntried(snapshot, random, context) ?? picked;
+        return PickUntried(snapshot, random, context) ?? (context.UntriedOnly ? null : picked);
     }
 
     protected abstract EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random);
@@ -96,11 +101,13 @@ internal abstract class LoadBalancingPolicy
         return null;
     }
 
-    public static LoadBalancingPolicy Create(string name, MeshOptions options, TimeProvider timeProvider) => name switch
+    /// <summary>Creates the policy named <paramref name="name"/> (normalized) with the options of the mesh and of the service.</summary>
+    public static LoadBalancingPolicy Create(string name, MeshOptions options, TimeProvider timeProvider, MeshServiceOptions? service = null) => name switch
     {
         LoadBalancerNames.RoundRobin => RoundRobinPolicy.Instance,
         LoadBalancerNames.Random => RandomPolicy.Instance,
         LoadBalancerNames.LeastRequest => LeastRequestPolicy.Instance,
+        LoadBalancerNames.WeightedRoundRobin => new WeightedRoundRobinPolicy(options.WeightedRoundRobin, service?.WeightedRoundRobin, timeProvider),
         _ => new PeakEwmaPolicy(
             options.PeakEwma.DefaultRtt.TotalSeconds * timeProvider.TimestampFrequency,
             options.PeakEwma.DecayTime.TotalSeconds * timeProvider.TimestampFrequency,

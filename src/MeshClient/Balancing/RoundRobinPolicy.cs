@@ -16,7 +16,10 @@ internal sealed class RoundRobinPolicy : LoadBalancingPolicy
 
     public override bool NeedsRoundRobinSequence => true;
 
-    protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random)
+    protected override EndpointEntry PickCore(EndpointSnapshot snapshot, Randomizer random) => PickInOrder(snapshot, random);
+
+    /// <summary>The next endpoint of the snapshot's smooth weighted round robin (also <see cref="WeightedRoundRobinPolicy"/>'s pick).</summary>
+    internal static EndpointEntry PickInOrder(EndpointSnapshot snapshot, Randomizer random)
     {
         var sequence = snapshot.RoundRobinSequence;
         if (sequence.Length != 0)

@@ -27,6 +27,7 @@ internal sealed partial class ServiceTable : IDisposable
     private readonly Task _firstResolution;
     private volatile ServiceResolution _resolution;
     private volatile DiscoveryInfo? _discovery;
+    private long _refreshedTicks; // UTC ticks of the last answer that changed nothing (no DiscoveryInfo built for it)
     private readonly SnapshotPublisher _publisher;
     private readonly RefusedEndpointLog _refusedLog;
     private EndpointEntry[] _entries = [];
@@ -36,6 +37,7 @@ internal sealed partial class ServiceTable : IDisposable
     private int _usedSinceTick = 1;
     private long _lastUsed;
     private long _newEndpointsSlowStartSince; // set by Apply: 0 on a first resolution, when nothing is in use yet
+    private MeshOptions? _appliedWith; // the options of the last full Apply (its address filter)
 
     public ServiceTable(ServiceTableRegistry registry, string serviceName)
     {
@@ -61,13 +63,27 @@ internal sealed partial class ServiceTable : IDisposable
 
     public ServiceResolution Resolution => _resolution;
 
+    /// <summary>Gets a value indicating whether the registry let go of the table (evicted, or the host is shutting down).</summary>
+    public bool IsDisposed => _disposed.IsCancellationRequested;
+
     public Exception? LastError => _lastError;
 
     /// <summary>
     /// Gets what the last answer of discovery said about the service (for the status page), or <see langword="null"/>
-    /// before the first one. Replaced whole, so a reader never sees half of an update.
+    /// before the first one. Replaced whole, so a reader never sees half of an update; an answer that changed nothing
+    /// only moves <see cref="DiscoveryInfo.Refreshed"/> (a record is made for the reader, not on every refresh).
     /// </summary>
-    public DiscoveryInfo? Discovery => _discovery;
+    public DiscoveryInfo? Discovery
+    {
+        get
+        {
+            var discovery = _discovery;
+            var refreshed = Volatile.Read(ref _refreshedTicks);
+            return discovery is null || refreshed <= discovery.Refreshed.UtcTicks
+                ? discovery
+                : discovery with { Refreshed = new DateTimeOffset(refreshed, TimeSpan.Zero) };
+        }
+    }
 
     /// <summary>
     /// Gets or sets a value indicating whether the registry let go of this table (a dotted name nobody knows) before
@@ -77,6 +93,9 @@ internal sealed partial class ServiceTable : IDisposable
 
     /// <summary>Gets the live state of every current endpoint, for diagnostics and tests.</summary>
     public IReadOnlyCollection<EndpointState> States => (IReadOnlyCollection<EndpointState>)_states.Values;
+
+    /// <summary>Gets the endpoints of the last discovery answer that changed anything (diagnostics and tests).</summary>
+    internal EndpointEntry[] Entries => _entries;
 
     /// <summary>Gets the number of change-token registrations the table holds (0 or 1; diagnostics and tests).</summary>
     internal int ChangeRegistrations => Volatile.Read(ref _tokenRegistration) is null ? 0 : 1;
@@ -95,19 +114,49 @@ internal sealed partial class ServiceTable : IDisposable
     /// <summary>Gets the lock that serialises snapshot rebuilds and health transitions (never taken on the hot path).</summary>
     public Lock HealthLock => _publisher.Lock;
 
+    /// <summary>
+    /// The longest <c>Retry-After</c> (or gRPC pushback) taken as an endpoint's latency sample (Linkerd's
+    /// <c>load-biaser-max-retry-after</c>: 300 s).
+    /// </summary>
+    internal static readonly TimeSpan MaxRetryAfterSample = TimeSpan.FromSeconds(300);
+
     /// <summary>Records how an attempt ended: latency for the balancer, the outcome for outlier detection.</summary>
-    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe)
+    /// <param name="snapshot">The snapshot the attempt was picked from.</param>
+    /// <param name="endpoint">The endpoint.</param>
+    /// <param name="startTimestamp">When the attempt started.</param>
+    /// <param name="outcome">How it ended.</param>
+    /// <param name="wasProbe">Whether it was the endpoint's probe.</param>
+    /// <param name="retryAfter">
+    /// How long the endpoint asked not to be called (<c>Retry-After</c>, <c>grpc-retry-pushback-ms</c>), or zero: the
+    /// failure's latency sample is at least that long (capped at <see cref="MaxRetryAfterSample"/>), as Linkerd's load
+    /// biaser records it, so that peak-EWMA keeps away from the endpoint even where it is not ejected (panic mode,
+    /// <c>MaxEjectionPercent: 0</c>).
+    /// </param>
+    public void RecordOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, AttemptOutcome outcome, bool wasProbe, TimeSpan retryAfter = default)
     {
         // A cancelled attempt and a failure of our own say nothing of the endpoint.
         if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
             var now = _registry.TimeProvider.GetTimestamp();
             var failed = outcome != AttemptOutcome.Success;
-            snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, now - startTimestamp, now, failed);
+            snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, WithRetryAfter(now - startTimestamp, retryAfter), now, failed);
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
         Judge(endpoint, outcome, wasProbe);
+    }
+
+    /// <summary>
+    /// Reads the load an endpoint reported in a response (ORCA's <c>endpoint-load-metrics</c>, <see cref="OrcaLoadReport"/>)
+    /// into its <see cref="EndpointState.LoadReport"/>, when the service's policy weighs endpoints by it: no other policy
+    /// pays for the header's lookup.
+    /// </summary>
+    public void RecordLoadReport(EndpointSnapshot snapshot, EndpointEntry endpoint, System.Net.Http.Headers.HttpHeaders headers)
+    {
+        if (snapshot.Policy.ReadsLoadReports && OrcaLoadReport.TryRead(headers, out var report))
+        {
+            endpoint.State.GetOrCreateLoadReport().Record(report, _registry.TimeProvider.GetTimestamp());
+        }
     }
 
     /// <summary>
@@ -127,7 +176,7 @@ internal sealed partial class ServiceTable : IDisposable
     /// latency is the time to the headers (the penalty decides), never the time the stream stayed open. The attempt
     /// was counted once in flight and is released once (by the lease): nothing here touches the in-flight counts.
     /// </summary>
-    public void RecordLateOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, long answeredAt, AttemptOutcome outcome, bool wasProbe)
+    public void RecordLateOutcome(EndpointSnapshot snapshot, EndpointEntry endpoint, long startTimestamp, long answeredAt, AttemptOutcome outcome, bool wasProbe, TimeSpan retryAfter = default)
     {
         if (outcome is not (AttemptOutcome.Cancelled or AttemptOutcome.Local))
         {
@@ -135,13 +184,25 @@ internal sealed partial class ServiceTable : IDisposable
             var failed = outcome != AttemptOutcome.Success;
             if (failed)
             {
-                snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, answeredAt - startTimestamp, now, failed: true);
+                snapshot.Policy.OnAttemptEnded(snapshot, endpoint.State, WithRetryAfter(answeredAt - startTimestamp, retryAfter), now, failed: true);
             }
 
             endpoint.State.LastMinute?.Add(marked: failed, now);
         }
 
         Judge(endpoint, outcome, wasProbe);
+    }
+
+    /// <summary>An attempt's duration, or the time its endpoint asked not to be called if longer (capped), in timestamp units.</summary>
+    private long WithRetryAfter(long elapsed, TimeSpan retryAfter)
+    {
+        if (retryAfter <= TimeSpan.Zero)
+        {
+            return elapsed;
+        }
+
+        var asked = retryAfter < MaxRetryAfterSample ? retryAfter : MaxRetryAfterSample;
+        return Math.Max(elapsed, (long)(asked.TotalSeconds * _registry.TimeProvider.TimestampFrequency));
     }
 
     private void Judge(EndpointEntry endpoint, AttemptOutcome outcome, bool wasProbe)
@@ -276,8 +337,18 @@ internal sealed partial class ServiceTable : IDisposable
                 : null;
         }
 
-        var endpoints = source.Endpoints;
+        if (!newSource && _resolution == ServiceResolution.Known && ReferenceEquals(_appliedWith, _registry.Options.Current))
+        {
+            // The periodic refresh of a service in use: discovery handed back the source it had, under the same options
+            // (so the same address filter). Nothing to rebuild, not even the entries: rebuilding them cost ~540 B per
+            // endpoint every 5 s, and left the snapshot's entries and the table's as two copies (benchmarks/results/scale.md).
+            // Only the time of the answer is kept, without a new record: such a tick allocates nothing.
+            Volatile.Write(ref _refreshedTicks, _registry.TimeProvider.GetUtcNow().UtcTicks);
+            return;
+        }
+
         var feature = source.Features.Get<IMeshServiceFeature>();
+        var endpoints = source.Endpoints;
         var known = feature is not null;
         if (!known && endpoints.Count > 0 && !IsPassThrough(endpoints))
         {
@@ -333,6 +404,7 @@ internal sealed partial class ServiceTable : IDisposable
 
         var changed = _resolution != ServiceResolution.Known || !SameEndpoints(_entries, entries);
         _entries = [.. entries];
+        _appliedWith = allowed.Options;
         _publisher.SetEntries(_entries);
 
         _resolution = ServiceResolution.Known;

@@ -11,7 +11,7 @@ namespace MeshClient.Balancing;
 /// <param name="rebuild">Rebuilds the snapshot (called by the timer).</param>
 internal sealed class SlowStartWeights(TimeProvider time, Action rebuild) : IDisposable
 {
-    private const int Scale = 1000; // keeps the ramp's resolution in integers
+    internal const int Scale = 1000; // keeps the ramp's resolution in integers
     private ITimer? _timer;
     private bool _disposed;
 

@@ -16,6 +16,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
     private readonly string _serviceName;
     private readonly Lock _lock = new();
     private readonly SlowStartWeights _slowStart;
+    private readonly LoadReportWeights _loadReports;
     private volatile EndpointSnapshot? _current;
     private EndpointEntry[] _entries = [];
     private bool _known;
@@ -31,6 +32,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
         _registry = registry;
         _serviceName = serviceName;
         _slowStart = new SlowStartWeights(registry.TimeProvider, Rebuild);
+        _loadReports = new LoadReportWeights(registry.TimeProvider, Rebuild);
     }
 
     /// <summary>Gets the published snapshot, or <see langword="null"/> while the service is not known.</summary>
@@ -89,6 +91,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
             if (status == EndpointStatus.Healthy && state.Status != EndpointStatus.Healthy)
             {
                 state.SlowStartSince = _registry.TimeProvider.GetTimestamp();
+                state.LoadReport?.RestartBlackout(state.LoadReport.NonEmptySince); // A58: its reported weight waits a blackout again
             }
 
             state.SetStatus(status);
@@ -165,16 +168,17 @@ internal sealed partial class SnapshotPublisher : IDisposable
                 ?? LoadBalancerNames.Normalize(options.LoadBalancer)
                 ?? LoadBalancerNames.PeakEwma;
             var previous = _current;
-            var policy = previous?.Policy.Name == policyName && previous.Policy is not PeakEwmaPolicy
+            var policy = previous?.Policy.Name == policyName && previous.Policy is not (PeakEwmaPolicy or WeightedRoundRobinPolicy)
                 ? previous.Policy
-                : LoadBalancingPolicy.Create(policyName, options, _registry.TimeProvider);
+                : LoadBalancingPolicy.Create(policyName, options, _registry.TimeProvider, service);
             var frequency = _registry.TimeProvider.TimestampFrequency;
             var all = _entries;
             var panicThreshold = service?.Resilience.PanicThresholdPercent ?? options.Resilience.PanicThresholdPercent ?? 50;
             var active = HealthyOrPanic.Select(all, panicThreshold, out var panic, out var unreachableAdmitted, out var healthy);
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
             var ramp = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
-            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, _slowStart.Compute(active, ramp), Zones(options, service, ramp))
+            var weights = _loadReports.Compute(active, policy, _slowStart.Compute(active, ramp));
+            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, weights, Zones(options, service, ramp))
             {
                 UnreachableAdmitted = unreachableAdmitted,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
@@ -218,6 +222,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
         {
             Volatile.Write(ref _disposed, true);
             _slowStart.Dispose();
+            _loadReports.Dispose();
         }
     }
 

@@ -3,7 +3,8 @@ using System.Globalization;
 namespace MeshClient.Configuration;
 
 /// <summary>
-/// The rules of <see cref="MeshResilienceOptions"/>, <see cref="SlowStartOptions"/> and <see cref="ZoneRoutingOptions"/>, global or per service, each
+/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>), <see cref="SlowStartOptions"/>,
+/// <see cref="WeightedRoundRobinOptions"/> and <see cref="ZoneRoutingOptions"/>, global or per service, each
 /// failure naming its key (called by <see cref="MeshOptionsValidator"/>).
 /// </summary>
 internal static class FeatureOptionsValidation
@@ -49,6 +50,28 @@ internal static class FeatureOptionsValidation
         if (options.ConnectTimeout is { } connect && options.AttemptTimeout is { } attemptTimeout && connect > attemptTimeout)
         {
             failures.Add($"{prefix}:ConnectTimeout ({connect}) must not be longer than {prefix}:AttemptTimeout ({attemptTimeout}).");
+        }
+
+        ValidateHedging(failures, $"{prefix}:Hedging", options.Hedging);
+    }
+
+    /// <summary>Checks one set of hedging options (global or per service), naming the keys under <paramref name="prefix"/>.</summary>
+    public static void ValidateHedging(List<string> failures, string prefix, MeshHedgingOptions options)
+    {
+        Range(failures, prefix, nameof(options.Delay), options.Delay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MinDelay), options.MinDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MaxDelay), options.MaxDelay, TimeSpan.Zero, TimeSpan.FromMinutes(10));
+        Range(failures, prefix, nameof(options.MaxAttempts), options.MaxAttempts, 2, 10);
+        Range(failures, prefix, nameof(options.BudgetPercent), options.BudgetPercent, 0, 100);
+        Range(failures, prefix, nameof(options.BudgetMinPerSecond), options.BudgetMinPerSecond, 0, 100_000);
+        if (options.Percentile is { } percentile && !(percentile is >= 50 and <= 99.99))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{prefix}:Percentile must be between 50 and 99.99, was {percentile}."));
+        }
+
+        if (options.MinDelay is { } min && options.MaxDelay is { } max && min > max)
+        {
+            failures.Add($"{prefix}:MinDelay ({min}) must not be longer than {prefix}:MaxDelay ({max}).");
         }
     }
 
@@ -104,6 +127,18 @@ internal static class FeatureOptionsValidation
         if (options.SpillStartRatio is { } s && options.SpillFullRatio is { } f && f <= s)
         {
             failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:SpillFullRatio ({f}) must be above {key}:SpillStartRatio ({s})."));
+        }
+    }
+
+    /// <summary>Checks one set of weighted-round-robin options, naming the keys under <paramref name="key"/>.</summary>
+    public static void ValidateWeightedRoundRobin(List<string> failures, string key, WeightedRoundRobinOptions options)
+    {
+        Range(failures, key, nameof(options.BlackoutPeriod), options.BlackoutPeriod, TimeSpan.Zero, TimeSpan.FromHours(1));
+        Range(failures, key, nameof(options.WeightExpirationPeriod), options.WeightExpirationPeriod, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1));
+        Range(failures, key, nameof(options.WeightUpdatePeriod), options.WeightUpdatePeriod, TimeSpan.FromMilliseconds(100), TimeSpan.FromMinutes(10));
+        if (options.ErrorUtilizationPenalty is { } penalty && !(penalty is >= 0 and <= 100))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:ErrorUtilizationPenalty must be between 0 and 100, was {penalty}."));
         }
     }
 }

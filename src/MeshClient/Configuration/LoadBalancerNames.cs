@@ -2,7 +2,8 @@ namespace MeshClient.Configuration;
 
 /// <summary>
 /// The names of the load-balancing policies, as written in <c>Mesh:LoadBalancer</c> and
-/// <c>Mesh:Services:{name}:LoadBalancer</c>. Every policy honours endpoint weights.
+/// <c>Mesh:Services:{name}:LoadBalancer</c>. Every policy honours endpoint weights (<see cref="WeightedRoundRobin"/> those
+/// the endpoints' load reports give, once they report).
 /// </summary>
 public static class LoadBalancerNames
 {
@@ -23,7 +24,14 @@ public static class LoadBalancerNames
     /// <summary>Weighted random.</summary>
     public const string Random = "Random";
 
-    internal static readonly string[] All = [PeakEwma, LeastRequest, RoundRobin, Random];
+    /// <summary>
+    /// Smooth weighted round robin by the load each endpoint reports of itself (ORCA's <c>endpoint-load-metrics</c>):
+    /// weight = qps / (utilization + penalty × eps / qps), gRPC's <c>weighted_round_robin</c> (gRFC A58). Tuned by
+    /// <see cref="WeightedRoundRobinOptions"/>.
+    /// </summary>
+    public const string WeightedRoundRobin = "WeightedRoundRobin";
+
+    internal static readonly string[] All = [PeakEwma, LeastRequest, RoundRobin, Random, WeightedRoundRobin];
 
     internal static string? Normalize(string? name)
     {

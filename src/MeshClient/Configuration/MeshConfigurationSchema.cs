@@ -33,11 +33,27 @@ internal static class MeshConfigurationSchema
         ("RetryNonIdempotent", Value),
         ("AttemptTimeout", Value),
         ("ConnectTimeout", Value),
-        ("TotalTimeout", Value));
+        ("TotalTimeout", Value),
+        ("Hedging", Object(
+            ("Enabled", Value),
+            ("Delay", Value),
+            ("MaxAttempts", Value),
+            ("Percentile", Value),
+            ("MinDelay", Value),
+            ("MaxDelay", Value),
+            ("BudgetPercent", Value),
+            ("BudgetMinPerSecond", Value))));
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
     private static readonly ConfigurationSchema ZoneRouting = Object(("Enabled", Value), ("SpillStartRatio", Value), ("SpillFullRatio", Value));
+
+    private static readonly ConfigurationSchema Deadlines = Object(("Propagate", Value));
+    private static readonly ConfigurationSchema WeightedRoundRobin = Object(
+        ("BlackoutPeriod", Value),
+        ("WeightExpirationPeriod", Value),
+        ("WeightUpdatePeriod", Value),
+        ("ErrorUtilizationPenalty", Value));
 
     private static readonly ConfigurationSchema Tls = Object(
         ("CaCertificateFile", Value),
@@ -49,13 +65,22 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema Endpoint = Object(("Address", Value), ("Weight", Value), ("Zone", Value), ("HostName", Value));
 
+    private static readonly ConfigurationSchema Route = Object(
+        ("Name", Value),
+        ("Match", Object(("PathPrefix", Value), ("Path", Value), ("Method", Value), ("Headers", Collection(Value)))),
+        ("Backends", Collection(Object(("Service", Value), ("Weight", Value)))),
+        ("Timeout", Value));
+
     private static readonly ConfigurationSchema Service = Object(
         ("LoadBalancer", Value),
         ("Endpoints", Collection(Endpoint)),
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
         ("ZoneRouting", ZoneRouting),
-        ("Tls", Tls));
+        ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
+        ("Tls", Tls),
+        ("Routes", Collection(Route)));
 
     /// <summary>Gets the keys of <see cref="MeshOptions"/>.</summary>
     public static ConfigurationSchema Mesh { get; } = Object(
@@ -68,6 +93,8 @@ internal static class MeshConfigurationSchema
         ("SlowStart", SlowStart),
         ("Zone", Value),
         ("ZoneRouting", ZoneRouting),
+        ("Deadlines", Deadlines),
+        ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),
         ("AllowedNetworks", Collection(Value)),
         ("AllowedHostNames", Collection(Value)));

@@ -37,7 +37,8 @@ public sealed class MeshOptions
     /// <summary>
     /// Gets or sets the load-balancing policy used by services that do not name their own:
     /// one of <see cref="LoadBalancerNames.PeakEwma"/> (default), <see cref="LoadBalancerNames.LeastRequest"/>,
-    /// <see cref="LoadBalancerNames.RoundRobin"/> or <see cref="LoadBalancerNames.Random"/> (case-insensitive).
+    /// <see cref="LoadBalancerNames.RoundRobin"/>, <see cref="LoadBalancerNames.Random"/> or
+    /// <see cref="LoadBalancerNames.WeightedRoundRobin"/> (case-insensitive).
     /// </summary>
     public string LoadBalancer { get; set; } = LoadBalancerNames.PeakEwma;
 
@@ -74,6 +75,18 @@ public sealed class MeshOptions
     /// set; a service overrides it with <c>Mesh:Services:{name}:ZoneRouting</c>.
     /// </summary>
     public ZoneRoutingOptions ZoneRouting { get; } = new();
+
+    /// <summary>
+    /// Gets the deadline propagation of every service (<c>Mesh:Deadlines</c>): calls made while a deadline is current
+    /// (<see cref="MeshDeadline"/>) are bounded by it and send it on. Default: on.
+    /// </summary>
+    public MeshDeadlineOptions Deadlines { get; } = new();
+
+    /// <summary>
+    /// Gets the tuning of the <see cref="LoadBalancerNames.WeightedRoundRobin"/> policy for every service
+    /// (<c>Mesh:WeightedRoundRobin</c>).
+    /// </summary>
+    public WeightedRoundRobinOptions WeightedRoundRobin { get; } = new();
 
     /// <summary>
     /// Gets the TLS of calls to mesh endpoints (<c>Mesh:Tls</c>): the CA bundle trusted for them, the client

@@ -28,6 +28,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
         FeatureOptionsValidation.ValidateSlowStart(failures, $"{root}:SlowStart", options.SlowStart);
         FeatureOptionsValidation.ValidateZoneRouting(failures, $"{root}:ZoneRouting", options.ZoneRouting);
         ValidateZone(failures, $"{root}:Zone", options);
+        FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{root}:WeightedRoundRobin", options.WeightedRoundRobin);
         foreach (var (serviceName, service) in options.Services)
         {
             var prefix = $"{root}:Services:{serviceName}";
@@ -45,6 +46,8 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             FeatureOptionsValidation.ValidateResilience(failures, $"{prefix}:Resilience", service.Resilience);
             FeatureOptionsValidation.ValidateSlowStart(failures, $"{prefix}:SlowStart", service.SlowStart);
             FeatureOptionsValidation.ValidateZoneRouting(failures, $"{prefix}:ZoneRouting", service.ZoneRouting);
+            FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{prefix}:WeightedRoundRobin", service.WeightedRoundRobin);
+            RouteOptionsValidation.Validate(failures, prefix, serviceName, service, options);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
             for (var i = 0; i < service.Endpoints.Count; i++)
             {

@@ -114,4 +114,10 @@ public sealed class MeshResilienceOptions
     /// at least the attempt timeout.
     /// </summary>
     public TimeSpan? TotalTimeout { get; set; }
+
+    /// <summary>
+    /// Gets the hedged requests (<c>Mesh:Resilience:Hedging</c>, per service <c>Mesh:Services:{name}:Resilience:Hedging</c>).
+    /// Off by default.
+    /// </summary>
+    public MeshHedgingOptions Hedging { get; } = new();
 }

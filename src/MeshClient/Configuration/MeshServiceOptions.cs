@@ -39,8 +39,28 @@ public sealed class MeshServiceOptions
     public ZoneRoutingOptions ZoneRouting { get; } = new();
 
     /// <summary>
+    /// Gets the deadline propagation of calls to this service (<c>Mesh:Services:{name}:Deadlines</c>); unset values take
+    /// the global <see cref="MeshOptions.Deadlines"/> ones.
+    /// </summary>
+    public MeshDeadlineOptions Deadlines { get; } = new();
+
+    /// <summary>
+    /// Gets the tuning of the <see cref="LoadBalancerNames.WeightedRoundRobin"/> policy for this service
+    /// (<c>Mesh:Services:{name}:WeightedRoundRobin</c>); unset values take the global
+    /// <see cref="MeshOptions.WeightedRoundRobin"/> ones.
+    /// </summary>
+    public WeightedRoundRobinOptions WeightedRoundRobin { get; } = new();
+
+    /// <summary>
     /// Gets the TLS of calls to this service's endpoints (<c>Mesh:Services:{name}:Tls</c>); unset values take the
     /// global <see cref="MeshOptions.Tls"/> ones.
     /// </summary>
     public MeshTlsOptions Tls { get; } = new();
+
+    /// <summary>
+    /// Gets the routes of this service (<c>Mesh:Services:{name}:Routes</c>), in order: the first whose
+    /// <see cref="MeshRouteOptions.Match"/> holds sends the call to one of its backends. Empty (the default): calls go
+    /// to this service's own endpoints.
+    /// </summary>
+    public IList<MeshRouteOptions> Routes { get; } = new List<MeshRouteOptions>();
 }

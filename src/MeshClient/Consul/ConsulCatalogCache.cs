@@ -1,4 +1,5 @@
 using MeshClient.Configuration;
+using MeshClient.Discovery;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -14,20 +15,22 @@ namespace MeshClient.Consul;
 /// </summary>
 internal sealed class ConsulCatalogCache : IDisposable
 {
-    private readonly Dictionary<string, ConsulServiceWatch> _watches = new(StringComparer.OrdinalIgnoreCase);
-    private readonly Lock _lock = new();
-    private readonly ConsulClient _client;
-    private readonly Randomizer _random;
-    private readonly ILogger _logger;
+    private readonly WatchRegistry<string, ConsulServiceWatch> _watches;
     private readonly IDisposable? _optionsSubscription;
     private string _queryKey;
-    private bool _disposed;
 
     public ConsulCatalogCache(ConsulClient client, Randomizer random, LastValidOptions<ConsulOptions> options, ILogger<ConsulCatalogCache> logger)
     {
-        _client = client;
-        _random = random;
-        _logger = logger;
+        _watches = new(
+            name =>
+            {
+                var watch = new ConsulServiceWatch(name, client, random, logger);
+                watch.Start();
+                return watch;
+            },
+            client.TimeProvider,
+            () => client.Options.WatchIdleTimeout,
+            StringComparer.OrdinalIgnoreCase);
         _queryKey = QueryKey(client.Options);
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, () =>
         {
@@ -42,16 +45,7 @@ internal sealed class ConsulCatalogCache : IDisposable
     }
 
     /// <summary>Gets the number of running watches.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _watches.Count;
-            }
-        }
-    }
+    public int Count => _watches.Count;
 
     /// <summary>
     /// Whether Consul is asked about <paramref name="serviceName"/>: single-label names only. Dotted names are hosts
@@ -64,67 +58,11 @@ internal sealed class ConsulCatalogCache : IDisposable
         && !serviceName.Contains('.', StringComparison.Ordinal)
         && !string.Equals(serviceName, "localhost", StringComparison.OrdinalIgnoreCase);
 
-    public ConsulServiceWatch? Find(string serviceName)
-    {
-        lock (_lock)
-        {
-            return _watches.GetValueOrDefault(serviceName);
-        }
-    }
+    public ConsulServiceWatch? Find(string serviceName) => _watches.Find(serviceName);
 
-    public ConsulServiceWatch Acquire(string serviceName)
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_watches.TryGetValue(serviceName, out var watch))
-            {
-                watch = new ConsulServiceWatch(serviceName, _client, _random, _logger);
-                _watches[serviceName] = watch;
-                watch.Start();
-            }
+    public ConsulServiceWatch Acquire(string serviceName) => _watches.Acquire(serviceName);
 
-            watch.Users++;
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = null;
-            return watch;
-        }
-    }
-
-    public void Release(ConsulServiceWatch watch)
-    {
-        lock (_lock)
-        {
-            if (_disposed || --watch.Users > 0 || !_watches.TryGetValue(watch.ServiceName, out var current) || current != watch)
-            {
-                return;
-            }
-
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = _client.TimeProvider.CreateTimer(
-                static s => { var (cache, w) = ((ConsulCatalogCache, ConsulServiceWatch))s!; cache.EndIfIdle(w); },
-                (this, watch),
-                _client.Options.WatchIdleTimeout,
-                Timeout.InfiniteTimeSpan);
-        }
-    }
-
-    private void EndIfIdle(ConsulServiceWatch watch)
-    {
-        lock (_lock)
-        {
-            if (watch.Users > 0 || !_watches.TryGetValue(watch.ServiceName, out var current) || current != watch)
-            {
-                return;
-            }
-
-            _watches.Remove(watch.ServiceName);
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = null;
-        }
-
-        watch.Dispose();
-    }
+    public void Release(ConsulServiceWatch watch) => _watches.Release(watch.ServiceName, watch);
 
     private static string QueryKey(ConsulOptions o) => string.Join(
         '\u001f',
@@ -133,13 +71,7 @@ internal sealed class ConsulCatalogCache : IDisposable
 
     private void RestartAll()
     {
-        ConsulServiceWatch[] watches;
-        lock (_lock)
-        {
-            watches = [.. _watches.Values];
-        }
-
-        foreach (var watch in watches)
+        foreach (var watch in _watches.Watches())
         {
             watch.Restart();
         }
@@ -147,24 +79,7 @@ internal sealed class ConsulCatalogCache : IDisposable
 
     public void Dispose()
     {
-        ConsulServiceWatch[] watches;
-        lock (_lock)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _disposed = true;
-            watches = [.. _watches.Values];
-            _watches.Clear();
-        }
-
         _optionsSubscription?.Dispose();
-        foreach (var watch in watches)
-        {
-            watch.IdleTimer?.Dispose();
-            watch.Dispose();
-        }
+        _watches.Dispose();
     }
 }

@@ -59,12 +59,6 @@ internal sealed partial class ConsulServiceWatch : IServiceWatch<ConsulServiceSt
     /// <summary>Gets the delay of the last retry scheduled (tests).</summary>
     internal TimeSpan LastRetryDelay { get; private set; }
 
-    /// <summary>The number of providers using this watch; guarded by the cache's lock.</summary>
-    internal int Users { get; set; }
-
-    /// <summary>The pending idle timer, if no provider uses this watch; guarded by the cache's lock.</summary>
-    internal ITimer? IdleTimer { get; set; }
-
     public void Start()
     {
         _bucketStamp = _client.TimeProvider.GetTimestamp();

@@ -5,6 +5,7 @@ using MeshClient.Discovery;
 using MeshClient.Handlers;
 using MeshClient.Model;
 using MeshClient.Resilience;
+using MeshClient.Routing;
 using MeshClient.Security;
 using MeshClient.Status;
 using MeshClient.Telemetry;
@@ -128,12 +129,14 @@ public static class MeshServiceCollectionExtensions
         services.TryAddSingleton(Randomizer.Shared);
         services.TryAddSingleton<MeshOptionsChangeNotifier>();
         services.TryAddSingleton<ServiceTableRegistry>();
+        services.TryAddSingleton<MeshRouter>();
         services.TryAddSingleton<MeshClient.Security.MeshTls>();
         services.TryAddSingleton<MeshClient.Resilience.MeshConnectTimeout>();
         services.TryAddSingleton<IMeshStatus, MeshStatus>();
         services.AddMetrics();
         services.TryAddSingleton<MeshInstrumentation>();
         services.TryAddSingleton<ResilienceRegistry>();
+        services.TryAddSingleton<MeshClient.Hedging.HedgingRegistry>();
         services.TryAddSingleton<IEndpointHealthObserver, OutlierDetector>();
 
         // An application that enables OpenTelemetry records the mesh without naming it; nothing happens otherwise.

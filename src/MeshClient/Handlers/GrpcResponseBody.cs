@@ -116,6 +116,7 @@ internal sealed class GrpcResponseBody : HttpContent
     private void OnEndOfBody()
     {
         Status = GrpcProtocol.StatusOf(_response.TrailingHeaders);
+        _lease.ReadLoadReport(_response.TrailingHeaders); // gRPC servers send their per-call load report in the trailers
         End(OutcomeClassifier.OfGrpcStatus(_response.TrailingHeaders, out var retryAfter), retryAfter);
     }
 

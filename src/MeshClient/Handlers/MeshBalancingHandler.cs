@@ -10,27 +10,37 @@ namespace MeshClient.Handlers;
 /// (<see cref="OutcomeClassifier"/>) — at the response headers, or, for a gRPC answer whose status comes in the
 /// trailers, when its body ends (<see cref="GrpcResponseBody"/>: the time to the headers is the latency sample). The original URI is restored after the attempt. IP literals and
 /// <c>localhost</c> pass through without a lookup; dotted names that no provider knows pass through; single-label
-/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>.
+/// names that no provider knows fail fast with <see cref="UnknownServiceException"/>. A call its route sent to a backend
+/// (<see cref="MeshRequestContext.Backend"/>) is balanced over that backend's endpoints, and fails the same way when no
+/// provider knows the backend, dotted or not.
 /// </summary>
 internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : DelegatingHandler
 {
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var uri = request.RequestUri;
-        if (MeshHosts.IsPassThrough(uri) || registry.IsExternal(uri.IdnHost))
+        if (MeshHosts.IsPassThrough(uri))
         {
             return base.SendAsync(request, cancellationToken);
         }
 
-        var table = registry.GetTable(uri.IdnHost);
+        // A routed call goes to its route's backend (never outside the mesh); any other to the request's host.
+        var routed = request.Options.TryGetValue(MeshRequestContext.Key, out var context) && context.Route is not null;
+        var service = routed ? context!.Backend : uri.IdnHost;
+        if (!routed && registry.IsExternal(service))
+        {
+            return base.SendAsync(request, cancellationToken);
+        }
+
+        var table = registry.GetTable(service);
         table.MarkUsed();
         var snapshot = table.Snapshot;
         return snapshot is not null
             ? SendToEndpointAsync(table, snapshot, request, uri, cancellationToken)
-            : SendAfterResolutionAsync(table, request, uri, cancellationToken);
+            : SendAfterResolutionAsync(table, request, uri, routed, cancellationToken);
     }
 
-    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, CancellationToken cancellationToken)
+    private async Task<HttpResponseMessage> SendAfterResolutionAsync(ServiceTable table, HttpRequestMessage request, Uri uri, bool routed, CancellationToken cancellationToken)
     {
         await table.WaitForFirstResolutionAsync(cancellationToken).ConfigureAwait(false);
         if (table.Snapshot is { } snapshot)
@@ -38,7 +48,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
             return await SendToEndpointAsync(table, snapshot, request, uri, cancellationToken).ConfigureAwait(false);
         }
 
-        if (!table.IsSingleLabel)
+        if (!table.IsSingleLabel && !routed)
         {
             // A dotted name that no provider knows is a host outside the mesh.
             return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
@@ -57,6 +67,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         if (context is not null)
         {
             context.AttemptUri = request.RequestUri;
+            DeadlinePropagation.WriteHeader(request, context); // the time left of an inherited deadline, sent on
         }
 
         if (setHost)
@@ -70,6 +81,7 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         try
         {
             var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            lease.ReadLoadReport(response.Headers);
             outcome = OutcomeClassifier.OfResponse(response.StatusCode);
             if (response.StatusCode is HttpStatusCode.ServiceUnavailable or HttpStatusCode.TooManyRequests)
             {
@@ -94,7 +106,8 @@ internal sealed class MeshBalancingHandler(ServiceTableRegistry registry) : Dele
         catch (Exception ex)
         {
             var callerCancelled = cancellationToken.IsCancellationRequested;
-            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && context.DeadlinePassed(registry.TimeProvider));
+            // A hedge that lost (HedgeSettled) was cancelled by hedging: never charged to its endpoint, whatever the deadline.
+            outcome = OutcomeClassifier.OfException(ex, callerCancelled, callerCancelled && context is not null && !context.HedgeSettled && context.DeadlinePassed(registry.TimeProvider));
             if (outcome == AttemptOutcome.Unreachable && ex is OperationCanceledException canceled && OutcomeClassifier.IsConnectTimeout(canceled))
             {
                 // The primary handler's own ConnectTimeout (set by the application, which wins over the mesh's): .NET

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using MeshClient.Balancing;
 using MeshClient.Model;
+using MeshClient.Routing;
 using MeshClient.Telemetry;
 
 namespace MeshClient.Handlers;
@@ -11,14 +12,17 @@ namespace MeshClient.Handlers;
 /// after the service (the parent of the per-attempt Client spans that System.Net.Http creates; the mesh never
 /// creates a second Client span), and the call metrics. With no listener it creates no activity. A gRPC call whose
 /// status comes in the trailers is recorded when its response body ends (<see cref="GrpcResponseBody"/>), with
-/// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>).
+/// <c>rpc.grpc.status_code</c>; the call's <c>grpc-timeout</c> becomes its deadline (<see cref="MeshRequestContext.Deadline"/>),
+/// shortened to the current <see cref="MeshDeadline"/>'s time left (<see cref="DeadlinePropagation"/>).
+/// For a service with routes, the call's route and backend are decided here, once, before the first attempt
+/// (<see cref="MeshRouter"/>), and tag its span and metrics.
 /// </summary>
 /// <remarks>
 /// When the mesh took redirect following over from the primary handler (<paramref name="maxRedirects"/> above 0),
 /// a redirect is followed here, each hop sent through the whole mesh again (<see cref="MeshRedirects"/>); the check
 /// is a status comparison on the path that already awaits, so a call without a redirect costs nothing more.
 /// </remarks>
-internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0) : DelegatingHandler
+internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvider time, int maxRedirects = 0, DeadlinePropagation? deadlines = null, MeshRouter? router = null) : DelegatingHandler
 {
     private static readonly string[] StatusCodes = [.. Enumerable.Range(0, 600).Select(i => i.ToString(CultureInfo.InvariantCulture))];
 
@@ -51,6 +55,9 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             context.SetDeadline(deadline, start); // bounds this call's total and attempt timeouts
         }
 
+        // The deadline of the work in progress (an incoming request's): without one, this AsyncLocal read is all it costs.
+        var expired = deadlines is not null && MeshDeadline.Current is { } inherited && deadlines.Apply(request, context, inherited, start);
+
         var activity = MeshInstrumentation.Source.StartActivity(service, ActivityKind.Internal);
         var serviceTag = new KeyValuePair<string, object?>(MeshTags.Service, service);
         var countActive = telemetry.ActiveRequests.Enabled;
@@ -67,7 +74,12 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         HttpResponseMessage response;
         try
         {
-            response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if (router is not null && !expired)
+            {
+                await router.RouteAsync(request, context, start, cancellationToken).ConfigureAwait(false); // a service with routes: its backend, for every attempt
+            }
+
+            response = expired ? DeadlinePropagation.Refuse(request, context) : await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
             var status = (int)response.StatusCode;
             if (status >= 400)
             {
@@ -135,9 +147,17 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             telemetry.ActiveRequests.Add(-1, call.ServiceTag);
         }
 
+        var route = call.Context.Route;
         if (call.Context.Attempts > 0 && telemetry.Attempts.Enabled)
         {
-            telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag);
+            if (route is null)
+            {
+                telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag);
+            }
+            else
+            {
+                telemetry.Attempts.Add(call.Context.Attempts, call.ServiceTag, new(MeshTags.Route, route), new(MeshTags.Backend, call.Context.Backend));
+            }
         }
 
         if (telemetry.RequestDuration.Enabled)
@@ -146,6 +166,13 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
             if (errorType is not null)
             {
                 tags.Add(MeshTags.ErrorType, errorType);
+            }
+
+            if (route is not null)
+            {
+                // The configured names only: low cardinality.
+                tags.Add(MeshTags.Route, route);
+                tags.Add(MeshTags.Backend, call.Context.Backend);
             }
 
             telemetry.RequestDuration.Record(time.GetElapsedTime(call.Start).TotalSeconds, tags);
@@ -171,6 +198,12 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
         {
             activity.SetTag(MeshTags.Service, context.ServiceName);
             activity.SetTag(MeshTags.Attempts, context.Attempts);
+            if (context.Route is { } route)
+            {
+                activity.SetTag(MeshTags.Route, route);
+                activity.SetTag(MeshTags.Backend, context.Backend);
+            }
+
             if (context.Policy is { } policy)
             {
                 activity.SetTag(MeshTags.Policy, policy);

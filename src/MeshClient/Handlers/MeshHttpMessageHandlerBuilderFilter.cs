@@ -84,10 +84,16 @@ internal sealed partial class MeshHttpMessageHandlerBuilderFilter(
         var services = builder.Services;
         var time = services.GetRequiredService<TimeProvider>();
 
-        // Outer to inner: one span and the call metrics; total timeout and retries; discovery and the pick;
+        // Outer to inner: one span and the call metrics; total timeout and retries; hedging of one try; discovery and the pick;
         // the attempt timeout. The primary handler then emits the per-attempt Client span.
-        handlers.Add(new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), time, TakeOverRedirects(builder.PrimaryHandler, name)));
+        handlers.Add(new MeshCallHandler(
+            services.GetRequiredService<MeshInstrumentation>(),
+            time,
+            TakeOverRedirects(builder.PrimaryHandler, name),
+            new DeadlinePropagation(options),
+            services.GetRequiredService<Routing.MeshRouter>()));
         handlers.Add(new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>()));
+        handlers.Add(new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>())); // one try at a time
         handlers.Add(new MeshBalancingHandler(services.GetRequiredService<ServiceTableRegistry>()));
         handlers.Add(new MeshAttemptTimeoutHandler());
 

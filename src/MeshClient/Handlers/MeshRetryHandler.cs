@@ -7,12 +7,19 @@ namespace MeshClient.Handlers;
 
 /// <summary>
 /// Runs a call through its service's call pipeline (total timeout, then retry with backoff, Retry-After and the retry
-/// budget). When the call's gRPC deadline ended it, the caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
-/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception. Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
+/// budget). When the call's deadline ended it, a gRPC caller gets a trailers-only <c>DEADLINE_EXCEEDED</c>
+/// (<see cref="GrpcProtocol.DeadlineExceededAnswer"/>) rather than the timeout's exception, an HTTP caller
+/// <see cref="DeadlineExceededException"/> (<see cref="DeadlinePropagation.Exceeded"/>). Each retry goes back through the balancer, which picks an endpoint not tried yet. A retry is counted when
 /// it is sent; one charged to the budget but not sent (the call ended in its backoff) is refunded.
 /// </summary>
 internal sealed class MeshRetryHandler(ResilienceRegistry registry) : DelegatingHandler
 {
+    /// <summary>
+    /// How early a timeout may fire before the deadline it was set for: a timer's period is counted in whole
+    /// milliseconds (a 912.99 ms timeout fires after 912 ms), and 16 ms on some systems.
+    /// </summary>
+    private static readonly TimeSpan TimerSlack = TimeSpan.FromMilliseconds(16);
+
     protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         if (!request.Options.TryGetValue(MeshRequestContext.Key, out var call))
@@ -20,7 +27,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
             return base.SendAsync(request, cancellationToken);
         }
 
-        var resilience = registry.Get(call.ServiceName);
+        var resilience = registry.Get(call.Backend); // the service's own, or its route's backend's
         call.AttemptPipeline = resilience.Attempt;
         resilience.Budget.OnRequest();
         return SendThroughAsync(resilience, request, cancellationToken);
@@ -47,12 +54,14 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry) : Delegating
                 context,
                 (Handler: this, Request: request, Resilience: resilience)).ConfigureAwait(false);
         }
-        catch (TimeoutRejectedException) when (GrpcProtocol.IsGrpc(request)
-            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
-            && call.DeadlinePassed(registry.Time))
+        catch (TimeoutRejectedException ex) when (request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+            && call.Remaining(registry.Time) <= TimerSlack
+            && (GrpcProtocol.IsGrpc(request) || call.InheritedDeadline is { } inherited && inherited.Remaining <= TimerSlack))
         {
-            // The call's own deadline ended it (its grpc-timeout bounds the mesh's timeouts): the gRPC answer to that.
-            return GrpcProtocol.DeadlineExceededAnswer(request);
+            // The call's deadline ended it (its grpc-timeout, its route's Timeout or an inherited one bounds the mesh's
+            // timeouts): for gRPC the DEADLINE_EXCEEDED answer, for HTTP DeadlineExceededException when the deadline of
+            // the work in progress passed (a route's Timeout alone stays the timeout's own exception).
+            return DeadlinePropagation.Exceeded(request, call, ex);
         }
         finally
         {

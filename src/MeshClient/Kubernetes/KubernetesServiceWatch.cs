@@ -55,12 +55,6 @@ internal sealed partial class KubernetesServiceWatch : IServiceWatch<KubernetesS
     /// <summary>Gets the resourceVersion the next watch resumes from (tests).</summary>
     internal string? ResourceVersion { get; private set; }
 
-    /// <summary>The number of providers using this watch; guarded by the cache's lock.</summary>
-    internal int Users { get; set; }
-
-    /// <summary>The pending idle timer, if no provider uses this watch; guarded by the cache's lock.</summary>
-    internal ITimer? IdleTimer { get; set; }
-
     /// <summary>Waits for the loop to end (tests).</summary>
     internal Task Completion => _loop;
 

@@ -1,4 +1,5 @@
 using MeshClient.Configuration;
+using MeshClient.Discovery;
 using MeshClient.Model;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -15,35 +16,29 @@ namespace MeshClient.Kubernetes;
 /// </summary>
 internal sealed class KubernetesWatchCache : IDisposable
 {
-    private readonly Dictionary<KubernetesServiceName, KubernetesServiceWatch> _watches = [];
-    private readonly Lock _lock = new();
+    private readonly WatchRegistry<KubernetesServiceName, KubernetesServiceWatch> _watches;
     private readonly KubernetesApiClient _client;
-    private readonly Randomizer _random;
-    private readonly ILogger _logger;
     private readonly IDisposable? _optionsSubscription;
-    private bool _disposed;
 
     public KubernetesWatchCache(KubernetesApiClient client, Randomizer random, LastValidOptions<KubernetesOptions> options, ILogger<KubernetesWatchCache> logger)
     {
         _client = client;
-        _random = random;
-        _logger = logger;
+        _watches = new(
+            service =>
+            {
+                var watch = new KubernetesServiceWatch(service, client, random, logger);
+                watch.Start();
+                return watch;
+            },
+            client.TimeProvider,
+            () => client.Options.WatchIdleTimeout);
         _optionsSubscription = ChangeToken.OnChange(options.GetChangeToken, RepublishAll);
     }
 
     public KubernetesApiClient Client => _client;
 
     /// <summary>Gets the number of running watches.</summary>
-    public int Count
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _watches.Count;
-            }
-        }
-    }
+    public int Count => _watches.Count;
 
     /// <summary>Whether <paramref name="host"/> names a Kubernetes Service, and which.</summary>
     public bool TryParse(string host, out KubernetesServiceName service)
@@ -58,77 +53,15 @@ internal sealed class KubernetesWatchCache : IDisposable
                 || KubernetesServiceName.TryParse(host, _client.DefaultNamespace, options.ClusterDomain, out service));
     }
 
-    public KubernetesServiceWatch? Find(KubernetesServiceName service)
-    {
-        lock (_lock)
-        {
-            return _watches.GetValueOrDefault(service);
-        }
-    }
+    public KubernetesServiceWatch? Find(KubernetesServiceName service) => _watches.Find(service);
 
-    public KubernetesServiceWatch Acquire(KubernetesServiceName service)
-    {
-        lock (_lock)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (!_watches.TryGetValue(service, out var watch))
-            {
-                watch = new KubernetesServiceWatch(service, _client, _random, _logger);
-                _watches[service] = watch;
-                watch.Start();
-            }
+    public KubernetesServiceWatch Acquire(KubernetesServiceName service) => _watches.Acquire(service);
 
-            watch.Users++;
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = null;
-            return watch;
-        }
-    }
-
-    public void Release(KubernetesServiceWatch watch)
-    {
-        lock (_lock)
-        {
-            if (_disposed || --watch.Users > 0 || !_watches.TryGetValue(watch.Service, out var current) || current != watch)
-            {
-                return;
-            }
-
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = _client.TimeProvider.CreateTimer(
-                static s => { var (cache, w) = ((KubernetesWatchCache, KubernetesServiceWatch))s!; cache.EndIfIdle(w); },
-                (this, watch),
-                _client.Options.WatchIdleTimeout,
-                Timeout.InfiniteTimeSpan);
-        }
-    }
-
-    private void EndIfIdle(KubernetesServiceWatch watch)
-    {
-        lock (_lock)
-        {
-            if (watch.Users > 0 || !_watches.TryGetValue(watch.Service, out var current) || current != watch)
-            {
-                return;
-            }
-
-            _watches.Remove(watch.Service);
-            watch.IdleTimer?.Dispose();
-            watch.IdleTimer = null;
-        }
-
-        watch.Dispose();
-    }
+    public void Release(KubernetesServiceWatch watch) => _watches.Release(watch.Service, watch);
 
     private void RepublishAll()
     {
-        KubernetesServiceWatch[] watches;
-        lock (_lock)
-        {
-            watches = [.. _watches.Values];
-        }
-
-        foreach (var watch in watches)
+        foreach (var watch in _watches.Watches())
         {
             if (watch.State.HasAnswer)
             {
@@ -139,24 +72,7 @@ internal sealed class KubernetesWatchCache : IDisposable
 
     public void Dispose()
     {
-        KubernetesServiceWatch[] watches;
-        lock (_lock)
-        {
-            if (_disposed)
-            {
-                return;
-            }
-
-            _disposed = true;
-            watches = [.. _watches.Values];
-            _watches.Clear();
-        }
-
         _optionsSubscription?.Dispose();
-        foreach (var watch in watches)
-        {
-            watch.IdleTimer?.Dispose();
-            watch.Dispose();
-        }
+        _watches.Dispose();
     }
 }

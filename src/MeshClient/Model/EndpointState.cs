@@ -24,6 +24,7 @@ internal sealed class EndpointState
     private long _ejectedUntil;
     private long _zoneLatencySum;
     private int _zoneSamples;
+    private EndpointLoadReport? _loadReport;
 
     /// <summary>The least weight of a sample below the estimate: the estimate follows an endpoint's last few dozen answers.</summary>
     internal const double MinSampleWeight = 1.0 / 16;
@@ -97,6 +98,16 @@ internal sealed class EndpointState
         set => Volatile.Write(ref _ejectedUntil, value);
     }
 
+    /// <summary>
+    /// Gets the load the endpoint last reported of itself (ORCA, <see cref="OrcaLoadReport"/>), or <see langword="null"/>
+    /// before its first report was read.
+    /// </summary>
+    public EndpointLoadReport? LoadReport => Volatile.Read(ref _loadReport);
+
+    /// <summary>Gets <see cref="LoadReport"/>, making it at the endpoint's first report (once per endpoint).</summary>
+    public EndpointLoadReport GetOrCreateLoadReport() =>
+        Volatile.Read(ref _loadReport) ?? Interlocked.CompareExchange(ref _loadReport, new EndpointLoadReport(), null) ?? _loadReport!;
+
     /// <summary>Gets or sets what outlier detection keeps for the endpoint (written by it, under a lock of this state).</summary>
     public EndpointHealth? Health { get; set; }
 
@@ -153,8 +164,8 @@ internal sealed class EndpointState
 
     /// <summary>
     /// Admits an attempt and counts it in flight: a healthy endpoint always, a failing one within its failure
-    /// limit, a probing one to a single attempt at a time (the probe), an ejected one only in panic mode (when the
-    /// snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
+    /// limit, a probing one to a single attempt at a time (the probe; in panic mode its other attempts are ordinary
+    /// ones), an ejected one only in panic mode (when the snapshot includes it). Returns <see langword="false"/> without counting anything when refused.
     /// </summary>
     /// <param name="panic">Whether the snapshot picked from is in panic mode.</param>
     /// <param name="unreachableAdmitted">Whether that snapshot takes unreachable endpoints (every endpoint was).</param>
@@ -196,6 +207,12 @@ internal sealed class EndpointState
             {
                 return TryAdmitWithinFailureLimit();
             }
+        }
+        else if (Volatile.Read(ref _status) == (int)EndpointStatus.Probing && Interlocked.CompareExchange(ref _probeInFlight, 1, 0) == 0)
+        {
+            // Panic sends attempts to every endpoint, but one whose ejection ended still takes its probe first: only a
+            // probe's verdict readmits it (or ejects it again), and panic ends once enough are back.
+            isProbe = true;
         }
 
         OnAttemptStarted();

@@ -89,26 +89,8 @@ internal static class GrpcProtocol
         return ParseTimeout(values.ToString());
     }
 
-    /// <summary>Parses a <c>grpc-timeout</c> value, or <see langword="null"/> when it is malformed.</summary>
-    public static TimeSpan? ParseTimeout(string value)
-    {
-        if (value.Length is < 2 or > 9
-            || !long.TryParse(value.AsSpan(0, value.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var amount))
-        {
-            return null;
-        }
-
-        return value[^1] switch
-        {
-            'H' => TimeSpan.FromHours(amount),
-            'M' => TimeSpan.FromMinutes(amount),
-            'S' => TimeSpan.FromSeconds(amount),
-            'm' => TimeSpan.FromMilliseconds(amount),
-            'u' => TimeSpan.FromMicroseconds(amount),
-            'n' => TimeSpan.FromTicks(amount / 100),
-            _ => null,
-        };
-    }
+    /// <summary>Parses a <c>grpc-timeout</c> value (<see cref="MeshDeadline.TryParseTimeout"/>), or <see langword="null"/> when it is malformed.</summary>
+    public static TimeSpan? ParseTimeout(string value) => MeshDeadline.TryParseTimeout(value, out var timeout) ? timeout : null;
 
     /// <summary>
     /// Whether the body is Grpc.Net.Client's single-message content (<c>PushUnaryContent&lt;,&gt;</c>, the body of unary

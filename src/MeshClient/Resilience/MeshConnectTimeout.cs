@@ -95,10 +95,10 @@ internal sealed partial class MeshConnectTimeout(ResilienceRegistry resilience, 
             return null;
         }
 
-        if (ReferenceEquals(attempt, request.RequestUri)
+        if (mesh.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
             || (attempt.Port == context.DnsEndPoint.Port && string.Equals(attempt.IdnHost.Trim('[', ']'), context.DnsEndPoint.Host.Trim('[', ']'), StringComparison.OrdinalIgnoreCase)))
         {
-            return resilience.Get(mesh.ServiceName).Settings.ConnectTimeout; // per connection, not per request
+            return resilience.Get(mesh.Backend).Settings.ConnectTimeout; // per connection, not per request; the endpoint's service (a route's backend)
         }
 
         return null;

@@ -95,7 +95,8 @@ internal sealed partial class OutlierDetector(
     /// <c>MaxEjectionTime</c>, then probes it once as after any ejection. It is the endpoint's own word, not a guess,
     /// so like a refused connection it is not limited by the max-ejection percentage (panic mode still balances over
     /// every endpoint when too few are left) and does not lengthen the endpoint's next ejections. The call itself
-    /// never waits that long: its next attempt goes to another endpoint after at most <c>RetryMaxDelay</c>.
+    /// never waits that long: its next attempt goes to another endpoint at once, or, when no other can take it, to this
+    /// one again after at most <c>RetryMaxDelay</c>.
     /// </summary>
     public void OnRetryAfter(ServiceTable table, EndpointEntry endpoint, TimeSpan retryAfter)
     {

@@ -23,6 +23,17 @@ internal sealed class RetryPredicate(MeshInstrumentation telemetry, TimeProvider
     public static bool IsRequeue(ResilienceContext context) => RetryState.Find(context) is { RequeuePending: true };
 
     /// <summary>
+    /// Whether the retry being prepared is sent at once, without backoff or <c>Retry-After</c>: a requeue, or a retry after
+    /// an endpoint asked not to be called while another endpoint can take it
+    /// (<see cref="MeshRequestContext.RetryElsewhereAtOnce"/>; the balancer keeps the asking endpoint out of the picks).
+    /// </summary>
+    public static bool GoesAtOnce(ResilienceContext context) =>
+        IsRequeue(context)
+        || (context.Properties.TryGetValue(RetryState.RequestKey, out var request)
+            && request.Options.TryGetValue(MeshRequestContext.Key, out var call)
+            && call.RetryElsewhereAtOnce);
+
+    /// <summary>
     /// Decides a retry: worth one (<see cref="OutcomeClassifier.RetryReason"/>), within <c>MaxRetries</c> (a requeue of a
     /// refused connection within <see cref="MaxRequeues"/> instead), allowed for the method and the body, and paid
     /// for by the retry budget, which is charged now.

@@ -9,7 +9,8 @@ namespace MeshClient.Resilience;
 
 /// <summary>
 /// Builds the Polly pipelines of one service from its settings: around a call, the total timeout and the retry (the
-/// mesh's predicate, Retry-After capped at <c>RetryMaxDelay</c>, a requeue sent at once); around one attempt, the
+/// mesh's predicate, Retry-After capped at <c>RetryMaxDelay</c>, a requeue — and a retry that a Retry-After sends to another
+/// endpoint — sent at once); around one attempt, the
 /// attempt timeout.
 /// </summary>
 internal static class ServiceResilienceFactory
@@ -37,12 +38,13 @@ internal static class ServiceResilienceFactory
                 ShouldHandle = args => new ValueTask<bool>(predicate.ShouldRetry(args, settings, budget, serviceName)),
             };
 
-            // A requeue goes at once; any other retry keeps the strategy's own delay (Retry-After, else the backoff),
-            // never above RetryMaxDelay: a long Retry-After keeps its endpoint out of the picks (OutlierDetector), and
-            // the next attempt goes elsewhere instead of sleeping the call into its total timeout.
+            // A requeue goes at once, and so does a retry after Retry-After (or a pushback) when another endpoint can
+            // take it: the asking endpoint is out of the picks (OutlierDetector), so its delay has nothing to wait for.
+            // Any other retry keeps the strategy's own delay (Retry-After, else the backoff), never above RetryMaxDelay,
+            // instead of sleeping the call into its total timeout.
             var retryAfter = retry.DelayGenerator;
             var maxDelay = settings.RetryMaxDelay;
-            retry.DelayGenerator = args => RetryPredicate.IsRequeue(args.Context)
+            retry.DelayGenerator = args => RetryPredicate.GoesAtOnce(args.Context)
                 ? new ValueTask<TimeSpan?>(TimeSpan.Zero)
                 : retryAfter is null ? new ValueTask<TimeSpan?>((TimeSpan?)null) : Cap(retryAfter(args), maxDelay);
             call.AddRetry(retry);

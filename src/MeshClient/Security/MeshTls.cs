@@ -49,9 +49,8 @@ internal sealed partial class MeshTls(MeshOptionsChangeNotifier options, TimePro
     public TlsTrust? ForRequest(HttpRequestMessage? request) =>
         request is not null
         && request.Options.TryGetValue(MeshRequestContext.Key, out var context)
-        && context.AttemptUri is { } attempt
-        && ReferenceEquals(attempt, request.RequestUri)
-            ? ForService(context.ServiceName)
+        && context.IsAttemptUri(request.RequestUri) // any of a hedged call's attempts in flight
+            ? ForService(context.Backend) // the service whose endpoint it is (its route's backend, if routed)
             : null;
 
     /// <summary>Configures the TLS of a mesh client's primary handler, when TLS is configured at all.</summary>

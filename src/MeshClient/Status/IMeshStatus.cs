@@ -51,6 +51,12 @@ public sealed record MeshServiceStatus(string Name, string LoadBalancer, bool Pa
     /// for the service (no caller zone, or <c>ZoneRouting:Enabled</c> false).
     /// </summary>
     public MeshZoneRoutingStatus? ZoneRouting { get; init; }
+
+    /// <summary>
+    /// Gets the routes of the service (<c>Mesh:Services:{name}:Routes</c>), in order, with the share each backend takes
+    /// now; empty for a service without routes. A service with routes is listed even when it has no endpoints of its own.
+    /// </summary>
+    public IReadOnlyList<MeshRouteStatus> Routes { get; init; } = [];
 }
 
 /// <summary>The zone routing of one service, as it stands.</summary>
@@ -83,6 +89,32 @@ public sealed record MeshZoneRoutingStatus(string Zone, bool Active, double Spil
     /// <summary>Gets the number of those that take calls now (healthy, not ejected or probing).</summary>
     public int HealthyLocalEndpoints { get; init; }
 }
+
+/// <summary>One route of a service.</summary>
+/// <param name="Name">The route's name (its index when it has none).</param>
+/// <param name="Backends">Its backends, in the configured order.</param>
+public sealed record MeshRouteStatus(string Name, IReadOnlyList<MeshRouteBackendStatus> Backends)
+{
+    /// <summary>Gets what the route takes, in a few words (<c>GET, path prefix /api, x-canary: always</c>), or <see langword="null"/> for every request.</summary>
+    public string? Match { get; init; }
+
+    /// <summary>Gets the total timeout of the calls the route takes, or <see langword="null"/> for each backend's own.</summary>
+    public TimeSpan? Timeout { get; init; }
+}
+
+/// <summary>One backend of a route and the share of the route's calls it takes now.</summary>
+/// <param name="Service">The backend service.</param>
+/// <param name="Weight">Its configured weight.</param>
+/// <param name="Share">
+/// The percentage of the route's calls it takes now: its weight over the weights of the backends that have a healthy
+/// endpoint, 0 when it has none (its weight went to the others), or its plain weight share when no backend has one.
+/// </param>
+/// <param name="State">
+/// <c>healthy</c> (it has a healthy endpoint), <c>pending</c> (discovery has not answered for it yet), <c>probing</c> (no endpoint is healthy
+/// and one is probing: it gets one call per second so that its probe can readmit it) or <c>down</c> (no endpoint can
+/// take traffic, or no provider knows the service).
+/// </param>
+public sealed record MeshRouteBackendStatus(string Service, int Weight, double Share, string State);
 
 /// <summary>The use of a service's retry budget over its rolling window.</summary>
 /// <param name="Window">The rolling window.</param>

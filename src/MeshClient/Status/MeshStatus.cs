@@ -1,10 +1,12 @@
 using MeshClient.Balancing;
 using MeshClient.Model;
+using MeshClient.Configuration;
 using MeshClient.Resilience;
+using MeshClient.Routing;
 
 namespace MeshClient.Status;
 
-internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience) : IMeshStatus
+internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience, MeshRouter router) : IMeshStatus
 {
     public string? Zone => registry.Options.Current.Zone;
 
@@ -15,6 +17,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
         var now = time.GetTimestamp();
         var options = registry.Options.Current;
         var services = new List<MeshServiceStatus>();
+        var routed = router.Tables;
         foreach (var table in registry.Tables)
         {
             if (table.Snapshot is not { } snapshot)
@@ -80,7 +83,19 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
                 DiscoveryError = table.LastError?.Message,
                 RetryBudget = budget,
                 ZoneRouting = ZoneRouting(options, service, snapshot),
+                Routes = routed.TryGetValue(table.ServiceName, out var routes) ? Routes(routes) : [],
             });
+        }
+
+        // A routed service without endpoints of its own has no table: it is listed for its routes.
+        foreach (var (name, routes) in routed)
+        {
+            if (!services.Any(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase)))
+            {
+                options.Services.TryGetValue(name, out var service);
+                var policy = LoadBalancerNames.Normalize(service?.LoadBalancer ?? options.LoadBalancer) ?? options.LoadBalancer;
+                services.Add(new MeshServiceStatus(name, policy, Panic: false, []) { Routes = Routes(routes) });
+            }
         }
 
         return services.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
@@ -110,4 +125,19 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
             HealthyLocalEndpoints = zones.Local?.Active.Length ?? 0,
         };
     }
+
+    private static IReadOnlyList<MeshRouteStatus> Routes(RouteTable table) =>
+        [.. table.Routes.Select(route => new MeshRouteStatus(
+            route.Name,
+            [.. route.Shares().Select(s => new MeshRouteBackendStatus(s.Backend.Service, s.Backend.Weight, s.Share, s.Availability switch
+            {
+                BackendAvailability.Available => "healthy",
+                BackendAvailability.Pending => "pending",
+                BackendAvailability.Probing => "probing",
+                _ => "down",
+            }))])
+        {
+            Match = route.Match.Describe(),
+            Timeout = route.Timeout,
+        })];
 }

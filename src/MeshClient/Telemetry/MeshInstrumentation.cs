@@ -30,6 +30,8 @@ internal sealed class MeshInstrumentation : IDisposable
         Retries = _meter.CreateCounter<long>("mesh.client.retries", "{retry}", "Retries, by reason.");
         ZoneAttempts = _meter.CreateCounter<long>("mesh.client.zone.attempts", "{attempt}", "Attempts of services with zone routing on, by locality (local, remote).");
         RetryBudgetExhausted = _meter.CreateCounter<long>("mesh.client.retry_budget.exhausted", "{retry}", "Retries refused by the retry budget.");
+        Hedges = _meter.CreateCounter<long>("mesh.client.hedges", "{hedge}", "Hedged attempts sent, by which attempt answered (first, hedge, none).");
+        HedgeBudgetExhausted = _meter.CreateCounter<long>("mesh.client.hedge_budget.exhausted", "{hedge}", "Hedges refused by the hedge budget.");
         Ejections = _meter.CreateCounter<long>("mesh.client.endpoint.ejections", "{ejection}", "Endpoints ejected by outlier detection, by reason.");
         DiscoveryUpdates = _meter.CreateCounter<long>("mesh.client.discovery.updates", "{update}", "Changes of a service's endpoint set.");
         DiscoveryErrors = _meter.CreateCounter<long>("mesh.client.discovery.errors", "{error}", "Failed discovery refreshes (the last known endpoints keep serving).");
@@ -48,6 +50,10 @@ internal sealed class MeshInstrumentation : IDisposable
     public Counter<long> ZoneAttempts { get; }
 
     public Counter<long> RetryBudgetExhausted { get; }
+
+    public Counter<long> Hedges { get; }
+
+    public Counter<long> HedgeBudgetExhausted { get; }
 
     public Counter<long> Ejections { get; }
 

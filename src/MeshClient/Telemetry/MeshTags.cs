@@ -8,6 +8,15 @@ public static class MeshTags
     /// <summary>The logical service called, for example <c>catalog</c>.</summary>
     public const string Service = "mesh.service";
 
+    /// <summary>The route of the service that took the call (its configured name), for a service with routes only.</summary>
+    public const string Route = "mesh.route";
+
+    /// <summary>
+    /// The service the call's route sent it to (a configured backend: <c>catalog-v2</c>), for a service with routes only;
+    /// every attempt of the call goes to that service's endpoints.
+    /// </summary>
+    public const string Backend = "mesh.backend";
+
     /// <summary>The load-balancing policy that picked the endpoint.</summary>
     public const string Policy = "mesh.lb.policy";
 
@@ -43,6 +52,15 @@ public static class MeshTags
     /// of a trailers-only answer, or from the trailers when the response body has been read to its end (spans only).
     /// </summary>
     public const string GrpcStatusCode = "rpc.grpc.status_code";
+
+    /// <summary>The number of hedges a call sent (spans only; set only on a call that sent one).</summary>
+    public const string Hedges = "mesh.hedges";
+
+    /// <summary>
+    /// Which attempt of a hedged try answered: on the span, its number (0 the first attempt, 1 the first hedge); on the
+    /// hedge counter, <c>first</c>, <c>hedge</c> or <c>none</c> (every attempt failed).
+    /// </summary>
+    public const string HedgeWinner = "mesh.hedge.winner";
 
     /// <summary>The OpenTelemetry error type: an exception type name, an HTTP status code, or a gRPC status name (<c>UNAVAILABLE</c>).</summary>
     public const string ErrorType = "error.type";

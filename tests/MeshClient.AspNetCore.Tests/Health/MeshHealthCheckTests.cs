@@ -69,6 +69,25 @@ public sealed class MeshHealthCheckTests
     }
 
     [Fact]
+    public async Task ARoutedServiceWithoutEndpoints_IsJudgedThroughItsBackends()
+    {
+        await using var app = await MeshApp.StartAsync(2, s =>
+        {
+            MeshApp.ShopRoutes(s);
+            s.AddHealthChecks().AddMesh();
+        });
+        for (var i = 0; i < 5; i++)
+        {
+            (await app.MeshClient.GetAsync("http://shop/")).EnsureSuccessStatusCode();
+        }
+
+        var entry = await CheckAsync(app);
+
+        Assert.Equal(HealthStatus.Healthy, entry.Status); // shop has no endpoints of its own: not "no endpoint"
+        Assert.Empty(entry.Data);
+    }
+
+    [Fact]
     public async Task FailureStatus_ReplacesUnhealthy()
     {
         await using var app = await MeshApp.StartAsync(1, s => s.AddHealthChecks().AddMesh("mesh", HealthStatus.Degraded, ["ready"]));

@@ -37,6 +37,24 @@ public sealed class MeshApp : IAsyncDisposable
     /// <summary>Gets a client through the mesh (what the application itself would use to call <c>catalog</c>).</summary>
     public HttpClient MeshClient => Services.GetRequiredService<IHttpClientFactory>().CreateClient("test");
 
+    /// <summary>
+    /// Adds a routed service <c>shop</c>: route <c>split</c> sends 90% to <c>catalog</c> and 10% to <c>catalog-v2</c>,
+    /// which no provider knows (so it takes no share), with a 5 s timeout.
+    /// </summary>
+    public static void ShopRoutes(IServiceCollection services) =>
+        services.Configure<MeshClient.Configuration.MeshOptions>(o => o.Services["shop"] = new MeshClient.Configuration.MeshServiceOptions
+        {
+            Routes =
+            {
+                new MeshClient.Configuration.MeshRouteOptions
+                {
+                    Name = "split",
+                    Timeout = TimeSpan.FromSeconds(5),
+                    Backends = { new() { Service = Service, Weight = 90 }, new() { Service = "catalog-v2", Weight = 10 } },
+                },
+            },
+        });
+
     public static async Task<MeshApp> StartAsync(int backendCount, Action<IServiceCollection>? configure = null, Action<WebApplication>? map = null)
     {
         var backends = new List<TestBackend>();

@@ -125,6 +125,34 @@ public sealed class MeshStatusJsonTests
         });
 
     [Fact]
+    public async Task Json_ShowsEachRouteWithTheLiveShareOfItsBackends()
+    {
+        await using var app = await MeshApp.StartAsync(2, configure: MeshApp.ShopRoutes, map: a => a.MapMeshStatus("/mesh"));
+        var client = app.MeshClient;
+        for (var i = 0; i < 10; i++)
+        {
+            (await client.GetAsync("http://shop/items")).EnsureSuccessStatusCode(); // all to catalog: catalog-v2 is known to nobody
+        }
+
+        using var http = new HttpClient { BaseAddress = app.Address };
+        using var json = JsonDocument.Parse(await http.GetStringAsync("/mesh?format=json"));
+        var services = json.RootElement.GetProperty("services").EnumerateArray().ToDictionary(s => s.GetProperty("name").GetString()!);
+
+        Assert.Empty(services["catalog"].GetProperty("routes").EnumerateArray());
+        var shop = services["shop"];
+        Assert.Empty(shop.GetProperty("endpoints").EnumerateArray());
+        var route = Assert.Single(shop.GetProperty("routes").EnumerateArray());
+        Assert.Equal("split", route.GetProperty("name").GetString());
+        Assert.Equal(JsonValueKind.Null, route.GetProperty("match").ValueKind);
+        Assert.Equal(5, route.GetProperty("timeoutSeconds").GetDouble());
+        var backends = route.GetProperty("backends").EnumerateArray().ToList();
+        Assert.Equal(["catalog", "catalog-v2"], backends.Select(b => b.GetProperty("service").GetString()));
+        Assert.Equal([90, 10], backends.Select(b => b.GetProperty("weight").GetInt32()));
+        Assert.Equal([100.0, 0.0], backends.Select(b => b.GetProperty("share").GetDouble()));
+        Assert.Equal(["healthy", "down"], backends.Select(b => b.GetProperty("state").GetString()));
+    }
+
+    [Fact]
     public async Task Browser_GetsTheSelfContainedPage()
     {
         await using var app = await MeshApp.StartAsync(1, map: a => a.MapMeshStatus("/mesh"));

@@ -14,8 +14,9 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
     {
         var total = Stopwatch.StartNew();
         var chromium = Chromium.Find();
-        await using var app = await MeshApp.StartAsync(3, map: a => a.MapMeshStatus("/mesh"));
+        await using var app = await MeshApp.StartAsync(3, configure: MeshApp.ShopRoutes, map: a => a.MapMeshStatus("/mesh"));
         await app.CallAsync(30);
+        (await app.MeshClient.GetAsync("http://shop/")).EnsureSuccessStatusCode();
 
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
@@ -50,6 +51,12 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
         }
 
         await Assertions.Expect(page.Locator("section[data-service=catalog] h2")).ToHaveTextAsync("catalog");
+
+        // The routed service: its route's backends with their live shares (catalog-v2, known to nobody, gives its 10% away).
+        var canary = page.Locator("section[data-service=shop] tr[data-route=split][data-backend=catalog-v2]");
+        await Assertions.Expect(canary).ToHaveAttributeAsync("data-share", "0");
+        await Assertions.Expect(canary.Locator(".state")).ToHaveTextAsync("down");
+        await Assertions.Expect(page.Locator("section[data-service=shop] tr[data-route=split][data-backend=catalog]")).ToHaveAttributeAsync("data-share", "100");
         await page.EvaluateAsync("() => { window.__sameDocument = true; }");
 
         // Traffic keeps flowing, as in a live application; then one backend starts to answer 503.

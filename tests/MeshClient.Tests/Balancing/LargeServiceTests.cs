@@ -114,6 +114,38 @@ public sealed class LargeServiceTests
     }
 
     [Fact]
+    public async Task PeriodicRefreshWithoutAChange_BuildsNoEndpointEntries_WhileAChangeStillDoes()
+    {
+        var time = FakeTime.Create();
+        var (host, _) = StubEndpoints.CreateHost(time, _ => { });
+        await using var __ = host;
+        var client = host.CreateClient();
+        (await client.GetAsync("http://catalog/")).Dispose();
+        var table = host.Registry.GetTable("catalog");
+        var entries = table.Entries;
+        Assert.Same(table.Snapshot!.All, entries);
+
+        // Six refresh ticks of a service in use, discovery answering the same: the entries (and their strings) are not
+        // built again, so the snapshot and the table keep sharing one set (before: a new set every 5 s, the old one
+        // still held by the snapshot).
+        for (var tick = 0; tick < 6; tick++)
+        {
+            (await client.GetAsync("http://catalog/")).Dispose();
+            time.Advance(ServiceTableRegistry.RefreshInterval);
+            await Poll.UntilAsync(() => table.Discovery!.Refreshed == time.GetUtcNow());
+        }
+
+        Assert.Same(entries, table.Entries);
+        Assert.Same(entries, table.Snapshot!.All);
+
+        // A change of endpoints is still applied, and the snapshot takes the new entries.
+        host.Configuration.Replace(StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 5));
+        await Poll.UntilAsync(() => table.Snapshot!.All.Length == 5);
+        Assert.Same(table.Entries, table.Snapshot!.All);
+        Assert.NotSame(entries, table.Entries);
+    }
+
+    [Fact]
     public async Task AnEjectionDecidedByARequestsOutcome_IsPublishedOffThatRequestsThread()
     {
         var time = FakeTime.Create();

@@ -129,6 +129,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
         Assert.Contains("Mesh:KeepOtherResilienceHandlers", keys);
         Assert.Contains("Mesh:Consul:Registration:DeregisterCriticalServiceAfter", keys);
         Assert.Contains("Mesh:Kubernetes:Services:catalog:PortName", keys);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Backends:0:Weight", keys);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Match:Headers:x-canary", keys);
         Assert.True(keys.Count > 90, $"only {keys.Count} keys found in the README's tables");
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
@@ -233,7 +235,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
 
         // The resilience table holds for every service too.
         expanded.AddRange(keys.Where(k => k.StartsWith("Resilience:", StringComparison.Ordinal)).Select(k => "Services:{name}:" + k));
-        return expanded.Select(k => "Mesh:" + k.Replace("{name}", "catalog", StringComparison.Ordinal).Replace("{i}", "0", StringComparison.Ordinal)).Distinct().ToList();
+        return expanded.Select(k => "Mesh:" + k.Replace("{name}", "catalog", StringComparison.Ordinal).Replace("{i}", "0", StringComparison.Ordinal)
+            .Replace("{j}", "0", StringComparison.Ordinal).Replace("{header}", "x-canary", StringComparison.Ordinal)).Distinct().ToList();
     }
 
     private static string? ValueFor(string key, string caFile, string clientFile, string keyFile)
@@ -247,7 +250,7 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "Address" => "http://127.0.0.1:5001",
             "Scheme" => "https",
             "ApplyToAllHttpClients" or "KeepOtherResilienceHandlers" or "OnlyPassing" or "TrustSystemCertificates" or "RetryNonIdempotent" => "true",
-            "Enabled" => "false",
+            "Enabled" or "Propagate" => "false",
             "LoadBalancer" => "RoundRobin",
             "Weight" or "WarningWeight" => "2",
             "Zone" => "eu-1a",
@@ -259,6 +262,10 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "Aggression" => "1.5",
             "SpillStartRatio" => "2.5",
             "SpillFullRatio" => "5",
+            "BlackoutPeriod" => "00:00:05",
+            "WeightExpirationPeriod" => "00:01:00",
+            "WeightUpdatePeriod" => "00:00:02",
+            "ErrorUtilizationPenalty" => "0.5",
             "MinWeightPercent" or "MaxEjectionPercent" or "RetryBudgetPercent" => "20",
             "ConsecutiveFailures" or "MaxRetries" => "3",
             "FailurePercentageThreshold" or "PanicThresholdPercent" => "50",
@@ -291,6 +298,20 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "Meta" => "v2",
             "HealthCheckPath" => "/health",
             "DeregisterCriticalServiceAfter" => "00:10:00",
+            "Delay" => "00:00:00.050",
+            "MaxAttempts" => "3",
+            "Percentile" => "95",
+            "MinDelay" => "00:00:00.002",
+            "MaxDelay" => "00:00:00.500",
+            "BudgetPercent" => "10",
+            "BudgetMinPerSecond" => "1",
+            "Name" => "canary",
+            "PathPrefix" => "/api",
+            "Path" => "/api/items",
+            "Method" => "GET",
+            "x-canary" => "always",
+            "Service" => "catalog-v2",
+            "Timeout" => "00:00:02",
             _ => null,
         };
     }

@@ -43,11 +43,20 @@ public sealed class KubernetesCredentialsTests
             Assert.All(server.Requests, r => Assert.True(r.HadToken));
 
             // The kubelet rotates the token: the next request reads the new one, and the server accepts nothing else.
+            // The old token stays valid until the new one is in use (as a real API server's does until it expires), so a
+            // request already on its way when the file changes is not refused.
+            server.PreviousToken = "token-generation-1";
             server.Token = "token-generation-2";
             File.WriteAllText(Path.Combine(account, "token"), "token-generation-2");
             server.DropWatches();
             server.Apply("payments", Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1"), new PodEndpoint("catalog-2", "10.1.0.2")));
             await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 2, Limit, "the watch resumes with the rotated token");
+
+            // Then only the new token is accepted: the next watch must send it.
+            server.PreviousToken = null;
+            server.DropWatches();
+            server.Apply("payments", Slices.Http("catalog", "catalog-a", 8080, new PodEndpoint("catalog-1", "10.1.0.1"), new PodEndpoint("catalog-2", "10.1.0.2"), new PodEndpoint("catalog-3", "10.1.0.3")));
+            await Eventually.TrueAsync(async () => (await mesh.EndpointsAsync("catalog")).Count == 3, Limit, "the watch resumes with the rotated token only");
             Assert.Empty(mesh.Events(402));
         }
         finally

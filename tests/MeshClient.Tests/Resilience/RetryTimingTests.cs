@@ -56,14 +56,22 @@ public sealed class RetryTimingTests
     [InlineData(0.1, 0.1)] // honoured when it is under the cap
     [InlineData(5, 0.25)] // capped at RetryMaxDelay (250 ms)
     [InlineData(120, 0.25)]
-    public async Task RetryAfter_IsHonoured_UpToRetryMaxDelay(double retryAfterSeconds, double expectedSeconds)
+    public async Task RetryAfter_IsHonoured_UpToRetryMaxDelay_WhenTheSameEndpointIsTriedAgain(double retryAfterSeconds, double expectedSeconds)
     {
-        var (host, stub, time) = Create(s => s["Mesh:Resilience:RetryBaseDelay"] = "00:00:00");
-        await using var _ = host;
-        for (var i = 1; i <= 4; i++)
+        // One endpoint: the retry can only go back to it, so it waits what it asked (with another endpoint to take it,
+        // the retry goes there at once: RetryAfterTests).
+        var time = new FakeTimeProvider();
+        var stub = new StubEndpoints();
+        var settings = StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 1);
+        settings["Mesh:Resilience:ConsecutiveFailures"] = "0";
+        settings["Mesh:Resilience:FailurePercentageThreshold"] = "0";
+        settings["Mesh:Resilience:RetryBaseDelay"] = "00:00:00";
+        await using var host = MeshHost.Create(settings, services =>
         {
-            stub.Behaviors[$"10.0.0.{i}:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(retryAfterSeconds)));
-        }
+            services.AddSingleton<TimeProvider>(time);
+            services.AddHttpClient("test").ConfigurePrimaryHttpMessageHandler(() => stub);
+        });
+        stub.Behaviors["10.0.0.1:8080"] = (_, _) => Task.FromResult(ServiceUnavailable(TimeSpan.FromSeconds(retryAfterSeconds)));
 
         var call = host.CreateClient().GetAsync("http://catalog/");
         await Poll.UntilAsync(() => stub.Total == 1);
@@ -79,7 +87,8 @@ public sealed class RetryTimingTests
     public async Task ALongRetryAfter_OnEveryEndpoint_ReturnsTheServersAnswer_NotATimeout()
     {
         // Two endpoints answer 503 with Retry-After: 120, the defaults otherwise (TotalTimeout 30 s). The call must
-        // end with the server's 503 after at most 2 × RetryMaxDelay, not sleep into its total timeout.
+        // end with the server's 503 after at most 2 × RetryMaxDelay (now one: the first retry goes to the other
+        // endpoint at once), not sleep into its total timeout.
         var time = FakeTime.Create();
         var stub = new StubEndpoints();
         await using var host = MeshHost.Create(StubEndpoints.Settings("catalog", LoadBalancerNames.RoundRobin, 2), services =>

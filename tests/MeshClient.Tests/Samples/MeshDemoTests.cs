@@ -146,6 +146,24 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
         Assert.Equal("0", requests.Groups["failed"].Value);
     }
 
+    /// <summary>Issue 16, item 5: with --canary the demo splits catalog's calls with a route, and says each backend's share.</summary>
+    [Fact]
+    public async Task Canary_ARouteGivesTheV2InstancesTheirShare_AndNoCallFails()
+    {
+        var text = await RunDemoAsync("--canary", "10", "--duration", "6s", "--plain");
+        output.WriteLine(text);
+
+        Assert.Contains("Route 'canary' of 'catalog': 90% to catalog (alpha to delta), 10% to catalog-v2 (echo, foxtrot).", text, StringComparison.Ordinal);
+        Assert.Equal(6, BackendLine().Count(text));
+        Assert.Matches(@"\| route catalog-v2 \d+% \(share 10%, healthy\)", text);
+        var split = CanaryLine().Match(text);
+        Assert.True(split.Success, "no route sentence in the summary");
+        Assert.InRange(int.Parse(split.Groups["canary"].Value, CultureInfo.InvariantCulture), 5, 15); // ~1,200 calls: sd under 1 point
+        var requests = RequestsLine().Match(text);
+        Assert.True(requests.Success, "no requests line in the summary");
+        Assert.Equal("0", requests.Groups["failed"].Value);
+    }
+
     private static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -212,6 +230,9 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
 
     [GeneratedRegex(@"^  \w+\s+(?<address>http://127\.0\.0\.1:\d+/?)\s+weight", RegexOptions.Multiline)]
     private static partial Regex BackendLine();
+
+    [GeneratedRegex(@"Route 'canary' of catalog: catalog \d+% of attempts for a weight of 90 \([\d.]+% now, \w+\), catalog-v2 (?<canary>\d+)% of attempts for a weight of 10")]
+    private static partial Regex CanaryLine();
 
     [GeneratedRegex(@"^(?<requests>[\d,]+) requests: (?<succeeded>[\d,]+) succeeded \([\d.]+%\), (?<failed>[\d,]+) failed", RegexOptions.Multiline)]
     private static partial Regex RequestsLine();

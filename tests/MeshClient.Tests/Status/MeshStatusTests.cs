@@ -47,6 +47,39 @@ public sealed class MeshStatusTests
     }
 
     [Fact]
+    public async Task Status_ListsARoutedService_WithItsRoutesAndTheirLiveShares()
+    {
+        await using var backends = await Backends.StartAsync(1);
+        var settings = MeshHost.ServiceSettings("catalog-v1", LoadBalancerNames.RoundRobin, (backends[0], 1));
+        settings["Mesh:Services:catalog:Routes:0:Name"] = "api";
+        settings["Mesh:Services:catalog:Routes:0:Match:PathPrefix"] = "/api";
+        settings["Mesh:Services:catalog:Routes:0:Match:Method"] = "get";
+        settings["Mesh:Services:catalog:Routes:0:Timeout"] = "00:00:02";
+        settings["Mesh:Services:catalog:Routes:0:Backends:0:Service"] = "catalog-v1";
+        settings["Mesh:Services:catalog:Routes:0:Backends:0:Weight"] = "3";
+        settings["Mesh:Services:catalog:Routes:0:Backends:1:Service"] = "catalog-v9"; // known to nobody
+        settings["Mesh:Services:catalog:Routes:1:Backends:0:Service"] = "catalog-v1";
+        await using var host = MeshHost.Create(settings);
+        (await host.CreateClient().GetAsync("http://catalog/api/items")).EnsureSuccessStatusCode();
+
+        var services = host.Services.GetRequiredService<IMeshStatus>().GetServices();
+
+        Assert.Equal(["catalog", "catalog-v1"], services.Select(s => s.Name)); // catalog-v9 has no endpoints to show
+        var catalog = services[0];
+        Assert.Empty(catalog.Endpoints);
+        Assert.Equal(["api", "1"], catalog.Routes.Select(r => r.Name));
+        Assert.Equal("GET, path prefix /api", catalog.Routes[0].Match);
+        Assert.Equal(TimeSpan.FromSeconds(2), catalog.Routes[0].Timeout);
+        Assert.Null(catalog.Routes[1].Match);
+        Assert.Equal(
+            [new MeshRouteBackendStatus("catalog-v1", 3, 100, "healthy"), new MeshRouteBackendStatus("catalog-v9", 1, 0, "down")],
+            catalog.Routes[0].Backends);
+        Assert.Equal([new MeshRouteBackendStatus("catalog-v1", 1, 100, "healthy")], catalog.Routes[1].Backends);
+        Assert.Empty(services[1].Routes);
+        Assert.Single(services[1].Endpoints);
+    }
+
+    [Fact]
     public async Task Status_ShowsARefusingEndpointAsUnreachable()
     {
         await using var backends = await Backends.StartAsync(3);

@@ -1,0 +1,78 @@
+using MeshClient.Resilience;
+using MeshClient.Telemetry;
+
+namespace MeshClient.Hedging;
+
+/// <summary>
+/// The hedging of one service: its settings, its hedge budget (a <see cref="RetryBudget"/> of its own: hedges may add
+/// at most <c>BudgetPercent</c> of the hedgeable requests plus <c>BudgetMinPerSecond</c>), and, for the adaptive delay,
+/// its latency estimate. The budget and the estimate outlive a reload of the options (<see cref="HedgingRegistry"/>).
+/// </summary>
+internal sealed class HedgingPolicy
+{
+    private readonly long _refreshTicks;
+    private long _delayTicks;
+    private long _delayComputedAt = long.MinValue;
+
+    public HedgingPolicy(string serviceName, HedgingSettings settings, RetryBudget budget, LatencyHistogram? latency, TimeProvider time, MeshInstrumentation telemetry)
+    {
+        ServiceName = serviceName;
+        Settings = settings;
+        Budget = budget;
+        Latency = latency;
+        Time = time;
+        Telemetry = telemetry;
+        ServiceTag = new KeyValuePair<string, object?>(MeshTags.Service, serviceName);
+        _refreshTicks = (long)(HedgingSettings.DelayRefresh.TotalSeconds * time.TimestampFrequency);
+        _delayTicks = ToTicks(settings.Delay);
+    }
+
+    public string ServiceName { get; }
+
+    public HedgingSettings Settings { get; }
+
+    /// <summary>Gets the hedge budget: one request per hedgeable try, one withdrawal per hedge sent.</summary>
+    public RetryBudget Budget { get; }
+
+    /// <summary>Gets the service's latency estimate, when the delay is adaptive (<c>Percentile</c>).</summary>
+    public LatencyHistogram? Latency { get; }
+
+    public TimeProvider Time { get; }
+
+    public MeshInstrumentation Telemetry { get; }
+
+    public KeyValuePair<string, object?> ServiceTag { get; }
+
+    /// <summary>
+    /// The hedge delay at <paramref name="now"/>: the fixed <c>Delay</c>, or the service's latency at <c>Percentile</c>
+    /// bounded by <c>MinDelay</c> and <c>MaxDelay</c> (the fixed delay until the estimate has enough answers), computed
+    /// again at most once every <see cref="HedgingSettings.DelayRefresh"/>. Lock-free: racing refreshes compute the same.
+    /// </summary>
+    public TimeSpan Delay(long now)
+    {
+        if (Latency is null || Settings.Percentile is not { } percentile)
+        {
+            return Settings.Delay;
+        }
+
+        var computedAt = Volatile.Read(ref _delayComputedAt);
+        if (computedAt != long.MinValue && now - computedAt < _refreshTicks)
+        {
+            return FromTicks(Volatile.Read(ref _delayTicks));
+        }
+
+        var delay = Latency.Percentile(percentile, HedgingSettings.MinLatencySamples, now) is { } observed
+            ? TimeSpan.FromTicks(Math.Clamp(observed.Ticks, Settings.MinDelay.Ticks, Settings.MaxDelay.Ticks))
+            : Settings.Delay;
+        Volatile.Write(ref _delayTicks, ToTicks(delay));
+        Volatile.Write(ref _delayComputedAt, now);
+        return delay;
+    }
+
+    /// <summary>Records how long a hedgeable try took to its answer, when the delay is adaptive.</summary>
+    public void RecordAnswer(long start, long now) => Latency?.Record(now - start, now);
+
+    private long ToTicks(TimeSpan delay) => (long)(delay.TotalSeconds * Time.TimestampFrequency);
+
+    private TimeSpan FromTicks(long ticks) => TimeSpan.FromSeconds(ticks / (double)Time.TimestampFrequency);
+}
