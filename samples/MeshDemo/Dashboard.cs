@@ -119,7 +119,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         table.Caption = new TableTitle(
             $"{Seconds(elapsed)} / {Seconds(options.Duration)}   requests [bold]{stats.Requests:N0}[/]   ok [green]{stats.Succeeded:N0}[/]   " +
             $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]" +
-            (_zones ? Environment.NewLine + Markup.Escape(ZoneLine(service, windows, recent)) : string.Empty));
+            (_zones ? Environment.NewLine + Markup.Escape(ZoneLine(service, windows)) : string.Empty));
 
         var events = _events.Count == 0
             ? new Markup("[grey]No ejections, probes or readmissions yet.[/]")
@@ -178,7 +178,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var service = Service(status.GetServices());
         if (_zones)
         {
-            line.Append(" | ").Append(ZoneLine(service, windows, recent));
+            line.Append(" | ").Append(ZoneLine(service, windows));
         }
 
         if (service is { Routes.Count: > 0 })
@@ -303,11 +303,12 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     }
 
     /// <summary>The zone routing as the status says it, with the local share of the recent attempts counted here.</summary>
-    private string ZoneLine(MeshServiceStatus? service, Dictionary<int, (int Count, double? P50, double? P99)> windows, int recent)
+    private string ZoneLine(MeshServiceStatus? service, Dictionary<int, (int Count, double? P50, double? P99)> windows)
     {
         var local = backends.Where(IsLocal).Sum(b => windows[b.Port].Count);
+        var zoned = Math.Max(1, Zoned.Sum(b => windows[b.Port].Count));
         var zones = service?.ZoneRouting;
-        return $"zone routing: caller in {DemoZones.CallerZone}, local share (5 s) {Percent(local, recent)}" +
+        return $"zone routing: caller in {DemoZones.CallerZone}, local share (5 s) {Percent(local, zoned)}" +
             (zones is null ? string.Empty
                 : $", spill {(zones.Spill * 100).ToString("0", CultureInfo.InvariantCulture)}%, {DemoZones.CallerZone} {LatencyText(zones.LocalLatency)} / other zones {LatencyText(zones.RemoteLatency)}");
     }
@@ -317,8 +318,8 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
     {
         var slowAt = options.Duration * DemoZones.SlowFrom;
         int Count(IEnumerable<Backend> set, TimeSpan since) => set.Sum(b => stats.ForPort(b.Port)!.Window(since).Count);
-        var all = Count(backends, TimeSpan.Zero);
-        var after = Count(backends, slowAt);
+        var all = Count(Zoned, TimeSpan.Zero);
+        var after = Count(Zoned, slowAt);
         var localAll = Count(backends.Where(IsLocal), TimeSpan.Zero);
         var localAfter = Count(backends.Where(IsLocal), slowAt);
         var lastFrom = elapsed - Window;
@@ -326,10 +327,13 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         return elapsed < slowAt
             ? $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll, all)} of the attempts stayed in it (the run ended before its instance slowed at {Seconds(slowAt)}){spill}."
             : $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll - localAfter, all - after)} of the attempts stayed in it before its instance slowed at {Seconds(slowAt)}, " +
-              $"{Percent(localAfter, after)} after, {Percent(Count(backends.Where(IsLocal), lastFrom), Count(backends, lastFrom))} in the last {Seconds(Window)}{spill}.";
+              $"{Percent(localAfter, after)} after, {Percent(Count(backends.Where(IsLocal), lastFrom), Count(Zoned, lastFrom))} in the last {Seconds(Window)}{spill}.";
     }
 
     private static bool IsLocal(Backend backend) => backend.Spec.Zone == DemoZones.CallerZone;
+
+    /// <summary>The instances of the zoned service (with --canary too, catalog-v2's have no zone and are not counted).</summary>
+    private IEnumerable<Backend> Zoned => backends.Where(b => b.Spec.Zone is not null);
 
     private static string LatencyText(TimeSpan? latency) => latency is { } value ? Millis(value.TotalMilliseconds) : "-";
 
