@@ -50,6 +50,66 @@ public class PickBenchmarks
     public object? Pick() => _policy.Pick(_snapshot, Randomizer.Shared, context: null);
 }
 
+/// <summary>
+/// The pick with zone routing on: <see cref="ZoneView.Choose"/> (the balance's update check, the spill draw) and the
+/// policy over the view it gave. Half the endpoints are in the caller's zone. <c>Spill</c> 0 is a zone at rest (every
+/// pick from the zone's view); 0.5 a zone 3.75 times slower than the others (half the picks over all endpoints).
+/// Target: no allocation. Run with <c>--filter *ZonePickBenchmarks*</c>.
+/// </summary>
+[MemoryDiagnoser]
+public class ZonePickBenchmarks
+{
+    private EndpointSnapshot _snapshot = null!;
+    private ZoneView _zones = null!;
+    private LoadBalancingPolicy _policy = null!;
+
+    [Params(LoadBalancerNames.PeakEwma, LoadBalancerNames.LeastRequest, LoadBalancerNames.RoundRobin, LoadBalancerNames.Random)]
+    public string Policy { get; set; } = LoadBalancerNames.PeakEwma;
+
+    [ParamsSource(nameof(EndpointCounts))]
+    public int Endpoints { get; set; }
+
+    public static IEnumerable<int> EndpointCounts => BenchmarkParams.EndpointCounts([4, 64, 10_000]);
+
+    [Params(0.0, 0.5)]
+    public double Spill { get; set; }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        var time = TimeProvider.System;
+        _policy = LoadBalancingPolicy.Create(Policy, new MeshOptions(), time);
+        var entries = Enumerable.Range(0, Endpoints).Select(i =>
+        {
+            var features = new FeatureCollection();
+            features.Set<IMeshEndpointFeature>(new MeshEndpointFeature("e" + i, BenchmarkParams.Weight(Endpoints, i), i % 2 == 0 ? "zone-a" : "zone-b"));
+            return EndpointEntryFactory.Create(ServiceEndpoint.Create(new UriEndPoint(new Uri($"http://10.0.{i / 250}.{i % 250}:8080")), features), id => new EndpointState(id))!;
+        }).ToArray();
+        var settings = ZoneRoutingSettings.Resolve(new MeshOptions { Zone = "zone-a" }, null)!;
+        var balance = new ZoneBalance("zone-a", time.TimestampFrequency);
+        _snapshot = new EndpointSnapshot("svc", entries, entries, _policy, panic: false, roundRobinStart: 0, weights: null, new ZoneContext(settings, balance, default, time.GetTimestamp(), time.TimestampFrequency));
+        _zones = _snapshot.Zones!;
+
+        // The spill asked for: a latency ratio of 2.5 + Spill × 2.5, fed as samples over 20 s of timestamps (then the
+        // balance holds it: no new samples come while the benchmark runs, so its updates keep the ratio).
+        var ratio = settings.SpillStartRatio + (Spill * (settings.SpillFullRatio - settings.SpillStartRatio));
+        var now = time.GetTimestamp() - (long)(20 * time.TimestampFrequency);
+        for (var step = 0; step < 200; step++)
+        {
+            for (var i = 0; i < entries.Length; i++)
+            {
+                entries[i].State.AddZoneSample((i % 2 == 0 ? ratio : 1.0) * time.TimestampFrequency / 1000);
+            }
+
+            now += (long)(ZoneBalance.UpdateInterval.TotalSeconds * time.TimestampFrequency);
+            balance.Update(now, _zones);
+        }
+    }
+
+    [Benchmark]
+    public object? Pick() => _policy.Pick(_zones.Choose(_snapshot, context: null, TimeProvider.System.GetTimestamp(), Randomizer.Shared), Randomizer.Shared, context: null);
+}
+
 /// <summary>Building one snapshot (what a discovery change, an ejection or a slow-start step costs, off the hot path).</summary>
 [MemoryDiagnoser]
 public class SnapshotBuildBenchmarks

@@ -19,7 +19,10 @@ namespace MeshDemo;
 /// <param name="FailFrom">When it starts answering 503, as a fraction of the run (null: never).</param>
 /// <param name="FailUntil">When it recovers, as a fraction of the run.</param>
 /// <param name="Service">The mesh service it is an instance of, when not the demo's <c>catalog</c> (the canary: <c>catalog-v2</c>).</param>
-internal sealed record BackendSpec(string Name, int Weight, string Role, TimeSpan Latency, TimeSpan Jitter, double? FailFrom = null, double? FailUntil = null, string? Service = null);
+/// <param name="Zone">Its zone (<c>--zones</c>), or <see langword="null"/>.</param>
+/// <param name="SlowFrom">When it turns slower by <paramref name="SlowBy"/>, as a fraction of the run (null: never).</param>
+/// <param name="SlowBy">How much slower it turns.</param>
+internal sealed record BackendSpec(string Name, int Weight, string Role, TimeSpan Latency, TimeSpan Jitter, double? FailFrom = null, double? FailUntil = null, string? Service = null, string? Zone = null, double? SlowFrom = null, TimeSpan SlowBy = default);
 
 /// <summary>
 /// One instance of the demo's "catalog" service: a real Kestrel server on 127.0.0.1 with a port chosen by the OS.
@@ -56,6 +59,7 @@ internal sealed class Backend : IAsyncDisposable
         // rate the balancer still sends the failing endpoint a few attempts a second, and 5 in a row eject it.
         var failFrom = spec.FailFrom is { } from ? duration * from : TimeSpan.MaxValue;
         var failUntil = spec.FailUntil is { } until ? Max(duration * until, failFrom + MinFailure) : TimeSpan.MaxValue;
+        var slowFrom = spec.SlowFrom is { } slow ? duration * slow : TimeSpan.MaxValue;
         app.MapGet("/health", () => "ok"); // for a Consul HTTP check (--consul): outlier detection, not Consul, judges /work
         app.MapGet("/work", async context =>
         {
@@ -67,7 +71,7 @@ internal sealed class Backend : IAsyncDisposable
                 return;
             }
 
-            var delay = spec.Latency + (spec.Jitter * Random.Shared.NextDouble());
+            var delay = spec.Latency + (spec.Jitter * Random.Shared.NextDouble()) + (now >= slowFrom ? spec.SlowBy : TimeSpan.Zero);
             await Task.Delay(delay, context.RequestAborted);
             await context.Response.WriteAsync(spec.Name, context.RequestAborted);
         });

@@ -19,6 +19,7 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
     private readonly Dictionary<int, string> _states = [];
     private readonly List<string> _events = [];
+    private readonly bool _zones = backends.Any(b => b.Spec.Zone is not null);
 
     // Each backend's weight is a share of its own service's (with --canary, catalog-v2's two instances are a service).
     private readonly Dictionary<string, int> _serviceWeights = backends.GroupBy(b => b.Spec.Service ?? serviceName).ToDictionary(g => g.Key, g => g.Sum(b => b.Spec.Weight));
@@ -78,6 +79,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         var table = new Table().Border(TableBorder.Rounded).Expand();
         table.Title = new TableTitle($"[bold]MeshClient demo[/]: service [aqua]{serviceName}[/] (discovery: [aqua]{Markup.Escape(Source)}[/]), policy [aqua]{Markup.Escape(Policy)}[/]");
         table.AddColumn(new TableColumn("Endpoint").NoWrap());
+        if (_zones)
+        {
+            table.AddColumn(new TableColumn("Zone").NoWrap());
+        }
+
         table.AddColumn(new TableColumn("Weight").RightAligned());
         table.AddColumn(new TableColumn("Share (5 s)").RightAligned());
         table.AddColumn(new TableColumn("p50").RightAligned());
@@ -90,8 +96,14 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
         {
             var endpoint = StateOf(services, backend);
             var window = windows[backend.Port];
-            table.AddRow(
-                $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]",
+            var cells = new List<string> { $"[bold]{backend.Name}[/] [grey]{Markup.Escape(backend.Spec.Role)}[/]" };
+            if (_zones)
+            {
+                cells.Add($"{Markup.Escape(backend.Spec.Zone ?? "-")} " + (endpoint?.Locality == "local" ? "[green]local[/]" : "[grey]remote[/]"));
+            }
+
+            cells.AddRange(
+            [
                 $"{backend.Spec.Weight} [grey]({WeightShare(backend)})[/]",
                 Percent(window.Count, recent),
                 Millis(window.P50),
@@ -99,12 +111,15 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
                 (endpoint?.InFlight ?? 0).ToString(CultureInfo.InvariantCulture),
                 (endpoint?.Attempts ?? 0).ToString("N0", CultureInfo.InvariantCulture),
                 stats.ForPort(backend.Port)!.Errors.ToString("N0", CultureInfo.InvariantCulture),
-                StateMarkup(endpoint?.State, ServiceOf(services, backend)?.Panic == true));
+                StateMarkup(endpoint?.State, ServiceOf(services, backend)?.Panic == true),
+            ]);
+            table.AddRow([.. cells]);
         }
 
         table.Caption = new TableTitle(
             $"{Seconds(elapsed)} / {Seconds(options.Duration)}   requests [bold]{stats.Requests:N0}[/]   ok [green]{stats.Succeeded:N0}[/]   " +
-            $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]");
+            $"failed [red]{stats.Failed:N0}[/]   retries [yellow]{stats.Retries:N0}[/]   ejections [red]{stats.Ejections:N0}[/]" +
+            (_zones ? Environment.NewLine + Markup.Escape(ZoneLine(service, windows)) : string.Empty));
 
         var events = _events.Count == 0
             ? new Markup("[grey]No ejections, probes or readmissions yet.[/]")
@@ -160,7 +175,13 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             line.Append(CultureInfo.InvariantCulture, $" | {backend.Name} {Percent(window.Count, recent)} p50 {Millis(window.P50)} p99 {Millis(window.P99)} {state}");
         }
 
-        if (Service(status.GetServices()) is { Routes.Count: > 0 } service)
+        var service = Service(status.GetServices());
+        if (_zones)
+        {
+            line.Append(" | ").Append(ZoneLine(service, windows));
+        }
+
+        if (service is { Routes.Count: > 0 })
         {
             // The split: per backend service, its share of the window's attempts, and the share the mesh gives it now.
             foreach (var backend in service.Routes.SelectMany(r => r.Backends))
@@ -258,6 +279,11 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
             notes.AppendLine("No endpoint was ejected in this run.");
         }
 
+        if (_zones)
+        {
+            notes.AppendLine(ZoneSummary(service, elapsed));
+        }
+
         var errors = backends.Sum(b => stats.ForPort(b.Port)!.Errors);
         notes.AppendLine(errors == 0
             ? "No attempt failed."
@@ -275,6 +301,41 @@ internal sealed class Dashboard(DemoOptions options, IReadOnlyList<Backend> back
 
         return (table, notes.ToString().TrimEnd());
     }
+
+    /// <summary>The zone routing as the status says it, with the local share of the recent attempts counted here.</summary>
+    private string ZoneLine(MeshServiceStatus? service, Dictionary<int, (int Count, double? P50, double? P99)> windows)
+    {
+        var local = backends.Where(IsLocal).Sum(b => windows[b.Port].Count);
+        var zoned = Math.Max(1, Zoned.Sum(b => windows[b.Port].Count));
+        var zones = service?.ZoneRouting;
+        return $"zone routing: caller in {DemoZones.CallerZone}, local share (5 s) {Percent(local, zoned)}" +
+            (zones is null ? string.Empty
+                : $", spill {(zones.Spill * 100).ToString("0", CultureInfo.InvariantCulture)}%, {DemoZones.CallerZone} {LatencyText(zones.LocalLatency)} / other zones {LatencyText(zones.RemoteLatency)}");
+    }
+
+    /// <summary>What zone routing did: the local share before the zone slowed and after, from the attempts counted here.</summary>
+    private string ZoneSummary(MeshServiceStatus? service, TimeSpan elapsed)
+    {
+        var slowAt = options.Duration * DemoZones.SlowFrom;
+        int Count(IEnumerable<Backend> set, TimeSpan since) => set.Sum(b => stats.ForPort(b.Port)!.Window(since).Count);
+        var all = Count(Zoned, TimeSpan.Zero);
+        var after = Count(Zoned, slowAt);
+        var localAll = Count(backends.Where(IsLocal), TimeSpan.Zero);
+        var localAfter = Count(backends.Where(IsLocal), slowAt);
+        var lastFrom = elapsed - Window;
+        var spill = service?.ZoneRouting is { } zones ? $"; the spill is {(zones.Spill * 100).ToString("0", CultureInfo.InvariantCulture)}% at the end" : string.Empty;
+        return elapsed < slowAt
+            ? $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll, all)} of the attempts stayed in it (the run ended before its instance slowed at {Seconds(slowAt)}){spill}."
+            : $"Zone routing: the caller is in {DemoZones.CallerZone}; {Percent(localAll - localAfter, all - after)} of the attempts stayed in it before its instance slowed at {Seconds(slowAt)}, " +
+              $"{Percent(localAfter, after)} after, {Percent(Count(backends.Where(IsLocal), lastFrom), Count(Zoned, lastFrom))} in the last {Seconds(Window)}{spill}.";
+    }
+
+    private static bool IsLocal(Backend backend) => backend.Spec.Zone == DemoZones.CallerZone;
+
+    /// <summary>The instances of the zoned service (with --canary too, catalog-v2's have no zone and are not counted).</summary>
+    private IEnumerable<Backend> Zoned => backends.Where(b => b.Spec.Zone is not null);
+
+    private static string LatencyText(TimeSpan? latency) => latency is { } value ? Millis(value.TotalMilliseconds) : "-";
 
     private MeshServiceStatus? Service() => Service(status.GetServices());
 

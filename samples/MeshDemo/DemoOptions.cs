@@ -5,7 +5,7 @@ using MeshClient.Configuration;
 namespace MeshDemo;
 
 /// <summary>The demo's command line.</summary>
-internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null, int? Canary = null)
+internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, string? Policy, bool Plain, bool Help, Uri? Consul = null, bool Kubernetes = false, int? StatusPort = null, int? Canary = null, bool Zones = false)
 {
     public static readonly TimeSpan DefaultDuration = TimeSpan.FromSeconds(20);
 
@@ -25,6 +25,8 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
                               while the demo runs (loopback only)
           --canary <percent>  start a v2 set of instances (service "catalog-v2") and give it that share
                               of the calls through a route split (Mesh:Services:catalog:Routes), 0 to 100
+          --zones             zone-aware routing: the caller in zone-a with one instance (alpha), three more
+                              in zone-b; alpha turns 30 ms slower half-way through and calls spill to zone-b
           --help              show this help
         """;
 
@@ -108,6 +110,9 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
 
                     options = options with { Canary = canary };
                     break;
+                case "--zones":
+                    options = options with { Zones = true };
+                    break;
                 case "--plain":
                     options = options with { Plain = true };
                     break;
@@ -127,6 +132,10 @@ internal sealed record DemoOptions(TimeSpan Duration, int RequestsPerSecond, str
         else if (options.Canary is not null && (options.Consul is not null || options.Kubernetes))
         {
             error = "--canary declares its v2 instances in the embedded configuration: it does not go with --consul or --kubernetes.";
+        }
+        else if (options.Zones && (options.Consul is not null || options.Kubernetes))
+        {
+            error = "--zones runs with the embedded configuration (it gives each instance its zone): leave out --consul and --kubernetes.";
         }
 
         return options;

@@ -15,6 +15,7 @@
 //   dotnet run --project samples/MeshDemo -- --consul http://127.0.0.1:8500   # discover through a Consul agent
 //   dotnet run --project samples/MeshDemo -- --kubernetes                     # discover from EndpointSlices
 //   dotnet run --project samples/MeshDemo -- --status-port 5099               # http://127.0.0.1:5099/mesh
+//   dotnet run --project samples/MeshDemo -- --zones                          # zone-aware routing, a zone that slows
 //   dotnet run --project samples/MeshDemo -- --canary 10                      # 10% of the calls to a v2 set, by a route
 using MeshClient.Status;
 using System.Diagnostics;
@@ -60,6 +61,19 @@ IEnumerable<BackendSpec> specs =
     new("charlie", 2, "slow", TimeSpan.FromMilliseconds(60), TimeSpan.FromMilliseconds(40)),
     new("delta", 1, "flaky", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), FailFrom: 0.2, FailUntil: 0.6),
 ];
+if (options.Zones)
+{
+    // Two zones, the caller in zone-a: its one instance there, alpha, turns 30 ms slower half-way through the run, and
+    // the calls that stayed in the zone spill to zone-b (the table's Zone column and the zone routing line show it).
+    specs =
+    [
+        new("alpha", 1, "local", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.CallerZone, SlowFrom: DemoZones.SlowFrom, SlowBy: TimeSpan.FromMilliseconds(30)),
+        new("bravo", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+        new("charlie", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+        new("delta", 1, "remote", TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(3), Zone: DemoZones.OtherZone),
+    ];
+}
+
 if (options.Canary is not null)
 {
     // The v2 set: two fast instances of another service, which a route gives the canary's share of catalog's calls.
@@ -110,8 +124,19 @@ try
             foreach (var backend in group)
             {
                 endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Address"] = backend.Address.ToString();
-                endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i++}:Weight"] = backend.Spec.Weight.ToString(CultureInfo.InvariantCulture);
+                endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Weight"] = backend.Spec.Weight.ToString(CultureInfo.InvariantCulture);
+                if (backend.Spec.Zone is { } zone)
+                {
+                    endpoints[$"Mesh:Services:{group.Key}:Endpoints:{i}:Zone"] = zone;
+                }
+
+                i++;
             }
+        }
+
+        if (options.Zones)
+        {
+            endpoints["Mesh:Zone"] = DemoZones.CallerZone; // or the MESH_ZONE environment variable
         }
 
         if (options.Canary is { } canary)

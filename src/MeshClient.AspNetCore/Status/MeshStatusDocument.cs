@@ -13,6 +13,9 @@ internal sealed record MeshStatusDocument(
     IReadOnlyList<ServiceDocument> Services)
 {
     public const int CurrentVersion = 1;
+
+    /// <summary>Gets the caller's zone (<c>Mesh:Zone</c> or <c>MESH_ZONE</c>), or <see langword="null"/>.</summary>
+    public string? Zone { get; init; }
 }
 
 internal sealed record ServiceDocument(
@@ -22,7 +25,22 @@ internal sealed record ServiceDocument(
     bool Panic,
     RetryBudgetDocument? RetryBudget,
     IReadOnlyList<EndpointDocument> Endpoints,
-    IReadOnlyList<RouteDocument> Routes);
+    IReadOnlyList<RouteDocument> Routes)
+{
+    /// <summary>Gets the service's zone routing, or <see langword="null"/> when it is off for the service.</summary>
+    public ZoneRoutingDocument? ZoneRouting { get; init; }
+}
+
+internal sealed record ZoneRoutingDocument(
+    string Zone,
+    bool Active,
+    double Spill,
+    double? LocalShare,
+    double? LocalLatencyMs,
+    double? RemoteLatencyMs,
+    double? LatencyRatio,
+    int LocalEndpoints,
+    int HealthyLocalEndpoints);
 
 internal sealed record RouteDocument(
     string Name,
@@ -61,7 +79,11 @@ internal sealed record EndpointDocument(
     int InFlight,
     int RequestsLastMinute,
     int FailuresLastMinute,
-    long Attempts);
+    long Attempts)
+{
+    /// <summary>Gets <c>local</c> or <c>remote</c> while zone routing applies to the service, else <see langword="null"/>.</summary>
+    public string? Locality { get; init; }
+}
 
 /// <summary>The source-generated serializer of <see cref="MeshStatusDocument"/> (trimming- and AOT-safe).</summary>
 [JsonSourceGenerationOptions(

@@ -50,6 +50,7 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
         {
             var service = services[i];
             var budget = service.RetryBudget;
+            var zones = service.ZoneRouting;
             documents[i] = new ServiceDocument(
                 service.Name,
                 new DiscoveryDocument(service.DiscoverySource, service.LastUpdated, service.LastRefreshed, service.DiscoveryError),
@@ -69,15 +70,27 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
                     e.InFlight,
                     e.RequestsLastMinute,
                     e.FailuresLastMinute,
-                    e.Attempts))],
+                    e.Attempts) { Locality = e.Locality })],
                 [.. service.Routes.Select(r => new RouteDocument(
                     r.Name,
                     r.Match,
                     r.Timeout?.TotalSeconds,
-                    [.. r.Backends.Select(b => new RouteBackendDocument(b.Service, b.Weight, b.Share, b.State))]))]);
+                    [.. r.Backends.Select(b => new RouteBackendDocument(b.Service, b.Weight, b.Share, b.State))]))])
+            {
+                ZoneRouting = zones is null ? null : new ZoneRoutingDocument(
+                    zones.Zone,
+                    zones.Active,
+                    zones.Spill,
+                    zones.LocalShare,
+                    zones.LocalLatency is { } local ? Math.Round(local.TotalMilliseconds, 2) : null,
+                    zones.RemoteLatency is { } remote ? Math.Round(remote.TotalMilliseconds, 2) : null,
+                    zones.LatencyRatio,
+                    zones.LocalEndpoints,
+                    zones.HealthyLocalEndpoints),
+            };
         }
 
-        return new MeshStatusDocument(MeshStatusDocument.CurrentVersion, time.GetUtcNow(), documents);
+        return new MeshStatusDocument(MeshStatusDocument.CurrentVersion, time.GetUtcNow(), documents) { Zone = status.Zone };
     }
 
     /// <summary>JSON when the client names <c>application/json</c> (or <c>?format=json</c>); a browser gets the page.</summary>

@@ -89,7 +89,8 @@ internal static class EndpointEntryFactory
 
         rejection = null;
         var id = meta?.Id ?? ((scheme ?? "*") + "://" + authority + pathBase);
-        return new EndpointEntry(getState(id), weight, meta?.Zone, scheme, authority, pathBase, hostHeader);
+        var hints = endpoint.Features.Get<IEndpointZoneHints>()?.ForZones;
+        return new EndpointEntry(getState(id), weight, string.IsNullOrEmpty(meta?.Zone) ? null : meta.Zone, scheme, authority, pathBase, hostHeader, hints is { Count: > 0 } ? [.. hints] : null);
     }
 
     /// <summary>

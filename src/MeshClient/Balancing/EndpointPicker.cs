@@ -1,4 +1,5 @@
 using MeshClient.Model;
+using MeshClient.Telemetry;
 
 namespace MeshClient.Balancing;
 
@@ -8,9 +9,11 @@ namespace MeshClient.Balancing;
 /// never a probe for a retry), the fallbacks when the picks keep being refused, and one more pick from the next
 /// snapshot when a health change is being published. It returns an <see cref="EndpointLease"/>, or throws
 /// <see cref="NoHealthyEndpointException"/> or <see cref="NoHttpsEndpointException"/> before a byte is sent (so the
-/// call may be retried). Lock-free and allocation-free unless it has to wait for a snapshot.
+/// call may be retried). With zone routing on, the zone's view first (<see cref="ZoneView.Choose"/>), then the whole
+/// snapshot when the zone's endpoints cannot admit the attempt. Lock-free and allocation-free unless it has to wait
+/// for a snapshot.
 /// </summary>
-internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
+internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshInstrumentation? telemetry = null)
 {
     private readonly Randomizer _random = random;
 
@@ -23,10 +26,51 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
     public ValueTask<EndpointLease> PickAsync(ServiceTable table, EndpointSnapshot snapshot, string scheme, MeshRequestContext? context, CancellationToken cancellationToken)
     {
         var view = ForScheme(table, snapshot, scheme);
+        if (view.Zones is { } zones)
+        {
+            return PickInZones(table, snapshot, view, zones, scheme, context, cancellationToken);
+        }
+
         var endpoint = Admit(view, context, out var isProbe);
         return endpoint is not null
             ? new ValueTask<EndpointLease>(Lease(table, view, endpoint, isProbe, context))
             : PickFromNextSnapshotAsync(table, snapshot, scheme, context, cancellationToken);
+    }
+
+    /// <summary>
+    /// The pick of a service with zone routing on: from the view <see cref="ZoneView.Choose"/> gives (the zone's, the
+    /// other zones' for a probe, or all), then from all endpoints when that view admitted nothing (a probe in flight, a
+    /// failing endpoint at its limit); the attempt's locality goes on the call's span and the zone-attempts counter.
+    /// </summary>
+    private ValueTask<EndpointLease> PickInZones(ServiceTable table, EndpointSnapshot snapshot, EndpointSnapshot view, ZoneView zones, string scheme, MeshRequestContext? context, CancellationToken cancellationToken)
+    {
+        var now = time.GetTimestamp();
+        var chosen = zones.Choose(view, context, now, _random);
+        var endpoint = Admit(chosen, context, out var isProbe);
+        if (endpoint is null && !ReferenceEquals(chosen, view))
+        {
+            chosen = view;
+            endpoint = Admit(view, context, out isProbe);
+        }
+
+        if (endpoint is null)
+        {
+            return PickFromNextSnapshotAsync(table, snapshot, scheme, context, cancellationToken);
+        }
+
+        RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint));
+        return new ValueTask<EndpointLease>(Lease(table, chosen, endpoint, isProbe, context));
+    }
+
+    /// <summary>Tags the call's span with the attempt's locality (the last attempt's stays) and counts the attempt by it.</summary>
+    private void RecordLocality(string service, bool local)
+    {
+        var locality = local ? "local" : "remote";
+        MeshInstrumentation.SetTag(MeshTags.Locality, locality);
+        if (telemetry is { ZoneAttempts.Enabled: true } instruments)
+        {
+            instruments.ZoneAttempts.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, service), new KeyValuePair<string, object?>(MeshTags.Locality, locality));
+        }
     }
 
     /// <summary>
@@ -53,6 +97,11 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time)
             var endpoint = Admit(view, context, out var isProbe);
             if (endpoint is not null)
             {
+                if (view.Zones is { } zones)
+                {
+                    RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint));
+                }
+
                 return Lease(table, view, endpoint, isProbe, context);
             }
         }

@@ -24,12 +24,13 @@ internal sealed class EndpointSnapshot
     /// The weights the balancer uses for <paramref name="active"/>, when they differ from the discovered ones (slow
     /// start scales them all); <see langword="null"/> for the discovered weights.
     /// </param>
-    public EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights = null)
-        : this(serviceName, all, active, policy, panic, roundRobinStart, weights, parent: null)
+    /// <param name="zones">The service's zone routing, or <see langword="null"/> when it is off.</param>
+    public EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights = null, ZoneContext? zones = null)
+        : this(serviceName, all, active, policy, panic, roundRobinStart, weights, parent: null, zones)
     {
     }
 
-    private EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights, EndpointSnapshot? parent)
+    private EndpointSnapshot(string serviceName, EndpointEntry[] all, EndpointEntry[] active, LoadBalancingPolicy policy, bool panic, int roundRobinStart, long[]? weights, EndpointSnapshot? parent, ZoneContext? zones)
     {
         _parent = parent;
         ServiceName = serviceName;
@@ -69,7 +70,8 @@ internal sealed class EndpointSnapshot
         RoundRobinSequence = policy.NeedsRoundRobinSequence ? WeightedSchedule.Build(weights) : [];
         RoundRobinStride = policy.NeedsRoundRobinSequence && RoundRobinSequence.Length == 0 ? WeightedSchedule.Stride(total) : 0;
         _roundRobinCursor = roundRobinStart;
-        Https = parent is null ? CreateHttpsView(all, active, weights, roundRobinStart) : this;
+        Zones = zones is null ? null : ZoneView.Create(this, zones);
+        Https = parent is null ? CreateHttpsView(all, active, weights, roundRobinStart, zones) : this;
     }
 
     public string ServiceName { get; }
@@ -128,6 +130,18 @@ internal sealed class EndpointSnapshot
     /// </summary>
     public long RoundRobinStride { get; }
 
+    /// <summary>
+    /// Gets the zones of this snapshot (and of its https view) when zone routing is on for the service and its
+    /// endpoints say where they are; <see langword="null"/> otherwise, and in the views of one zone.
+    /// </summary>
+    public ZoneView? Zones { get; }
+
+    /// <summary>
+    /// Gets a value indicating whether the attempts picked from this snapshot (or one of its views) leave latency samples
+    /// for zone routing (<see cref="ZoneBalance"/>).
+    /// </summary>
+    public bool SamplesZones => _parent?.SamplesZones ?? Zones is not null;
+
     public int NextRoundRobin() => Interlocked.Increment(ref _roundRobinCursor);
 
     /// <summary>Draws an index of <see cref="Active"/> with probability proportional to its weight.</summary>
@@ -165,7 +179,24 @@ internal sealed class EndpointSnapshot
         return lo;
     }
 
-    private EndpointSnapshot? CreateHttpsView(EndpointEntry[] all, EndpointEntry[] active, long[] weights, int roundRobinStart)
+    /// <summary>
+    /// A view of some of <see cref="Active"/> (by index) with their weights, for zone routing: same service, policy,
+    /// panic state and tuning; its own round-robin order.
+    /// </summary>
+    internal EndpointSnapshot CreateView(List<int> indices)
+    {
+        var active = new EndpointEntry[indices.Count];
+        var weights = new long[indices.Count];
+        for (var i = 0; i < indices.Count; i++)
+        {
+            active[i] = Active[indices[i]];
+            weights[i] = Weights[indices[i]];
+        }
+
+        return new EndpointSnapshot(ServiceName, All, active, Policy, Panic, Volatile.Read(ref _roundRobinCursor), weights, this, zones: null);
+    }
+
+    private EndpointSnapshot? CreateHttpsView(EndpointEntry[] all, EndpointEntry[] active, long[] weights, int roundRobinStart, ZoneContext? zones)
     {
         var secure = 0;
         foreach (var entry in all)
@@ -201,6 +232,6 @@ internal sealed class EndpointSnapshot
             }
         }
 
-        return new EndpointSnapshot(ServiceName, secureAll, secureActive, Policy, Panic, roundRobinStart, secureWeights, this);
+        return new EndpointSnapshot(ServiceName, secureAll, secureActive, Policy, Panic, roundRobinStart, secureWeights, this, zones);
     }
 }

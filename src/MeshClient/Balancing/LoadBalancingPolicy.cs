@@ -57,6 +57,10 @@ internal abstract class LoadBalancingPolicy
         {
             var rtt = failed ? Math.Max(elapsed, snapshot.FailurePenalty) : elapsed;
             state.RecordLatency(now, rtt, snapshot.Decay, failure: failed);
+            if (snapshot.SamplesZones)
+            {
+                state.AddZoneSample(rtt); // the same sample, for zone routing's means (ZoneBalance)
+            }
         }
     }
 

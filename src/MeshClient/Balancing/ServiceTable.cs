@@ -407,7 +407,6 @@ internal sealed partial class ServiceTable : IDisposable
         _appliedWith = allowed.Options;
         _publisher.SetEntries(_entries);
 
-        _resolution = ServiceResolution.Known;
         var now = _registry.TimeProvider.GetUtcNow();
         _discovery = new DiscoveryInfo(feature?.ProviderName, changed ? now : _discovery?.Updated ?? now, now);
 
@@ -417,6 +416,10 @@ internal sealed partial class ServiceTable : IDisposable
         {
             _publisher.Rebuild();
         }
+
+        // Known only once the snapshot is out: a reader that sees Known without a snapshot (a route's backend check)
+        // would take the service for one nobody knows.
+        _resolution = ServiceResolution.Known;
 
         if (changed)
         {
@@ -477,7 +480,8 @@ internal sealed partial class ServiceTable : IDisposable
         {
             var a = current[i];
             var b = next[i];
-            if (a.Id != b.Id || a.Weight != b.Weight || a.Zone != b.Zone || a.Address != b.Address)
+            if (a.Id != b.Id || a.Weight != b.Weight || a.Zone != b.Zone || a.Address != b.Address
+                || !(a.ForZones ?? []).AsSpan().SequenceEqual(b.ForZones ?? []))
             {
                 return false;
             }

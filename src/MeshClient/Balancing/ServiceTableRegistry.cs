@@ -50,7 +50,7 @@ internal sealed class ServiceTableRegistry : IDisposable
         Options = options;
         TimeProvider = timeProvider;
         Random = random;
-        Picker = new EndpointPicker(random, timeProvider);
+        Picker = new EndpointPicker(random, timeProvider, telemetry);
         Logger = logger;
         ProviderNames = [.. providerFactories.Select(ProviderDescription.Describe).Distinct()];
 

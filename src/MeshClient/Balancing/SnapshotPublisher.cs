@@ -25,6 +25,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
     private int _rebuildDirty; // a change was made since the running rebuild started
     private TaskCompletionSource? _rebuildWaiters;
     private int _built;
+    private ZoneBalance? _zoneBalance; // kept across snapshots while the caller's zone stays the same
 
     public SnapshotPublisher(ServiceTableRegistry registry, string serviceName)
     {
@@ -177,7 +178,7 @@ internal sealed partial class SnapshotPublisher : IDisposable
             var start = (int)_registry.Random.NextInt64(int.MaxValue);
             var ramp = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
             var weights = _loadReports.Compute(active, policy, _slowStart.Compute(active, ramp));
-            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, weights)
+            _current = new EndpointSnapshot(_serviceName, all, active, policy, panic, start, weights, Zones(options, service, ramp))
             {
                 UnreachableAdmitted = unreachableAdmitted,
                 Decay = options.PeakEwma.DecayTime.TotalSeconds * frequency,
@@ -195,6 +196,24 @@ internal sealed partial class SnapshotPublisher : IDisposable
                 }
             }
         }
+    }
+
+    /// <summary>The zone routing of the next snapshot, or <see langword="null"/> when it is off for the service.</summary>
+    private ZoneContext? Zones(MeshOptions options, MeshServiceOptions? service, SlowStartRamp ramp)
+    {
+        if (ZoneRoutingSettings.Resolve(options, service) is not { } settings)
+        {
+            _zoneBalance = null;
+            return null;
+        }
+
+        if (_zoneBalance?.Zone != settings.Zone)
+        {
+            _zoneBalance = new ZoneBalance(settings.Zone, _registry.TimeProvider.TimestampFrequency);
+        }
+
+        var time = _registry.TimeProvider;
+        return new ZoneContext(settings, _zoneBalance, ramp, time.GetTimestamp(), time.TimestampFrequency);
     }
 
     public void Dispose()

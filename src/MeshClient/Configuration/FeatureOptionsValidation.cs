@@ -3,8 +3,8 @@ using System.Globalization;
 namespace MeshClient.Configuration;
 
 /// <summary>
-/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>), <see cref="SlowStartOptions"/> and
-/// <see cref="WeightedRoundRobinOptions"/>, global or per service, each
+/// The rules of <see cref="MeshResilienceOptions"/> (with its <see cref="MeshHedgingOptions"/>), <see cref="SlowStartOptions"/>,
+/// <see cref="WeightedRoundRobinOptions"/> and <see cref="ZoneRoutingOptions"/>, global or per service, each
 /// failure naming its key (called by <see cref="MeshOptionsValidator"/>).
 /// </summary>
 internal static class FeatureOptionsValidation
@@ -107,6 +107,26 @@ internal static class FeatureOptionsValidation
         if (options.MinWeightPercent is { } percent)
         {
             MeshOptionsValidator.ValidateRange(failures, $"{key}:MinWeightPercent", percent, 1, 100);
+        }
+    }
+
+    /// <summary>Checks one set of zone-routing options, naming the keys under <paramref name="key"/>.</summary>
+    public static void ValidateZoneRouting(List<string> failures, string key, ZoneRoutingOptions options)
+    {
+        if (options.SpillStartRatio is { } start && !(start is >= 1 and <= 100))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:SpillStartRatio must be between 1 and 100, was {start}."));
+        }
+
+        if (options.SpillFullRatio is { } full && !(full is >= 1 and <= 1000))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:SpillFullRatio must be between 1 and 1000, was {full}."));
+        }
+
+        // Only a contradiction written at one level is an error; an unset side adapts (ZoneRoutingSettings.Resolve).
+        if (options.SpillStartRatio is { } s && options.SpillFullRatio is { } f && f <= s)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"{key}:SpillFullRatio ({f}) must be above {key}:SpillStartRatio ({s})."));
         }
     }
 

@@ -46,6 +46,8 @@ internal static class MeshConfigurationSchema
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
+    private static readonly ConfigurationSchema ZoneRouting = Object(("Enabled", Value), ("SpillStartRatio", Value), ("SpillFullRatio", Value));
+
     private static readonly ConfigurationSchema Deadlines = Object(("Propagate", Value));
     private static readonly ConfigurationSchema WeightedRoundRobin = Object(
         ("BlackoutPeriod", Value),
@@ -74,6 +76,7 @@ internal static class MeshConfigurationSchema
         ("Endpoints", Collection(Endpoint)),
         ("Resilience", Resilience),
         ("SlowStart", SlowStart),
+        ("ZoneRouting", ZoneRouting),
         ("Deadlines", Deadlines),
         ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),
@@ -88,6 +91,8 @@ internal static class MeshConfigurationSchema
         ("Resilience", Resilience),
         ("PeakEwma", Object(("DecayTime", Value), ("DefaultRtt", Value), ("FailurePenalty", Value))),
         ("SlowStart", SlowStart),
+        ("Zone", Value),
+        ("ZoneRouting", ZoneRouting),
         ("Deadlines", Deadlines),
         ("WeightedRoundRobin", WeightedRoundRobin),
         ("Tls", Tls),

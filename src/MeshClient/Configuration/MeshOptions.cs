@@ -11,6 +11,12 @@ namespace MeshClient.Configuration;
 /// </summary>
 public sealed class MeshOptions
 {
+    /// <summary>The environment variable that gives the caller's zone when <see cref="Zone"/> is not configured.</summary>
+    internal const string ZoneEnvironmentVariable = "MESH_ZONE";
+
+    /// <summary>The longest zone name accepted.</summary>
+    internal const int MaxZoneLength = 128;
+
     /// <summary>
     /// Gets or sets a value indicating whether every client created by <c>IHttpClientFactory</c> is mesh-enabled.
     /// When <see langword="false"/>, a client opts in with <c>IHttpClientBuilder.AddMesh()</c>. Default: <see langword="true"/>.
@@ -57,6 +63,20 @@ public sealed class MeshOptions
     public SlowStartOptions SlowStart { get; } = new();
 
     /// <summary>
+    /// Gets or sets the zone the caller runs in (<c>Mesh:Zone</c>, for example <c>eu-west-1a</c>); when unset, the
+    /// <c>MESH_ZONE</c> environment variable. Endpoints in this zone (their <c>Zone</c>, or the Kubernetes
+    /// <c>hints.forZones</c> when an EndpointSlice gives them) are preferred while they are healthy and not slower
+    /// than the others (<see cref="ZoneRouting"/>). Default: none (no zone routing).
+    /// </summary>
+    public string? Zone { get; set; }
+
+    /// <summary>
+    /// Gets the zone routing of every service (<c>Mesh:ZoneRouting</c>): on by default when <see cref="Zone"/> is
+    /// set; a service overrides it with <c>Mesh:Services:{name}:ZoneRouting</c>.
+    /// </summary>
+    public ZoneRoutingOptions ZoneRouting { get; } = new();
+
+    /// <summary>
     /// Gets the deadline propagation of every service (<c>Mesh:Deadlines</c>): calls made while a deadline is current
     /// (<see cref="MeshDeadline"/>) are bounded by it and send it on. Default: on.
     /// </summary>
@@ -99,6 +119,25 @@ public sealed class MeshOptions
     /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> like every other invalid value.
     /// </summary>
     internal List<string> BindingErrors { get; } = [];
+
+    /// <summary>
+    /// Fills <see cref="Zone"/> from the <c>MESH_ZONE</c> environment variable (read through <paramref name="environment"/>)
+    /// when configuration left it unset or empty.
+    /// </summary>
+    internal void ApplyZoneFromEnvironment(Func<string, string?> environment)
+    {
+        if (!string.IsNullOrEmpty(Zone))
+        {
+            return;
+        }
+
+        var zone = environment(ZoneEnvironmentVariable);
+        Zone = string.IsNullOrWhiteSpace(zone) ? null : zone;
+        ZoneFromEnvironment = Zone is not null;
+    }
+
+    /// <summary>Gets or sets a value indicating whether <see cref="Zone"/> came from the <c>MESH_ZONE</c> environment variable (for messages).</summary>
+    internal bool ZoneFromEnvironment { get; set; }
 
     /// <summary>
     /// Gets the sections of optional builders that are configured but not read because their builder was not added

@@ -26,6 +26,8 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
 
         FeatureOptionsValidation.ValidateResilience(failures, $"{root}:Resilience", options.Resilience);
         FeatureOptionsValidation.ValidateSlowStart(failures, $"{root}:SlowStart", options.SlowStart);
+        FeatureOptionsValidation.ValidateZoneRouting(failures, $"{root}:ZoneRouting", options.ZoneRouting);
+        ValidateZone(failures, $"{root}:Zone", options);
         FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{root}:WeightedRoundRobin", options.WeightedRoundRobin);
         foreach (var (serviceName, service) in options.Services)
         {
@@ -43,6 +45,7 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             ValidatePolicy(failures, $"{prefix}:LoadBalancer", service.LoadBalancer, allowNull: true);
             FeatureOptionsValidation.ValidateResilience(failures, $"{prefix}:Resilience", service.Resilience);
             FeatureOptionsValidation.ValidateSlowStart(failures, $"{prefix}:SlowStart", service.SlowStart);
+            FeatureOptionsValidation.ValidateZoneRouting(failures, $"{prefix}:ZoneRouting", service.ZoneRouting);
             FeatureOptionsValidation.ValidateWeightedRoundRobin(failures, $"{prefix}:WeightedRoundRobin", service.WeightedRoundRobin);
             RouteOptionsValidation.Validate(failures, prefix, serviceName, service, options);
             var ids = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -116,6 +119,22 @@ internal sealed class MeshOptionsValidator(MeshConfigurationPath path) : IValida
             // The address is the endpoint's id: a second one would be dropped, its weight lost. Use Weight instead.
             failures.Add(string.Create(CultureInfo.InvariantCulture,
                 $"{key}:Address '{address}' is the same endpoint as Endpoints:{ids[uri.GetLeftPart(UriPartial.Path)]}; list an endpoint once and give it a Weight."));
+        }
+    }
+
+    /// <summary>The caller's zone: a label such as <c>eu-west-1a</c>, compared with the endpoints' zones as written.</summary>
+    private static void ValidateZone(List<string> failures, string key, MeshOptions options)
+    {
+        if (options.Zone is not { } zone)
+        {
+            return;
+        }
+
+        var source = options.ZoneFromEnvironment ? $"{key} (from the {MeshOptions.ZoneEnvironmentVariable} environment variable)" : key;
+        if (zone.Length > MeshOptions.MaxZoneLength || zone.Trim().Length != zone.Length || zone.Any(char.IsControl))
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture,
+                $"{source} '{(zone.Length > 64 ? zone[..64] + "…" : zone)}' must be a zone name such as 'eu-west-1a': at most {MeshOptions.MaxZoneLength} characters, no surrounding spaces or control characters."));
         }
     }
 

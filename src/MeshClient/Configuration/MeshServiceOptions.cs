@@ -33,6 +33,12 @@ public sealed class MeshServiceOptions
     public MeshClient.Configuration.SlowStartOptions SlowStart { get; } = new();
 
     /// <summary>
+    /// Gets the zone routing of this service (<c>Mesh:Services:{name}:ZoneRouting</c>); unset values take the global
+    /// <see cref="MeshOptions.ZoneRouting"/> ones.
+    /// </summary>
+    public ZoneRoutingOptions ZoneRouting { get; } = new();
+
+    /// <summary>
     /// Gets the deadline propagation of calls to this service (<c>Mesh:Services:{name}:Deadlines</c>); unset values take
     /// the global <see cref="MeshOptions.Deadlines"/> ones.
     /// </summary>

@@ -33,9 +33,20 @@ internal sealed class ConsulNode
 
     public Dictionary<string, string>? Meta { get; set; }
 
+    /// <summary>Gets or sets the node's locality (Consul 1.17+, the agent's <c>locality</c> setting; omitted when unset).</summary>
+    public ConsulLocality? Locality { get; set; }
+
     public ulong CreateIndex { get; set; }
 
     public ulong ModifyIndex { get; set; }
+}
+
+/// <summary>A locality (Consul 1.17+): <c>{"Region": …, "Zone": …}</c>, on a node or a service instance.</summary>
+internal sealed class ConsulLocality
+{
+    public string? Region { get; set; }
+
+    public string? Zone { get; set; }
 }
 
 /// <summary>A service instance (<c>NodeService</c>, also the shape of <c>GET /v1/agent/services</c> values).</summary>
@@ -57,6 +68,9 @@ internal sealed class ConsulService
     public Dictionary<string, string>? Meta { get; set; }
 
     public int Port { get; set; }
+
+    /// <summary>Gets or sets the instance's locality (Consul 1.17+; omitted when unset).</summary>
+    public ConsulLocality? Locality { get; set; }
 
     public ConsulWeights? Weights { get; set; }
 

@@ -59,8 +59,9 @@ public sealed class ConsulOptions
     public string? SchemeMetaKey { get; set; } = "scheme";
 
     /// <summary>
-    /// Gets or sets the <c>Service.Meta</c> key (then <c>Node.Meta</c> key) that holds the zone of an instance.
-    /// Default: <c>zone</c>. Empty disables zones.
+    /// Gets or sets the <c>Service.Meta</c> key that holds the zone of an instance. The zone is read from the instance's
+    /// <c>Service.Meta</c> under this key, else its <c>Service.Locality.Zone</c> (Consul 1.17+), else its node's
+    /// <c>Node.Meta</c> under this key, else <c>Node.Locality.Zone</c>. Default: <c>zone</c>. Empty disables zones.
     /// </summary>
     public string? ZoneMetaKey { get; set; } = "zone";
 

@@ -148,8 +148,11 @@ internal sealed class ConsulServiceState : IWatchedService
             string? zone = null;
             if (!string.IsNullOrEmpty(options.ZoneMetaKey))
             {
-                zone = service.Meta?.GetValueOrDefault(options.ZoneMetaKey) ?? entry.Node?.Meta?.GetValueOrDefault(options.ZoneMetaKey);
-                zone = string.IsNullOrEmpty(zone) ? null : zone;
+                // The instance's own word first, then its node's: the meta key, then Consul's Locality (1.17+).
+                zone = NonEmpty(service.Meta?.GetValueOrDefault(options.ZoneMetaKey))
+                    ?? NonEmpty(service.Locality?.Zone)
+                    ?? NonEmpty(entry.Node?.Meta?.GetValueOrDefault(options.ZoneMetaKey))
+                    ?? NonEmpty(entry.Node?.Locality?.Zone);
             }
 
             // Service IDs are unique per agent, not per cluster (the default ID is the name): qualify a shared one by node.
@@ -243,6 +246,8 @@ internal sealed class ConsulServiceState : IWatchedService
             : scheme + "://" + host;
         return Uri.TryCreate(text, UriKind.Absolute, out var uri) ? uri : null;
     }
+
+    private static string? NonEmpty(string? text) => string.IsNullOrEmpty(text) ? null : text;
 
     private static string Shorten(string text) => text.Length <= 64 ? text : string.Concat(text.AsSpan(0, 64), "…");
 }

@@ -117,6 +117,8 @@ public static class MeshServiceCollectionExtensions
                     (IConfiguration?)sp.GetService<IConfiguration>()?.GetSection(path) ?? new ConfigurationBuilder().Build()));
         }
 
+        // Mesh:Zone, else the MESH_ZONE environment variable (after every Configure, so code that sets it wins too).
+        options.PostConfigure(static o => o.ApplyZoneFromEnvironment(Environment.GetEnvironmentVariable));
         options.ValidateOnStart();
         services.AddSingleton(new MeshConfigurationPath(path));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MeshOptions>, MeshOptionsValidator>());

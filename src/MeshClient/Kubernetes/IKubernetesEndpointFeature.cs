@@ -15,7 +15,7 @@ public interface IKubernetesEndpointFeature
 }
 
 /// <summary>The immutable implementation of <see cref="IKubernetesEndpointFeature"/>.</summary>
-internal sealed class KubernetesEndpointFeature(string? nodeName, IReadOnlyList<string> forZones) : IKubernetesEndpointFeature
+internal sealed class KubernetesEndpointFeature(string? nodeName, IReadOnlyList<string> forZones) : IKubernetesEndpointFeature, Discovery.IEndpointZoneHints
 {
     public string? NodeName { get; } = nodeName;
 

@@ -33,7 +33,12 @@ internal sealed class KubernetesEndpointProviderFactory(KubernetesWatchCache cac
             {
                 var features = new FeatureCollection();
                 features.Set<IMeshEndpointFeature>(new MeshEndpointFeature(instance.Id, 1, instance.Zone));
-                features.Set<IKubernetesEndpointFeature>(new KubernetesEndpointFeature(instance.NodeName, instance.ForZonesList));
+                var kubernetes = new KubernetesEndpointFeature(instance.NodeName, instance.ForZonesList);
+                features.Set<IKubernetesEndpointFeature>(kubernetes);
+                if (kubernetes.ForZones.Count > 0)
+                {
+                    features.Set<IEndpointZoneHints>(kubernetes); // zone routing honours hints.forZones
+                }
                 features.Set<IServiceEndpointProvider>(this);
                 endpoints.Endpoints.Add(ServiceEndpoint.Create(new UriEndPoint(instance.Address), features));
             }

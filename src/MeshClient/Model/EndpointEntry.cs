@@ -24,11 +24,13 @@ internal sealed class EndpointEntry
     /// <param name="authority">host[:port].</param>
     /// <param name="pathBase">The path base of a URI endpoint, without a trailing slash.</param>
     /// <param name="hostHeader">The Host header to send, if the endpoint names one.</param>
-    public EndpointEntry(EndpointState state, int weight, string? zone, string? scheme, string authority, string pathBase, string? hostHeader)
+    /// <param name="forZones">The zones the endpoint is meant to serve (Kubernetes <c>hints.forZones</c>), if its provider says.</param>
+    public EndpointEntry(EndpointState state, int weight, string? zone, string? scheme, string authority, string pathBase, string? hostHeader, string[]? forZones = null)
     {
         State = state;
         Weight = weight;
         Zone = zone;
+        ForZones = forZones is { Length: > 0 } ? forZones : null;
         HostHeader = hostHeader;
         _authorityAndPathBase = authority + pathBase;
         _fixedPrefix = scheme is null ? null : scheme + "://" + _authorityAndPathBase;
@@ -43,6 +45,37 @@ internal sealed class EndpointEntry
     public int Weight { get; }
 
     public string? Zone { get; }
+
+    /// <summary>
+    /// Gets the zones the endpoint is meant to serve (Kubernetes <c>hints.forZones</c>), or <see langword="null"/> without
+    /// a hint: with one, the endpoint is local to callers in those zones only, whatever its own <see cref="Zone"/>.
+    /// </summary>
+    public string[]? ForZones { get; }
+
+    /// <summary>
+    /// Whether a caller in <paramref name="zone"/> counts the endpoint as in its zone: its hints name that zone, or,
+    /// without hints, its own zone is that zone (case-insensitive).
+    /// </summary>
+    public bool IsLocalTo(string zone)
+    {
+        if (ForZones is { } hints)
+        {
+            foreach (var hint in hints)
+            {
+                if (string.Equals(hint, zone, StringComparison.OrdinalIgnoreCase))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        return string.Equals(Zone, zone, StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Gets a value indicating whether the endpoint says where it is (a zone or zone hints).</summary>
+    public bool HasZone => Zone is not null || ForZones is not null;
 
     /// <summary>Gets the value for the <c>Host</c> header (and so TLS SNI), when the endpoint names one.</summary>
     public string? HostHeader { get; }

@@ -22,6 +22,8 @@ internal sealed class EndpointState
     private int _removed;
     private long _slowStartSince;
     private long _ejectedUntil;
+    private long _zoneLatencySum;
+    private int _zoneSamples;
     private EndpointLoadReport? _loadReport;
 
     /// <summary>The least weight of a sample below the estimate: the estimate follows an endpoint's last few dozen answers.</summary>
@@ -335,6 +337,31 @@ internal sealed class EndpointState
             // One attempt: a lost race means another pick or a sample just changed it, which is as good.
             Interlocked.CompareExchange(ref _ewmaBits, BitConverter.DoubleToInt64Bits(current * (1 - fraction)), bits);
         }
+    }
+
+    /// <summary>
+    /// Adds a latency sample (timestamp units) to those zone routing collects between two of its updates: two
+    /// interlocked additions, recorded only for services with zone routing on.
+    /// </summary>
+    public void AddZoneSample(double rtt)
+    {
+        Interlocked.Add(ref _zoneLatencySum, (long)rtt);
+        Interlocked.Increment(ref _zoneSamples);
+    }
+
+    /// <summary>Takes the samples added since the last call: returns their number and their sum (timestamp units).</summary>
+    public int TakeZoneSamples(out long sum)
+    {
+        if (Volatile.Read(ref _zoneSamples) == 0)
+        {
+            sum = 0;
+            return 0;
+        }
+
+        // Not atomic as a pair: a sample being added may land in the next window's count; zone routing averages many.
+        var count = Interlocked.Exchange(ref _zoneSamples, 0);
+        sum = Interlocked.Exchange(ref _zoneLatencySum, 0);
+        return count;
     }
 
     public void OnAttemptStarted()

@@ -13,6 +13,12 @@ public interface IMeshStatus
     /// <summary>Returns the services the mesh has resolved, with their endpoints.</summary>
     /// <returns>A snapshot; it does not change afterwards.</returns>
     IReadOnlyList<MeshServiceStatus> GetServices();
+
+    /// <summary>
+    /// Gets the zone the caller runs in (<c>Mesh:Zone</c>, else the <c>MESH_ZONE</c> environment variable), or
+    /// <see langword="null"/> when it is not set (no zone routing).
+    /// </summary>
+    string? Zone => null;
 }
 
 /// <summary>The state of one service.</summary>
@@ -41,10 +47,47 @@ public sealed record MeshServiceStatus(string Name, string LoadBalancer, bool Pa
     public MeshRetryBudgetStatus? RetryBudget { get; init; }
 
     /// <summary>
+    /// Gets the zone routing of the service (<see cref="ZoneRoutingOptions"/>), or <see langword="null"/> when it is off
+    /// for the service (no caller zone, or <c>ZoneRouting:Enabled</c> false).
+    /// </summary>
+    public MeshZoneRoutingStatus? ZoneRouting { get; init; }
+
+    /// <summary>
     /// Gets the routes of the service (<c>Mesh:Services:{name}:Routes</c>), in order, with the share each backend takes
     /// now; empty for a service without routes. A service with routes is listed even when it has no endpoints of its own.
     /// </summary>
     public IReadOnlyList<MeshRouteStatus> Routes { get; init; } = [];
+}
+
+/// <summary>The zone routing of one service, as it stands.</summary>
+/// <param name="Zone">The caller's zone.</param>
+/// <param name="Active">
+/// Whether the service's endpoints say where they are (a zone, or Kubernetes zone hints), so that zone routing applies;
+/// without any, the service is balanced as without zone routing.
+/// </param>
+/// <param name="Spill">
+/// The share of calls (0 to 1) that leave the zone now — they ignore zones and the policy picks among all endpoints —:
+/// 0 while the zone is healthy and not slower than the others, 1 when it has no healthy endpoint.
+/// </param>
+public sealed record MeshZoneRoutingStatus(string Zone, bool Active, double Spill)
+{
+    /// <summary>Gets the share of the recent attempts (the last few seconds) answered in the zone, or <see langword="null"/> before any.</summary>
+    public double? LocalShare { get; init; }
+
+    /// <summary>Gets the mean answer time of the zone's endpoints, or <see langword="null"/> before the first sample.</summary>
+    public TimeSpan? LocalLatency { get; init; }
+
+    /// <summary>Gets the mean answer time of the other zones' endpoints, or <see langword="null"/> before the first sample.</summary>
+    public TimeSpan? RemoteLatency { get; init; }
+
+    /// <summary>Gets the ratio of the two latencies that decides the spill, or <see langword="null"/> while one is unknown.</summary>
+    public double? LatencyRatio { get; init; }
+
+    /// <summary>Gets the number of the service's endpoints in the caller's zone (healthy or not).</summary>
+    public int LocalEndpoints { get; init; }
+
+    /// <summary>Gets the number of those that take calls now (healthy, not ejected or probing).</summary>
+    public int HealthyLocalEndpoints { get; init; }
 }
 
 /// <summary>One route of a service.</summary>
@@ -111,4 +154,10 @@ public sealed record MeshEndpointStatus(string Id, string Address, int Weight, s
 
     /// <summary>Gets those of <see cref="RequestsLastMinute"/> that failed (5xx, 429, timeout, connection failure).</summary>
     public int FailuresLastMinute { get; init; }
+
+    /// <summary>
+    /// Gets <c>local</c> when the endpoint is in the caller's zone (its zone, or its Kubernetes <c>hints.forZones</c>,
+    /// names it) and <c>remote</c> otherwise, while zone routing applies to the service; <see langword="null"/> otherwise.
+    /// </summary>
+    public string? Locality { get; init; }
 }

@@ -8,6 +8,8 @@ namespace MeshClient.Status;
 
 internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience, MeshRouter router) : IMeshStatus
 {
+    public string? Zone => registry.Options.Current.Zone;
+
     public IReadOnlyList<MeshServiceStatus> GetServices()
     {
         var time = registry.TimeProvider;
@@ -25,6 +27,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
 
             options.Services.TryGetValue(table.ServiceName, out var service);
             var slowStart = SlowStartRamp.Resolve(options.SlowStart, service?.SlowStart);
+            var zones = snapshot.Zones;
             var endpoints = snapshot.All.Select(e =>
             {
                 var state = e.State;
@@ -60,6 +63,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
                     EjectionTimeLeft = left,
                     RequestsLastMinute = requests,
                     FailuresLastMinute = failures,
+                    Locality = zones is null ? null : zones.IsLocalEndpoint(e) ? "local" : "remote",
                 };
             }).ToList();
 
@@ -78,6 +82,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
                 LastRefreshed = discovery?.Refreshed,
                 DiscoveryError = table.LastError?.Message,
                 RetryBudget = budget,
+                ZoneRouting = ZoneRouting(options, service, snapshot),
                 Routes = routed.TryGetValue(table.ServiceName, out var routes) ? Routes(routes) : [],
             });
         }
@@ -94,6 +99,31 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
         }
 
         return services.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+    }
+
+    private static MeshZoneRoutingStatus? ZoneRouting(Configuration.MeshOptions options, Configuration.MeshServiceOptions? service, EndpointSnapshot snapshot)
+    {
+        if (ZoneRoutingSettings.Resolve(options, service) is not { } settings)
+        {
+            return null;
+        }
+
+        if (snapshot.Zones is not { } zones)
+        {
+            return new MeshZoneRoutingStatus(settings.Zone, Active: false, Spill: 0);
+        }
+
+        var reading = zones.Balance.Read();
+        var spill = zones.Local is null ? 1.0 : Math.Max(reading.Spill, zones.MinSpill);
+        return new MeshZoneRoutingStatus(zones.Zone, Active: true, Math.Round(spill, 3))
+        {
+            LocalShare = reading.LocalShare is { } share ? Math.Round(share, 3) : null,
+            LocalLatency = reading.LocalSeconds is { } local ? TimeSpan.FromSeconds(local) : null,
+            RemoteLatency = reading.RemoteSeconds is { } remote ? TimeSpan.FromSeconds(remote) : null,
+            LatencyRatio = reading.Ratio is { } ratio ? Math.Round(ratio, 2) : null,
+            LocalEndpoints = zones.LocalCount,
+            HealthyLocalEndpoints = zones.Local?.Active.Length ?? 0,
+        };
     }
 
     private static IReadOnlyList<MeshRouteStatus> Routes(RouteTable table) =>

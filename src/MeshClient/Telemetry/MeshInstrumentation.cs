@@ -28,6 +28,7 @@ internal sealed class MeshInstrumentation : IDisposable
         ActiveRequests = _meter.CreateUpDownCounter<long>("mesh.client.active_requests", "{request}", "Logical calls in flight through the mesh.");
         Attempts = _meter.CreateCounter<long>("mesh.client.attempts", "{attempt}", "Attempts sent to endpoints (first tries and retries).");
         Retries = _meter.CreateCounter<long>("mesh.client.retries", "{retry}", "Retries, by reason.");
+        ZoneAttempts = _meter.CreateCounter<long>("mesh.client.zone.attempts", "{attempt}", "Attempts of services with zone routing on, by locality (local, remote).");
         RetryBudgetExhausted = _meter.CreateCounter<long>("mesh.client.retry_budget.exhausted", "{retry}", "Retries refused by the retry budget.");
         Hedges = _meter.CreateCounter<long>("mesh.client.hedges", "{hedge}", "Hedged attempts sent, by which attempt answered (first, hedge, none).");
         HedgeBudgetExhausted = _meter.CreateCounter<long>("mesh.client.hedge_budget.exhausted", "{hedge}", "Hedges refused by the hedge budget.");
@@ -44,6 +45,9 @@ internal sealed class MeshInstrumentation : IDisposable
     public Counter<long> Attempts { get; }
 
     public Counter<long> Retries { get; }
+
+    /// <summary>Gets the attempts of services with zone routing on, tagged with <see cref="MeshTags.Locality"/>.</summary>
+    public Counter<long> ZoneAttempts { get; }
 
     public Counter<long> RetryBudgetExhausted { get; }
 
@@ -67,6 +71,16 @@ internal sealed class MeshInstrumentation : IDisposable
         if (activity is { IsAllDataRequested: true } && ReferenceEquals(activity.Source, Source))
         {
             activity.AddEvent(new ActivityEvent(name, tags: new ActivityTagsCollection { [tagName] = tagValue }));
+        }
+    }
+
+    /// <summary>Sets a tag on the mesh's span of the current call, if it is being recorded (no allocation otherwise).</summary>
+    public static void SetTag(string name, string value)
+    {
+        var activity = Activity.Current;
+        if (activity is { IsAllDataRequested: true } && ReferenceEquals(activity.Source, Source))
+        {
+            activity.SetTag(name, value);
         }
     }
 

@@ -26,6 +26,12 @@ public static class MeshTags
     /// <summary>The zone of the endpoint of the final attempt, when known (spans only).</summary>
     public const string EndpointZone = "mesh.endpoint.zone";
 
+    /// <summary>
+    /// Whether the endpoint of the final attempt (spans), or of an attempt (the <c>mesh.client.zone.attempts</c>
+    /// counter), is in the caller's zone: <c>local</c> or <c>remote</c>. Only for services with zone routing on.
+    /// </summary>
+    public const string Locality = "mesh.locality";
+
     /// <summary>The number of attempts a call made.</summary>
     public const string Attempts = "mesh.attempts";
 

@@ -70,6 +70,61 @@ public sealed class MeshStatusJsonTests
     }
 
     [Fact]
+    public async Task Json_ShowsTheCallersZone_EachServicesZoneRouting_AndEachEndpointsLocality()
+    {
+        await using var app = await MeshApp.StartAsync(3, ZoneSettings, a => a.MapMeshStatus("/mesh"));
+        await app.CallAsync(30);
+
+        // The zones' means are folded in by a pick every 100 ms: call until one has (bounded).
+        using var http = new HttpClient { BaseAddress = app.Address };
+        var json = JsonDocument.Parse(await http.GetStringAsync("/mesh?format=json"));
+        for (var i = 0; i < 100 && json.RootElement.GetProperty("services")[0].GetProperty("zoneRouting").GetProperty("localLatencyMs").ValueKind == JsonValueKind.Null; i++)
+        {
+            json.Dispose();
+            await Task.Delay(20);
+            await app.CallAsync(1);
+            json = JsonDocument.Parse(await http.GetStringAsync("/mesh?format=json"));
+        }
+
+        using var document = json;
+        var root = document.RootElement;
+        Assert.Equal("zone-a", root.GetProperty("zone").GetString());
+        var service = Assert.Single(root.GetProperty("services").EnumerateArray());
+        var zones = service.GetProperty("zoneRouting");
+        Assert.Equal("zone-a", zones.GetProperty("zone").GetString());
+        Assert.True(zones.GetProperty("active").GetBoolean());
+        Assert.Equal(0, zones.GetProperty("spill").GetDouble());
+        Assert.Equal(1, zones.GetProperty("localEndpoints").GetInt32());
+        Assert.Equal(1, zones.GetProperty("healthyLocalEndpoints").GetInt32());
+        Assert.True(zones.GetProperty("localShare").GetDouble() > 0.5);
+        Assert.True(zones.GetProperty("localLatencyMs").GetDouble() > 0);
+        Assert.Equal(["local", "remote", "remote"], service.GetProperty("endpoints").EnumerateArray().Select(e => e.GetProperty("locality").GetString()));
+        Assert.Equal(["zone-a", "zone-b", "zone-b"], service.GetProperty("endpoints").EnumerateArray().Select(e => e.GetProperty("zone").GetString()));
+
+        // Without a zone: no zone routing, no locality (the fields are there, null).
+        await using var plain = await MeshApp.StartAsync(1, map: a => a.MapMeshStatus("/mesh"));
+        await plain.CallAsync(1);
+        using var plainHttp = new HttpClient { BaseAddress = plain.Address };
+        using var plainJson = JsonDocument.Parse(await plainHttp.GetStringAsync("/mesh?format=json"));
+        Assert.Equal(JsonValueKind.Null, plainJson.RootElement.GetProperty("zone").ValueKind);
+        var plainService = Assert.Single(plainJson.RootElement.GetProperty("services").EnumerateArray());
+        Assert.Equal(JsonValueKind.Null, plainService.GetProperty("zoneRouting").ValueKind);
+        Assert.Equal(JsonValueKind.Null, Assert.Single(plainService.GetProperty("endpoints").EnumerateArray()).GetProperty("locality").ValueKind);
+    }
+
+    /// <summary>The caller in zone-a; catalog's first endpoint there, the others in zone-b.</summary>
+    internal static void ZoneSettings(IServiceCollection services) =>
+        services.PostConfigure<MeshClient.Configuration.MeshOptions>(o =>
+        {
+            o.Zone = "zone-a";
+            var endpoints = o.Services[MeshApp.Service].Endpoints;
+            for (var i = 0; i < endpoints.Count; i++)
+            {
+                endpoints[i].Zone = i == 0 ? "zone-a" : "zone-b";
+            }
+        });
+
+    [Fact]
     public async Task Json_ShowsEachRouteWithTheLiveShareOfItsBackends()
     {
         await using var app = await MeshApp.StartAsync(2, configure: MeshApp.ShopRoutes, map: a => a.MapMeshStatus("/mesh"));

@@ -99,6 +99,37 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
         output.WriteLine($"Ejection shown {seenAfter.TotalMilliseconds:F0} ms after the backend began failing; the whole browser test took {total.Elapsed.TotalSeconds:F1} s.");
     }
 
+    [Fact]
+    public async Task Page_ShowsTheZone_TheZoneRouting_AndEachEndpointsLocality()
+    {
+        var chromium = Chromium.Find();
+        await using var app = await MeshApp.StartAsync(3, MeshStatusJsonTests.ZoneSettings, a => a.MapMeshStatus("/mesh"));
+        await app.CallAsync(30);
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
+        {
+            ExecutablePath = chromium,
+            Headless = true,
+            Args = ["--no-sandbox", "--disable-dev-shm-usage"],
+        });
+        var page = await browser.NewPageAsync();
+        var errors = new List<string>();
+        page.PageError += (_, error) => errors.Add(error);
+        await page.GotoAsync(new Uri(app.Address, "/mesh").ToString());
+
+        await Assertions.Expect(page.Locator("#summary")).ToContainTextAsync("zone zone-a", new() { Timeout = 5000 });
+        await Assertions.Expect(Row(page, app.Backends[0])).ToHaveAttributeAsync("data-locality", "local");
+        await Assertions.Expect(Row(page, app.Backends[0]).Locator(".locality")).ToHaveTextAsync("local");
+        await Assertions.Expect(Row(page, app.Backends[1])).ToHaveAttributeAsync("data-locality", "remote");
+        await Assertions.Expect(Row(page, app.Backends[2])).ToHaveAttributeAsync("data-locality", "remote");
+        var zoneRouting = page.Locator("section[data-service=catalog] [data-zone-routing]");
+        await Assertions.Expect(zoneRouting).ToHaveAttributeAsync("data-zone-routing", "local");
+        await Assertions.Expect(zoneRouting).ToContainTextAsync("spill 0%");
+        await Assertions.Expect(zoneRouting).ToContainTextAsync("1 of 1 in zone-a healthy");
+        Assert.Empty(errors);
+    }
+
     private static ILocator Row(IPage page, TestBackend backend) =>
         page.Locator($"tr[data-address=\"{backend.Address.ToString().TrimEnd('/')}\"], tr[data-address=\"{backend.Address}\"]");
 }

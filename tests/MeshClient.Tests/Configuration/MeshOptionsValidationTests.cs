@@ -24,6 +24,11 @@ public sealed class MeshOptionsValidationTests
     [InlineData("Mesh:SlowStart:Aggression", "0", "Mesh:SlowStart:Aggression must be between 0.1 and 10, was 0.")]
     [InlineData("Mesh:SlowStart:MinWeightPercent", "0", "Mesh:SlowStart:MinWeightPercent must be between 1 and 100, was 0.")]
     [InlineData("Mesh:Services:catalog:SlowStart:MinWeightPercent", "101", "Mesh:Services:catalog:SlowStart:MinWeightPercent must be between 1 and 100, was 101.")]
+    [InlineData("Mesh:ZoneRouting:SpillStartRatio", "0.5", "Mesh:ZoneRouting:SpillStartRatio must be between 1 and 100, was 0.5.")]
+    [InlineData("Mesh:ZoneRouting:SpillFullRatio", "2000", "Mesh:ZoneRouting:SpillFullRatio must be between 1 and 1000, was 2000.")]
+    [InlineData("Mesh:Services:catalog:ZoneRouting:SpillFullRatio", "0.9", "Mesh:Services:catalog:ZoneRouting:SpillFullRatio must be between 1 and 1000, was 0.9.")]
+    [InlineData("Mesh:ZoneRouting:Enabled", "maybe", "Mesh:ZoneRouting:Enabled")]
+    [InlineData("Mesh:Zone", " eu-1a", "Mesh:Zone ' eu-1a' must be a zone name such as 'eu-west-1a'")]
     [InlineData("Mesh:WeightedRoundRobin:BlackoutPeriod", "-00:00:01", "Mesh:WeightedRoundRobin:BlackoutPeriod must be between 00:00:00 and 01:00:00, was -00:00:01.")]
     [InlineData("Mesh:WeightedRoundRobin:WeightExpirationPeriod", "00:00:00", "Mesh:WeightedRoundRobin:WeightExpirationPeriod must be between 00:00:01 and 1.00:00:00, was 00:00:00.")]
     [InlineData("Mesh:WeightedRoundRobin:WeightUpdatePeriod", "00:00:00.050", "Mesh:WeightedRoundRobin:WeightUpdatePeriod must be between 00:00:00.1000000 and 00:10:00, was 00:00:00.0500000.")]
@@ -47,6 +52,23 @@ public sealed class MeshOptionsValidationTests
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
 
         Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ZoneRoutingRatios_WrittenTogether_MustHaveTheFullAboveTheStart()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Mesh:Services:catalog:ZoneRouting:SpillStartRatio"] = "4",
+            ["Mesh:Services:catalog:ZoneRouting:SpillFullRatio"] = "3",
+        });
+        builder.Services.AddMesh();
+        using var host = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+
+        Assert.Contains("Mesh:Services:catalog:ZoneRouting:SpillFullRatio (3) must be above Mesh:Services:catalog:ZoneRouting:SpillStartRatio (4).", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

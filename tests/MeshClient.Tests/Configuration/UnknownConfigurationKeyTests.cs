@@ -260,6 +260,8 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
             "FailurePenalty" or "UnreachableEjectionTime" or "RetryBaseDelay" or "ConnectTimeout" => "00:00:01",
             "Window" => "00:00:10",
             "Aggression" => "1.5",
+            "SpillStartRatio" => "2.5",
+            "SpillFullRatio" => "5",
             "BlackoutPeriod" => "00:00:05",
             "WeightExpirationPeriod" => "00:01:00",
             "WeightUpdatePeriod" => "00:00:02",

@@ -89,6 +89,25 @@ public sealed class ConsulInstanceSelectionTests
         Assert.Null(https[0].Zone);
     }
 
+    [Fact]
+    public void Zone_ComesFromServiceMeta_ThenServiceLocality_ThenNodeMeta_ThenNodeLocality()
+    {
+        // Consul 1.17+ writes Locality {Region, Zone} on nodes (the agent's "locality") and services; the meta key
+        // (ZoneMetaKey, "zone") is the documented MeshClient convention and wins at each level.
+        const string Json = """
+            [{"Node":{"Node":"n1","Address":"10.0.0.1","Meta":{"zone":"node-meta"},"Locality":{"Region":"eu","Zone":"node-locality"}},"Service":{"ID":"a","Service":"s","Port":80,"Meta":{"zone":"service-meta"},"Locality":{"Region":"eu","Zone":"service-locality"}},"Checks":[]},
+             {"Node":{"Node":"n1","Address":"10.0.0.1","Meta":{"zone":"node-meta"},"Locality":{"Region":"eu","Zone":"node-locality"}},"Service":{"ID":"b","Service":"s","Port":81,"Meta":null,"Locality":{"Region":"eu","Zone":"service-locality"}},"Checks":[]},
+             {"Node":{"Node":"n1","Address":"10.0.0.1","Meta":{"zone":"node-meta"},"Locality":{"Region":"eu","Zone":"node-locality"}},"Service":{"ID":"c","Service":"s","Port":82},"Checks":[]},
+             {"Node":{"Node":"n1","Address":"10.0.0.1","Meta":{"consul-network-segment":""},"Locality":{"Region":"eu","Zone":"node-locality"}},"Service":{"ID":"d","Service":"s","Port":83,"Locality":{"Region":"eu","Zone":""}},"Checks":[]},
+             {"Node":{"Node":"n1","Address":"10.0.0.1"},"Service":{"ID":"e","Service":"s","Port":84},"Checks":[]}]
+            """;
+        var zones = ConsulServiceState.Select(Parse(Json), Defaults).Select(i => i.Zone).ToArray();
+        Assert.Equal(new[] { "service-meta", "service-locality", "node-meta", "node-locality", null }, zones);
+
+        // An empty ZoneMetaKey turns zones off, Locality included.
+        Assert.All(ConsulServiceState.Select(Parse(Json), new ConsulOptions { ZoneMetaKey = "" }), i => Assert.Null(i.Zone));
+    }
+
     [Theory]
     [InlineData("[{\"Node\":")]
     [InlineData("{\"not\":\"an array\"}")]

@@ -56,6 +56,25 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
         Assert.Contains(lines, l => l.Endpoint == "delta" && l.Kind == "ejected");
     }
 
+    /// <summary>Issue 16, item 5: with --zones the calls stay in the caller's zone until its instance slows, then spill.</summary>
+    [Fact]
+    public async Task Zones_CallsStayInTheZoneUntilItSlows_ThenSpill()
+    {
+        var text = await RunDemoAsync("--zones", "--duration", "12s", "--plain");
+        output.WriteLine(text);
+
+        var zones = ZoneSummaryLine().Match(text);
+        Assert.True(zones.Success, "no 'Zone routing:' summary line");
+        int Share(string name) => int.Parse(zones.Groups[name].Value, CultureInfo.InvariantCulture);
+        // Behaviour, not speed (the test may share the machine with many others): calls stayed in the zone, then left it.
+        Assert.True(Share("before") >= 90, $"{Share("before")}% stayed in the zone before it slowed");
+        Assert.True(Share("spill") > 0, "nothing spilled after the zone slowed by 30 ms");
+        Assert.True(Share("last") < Share("before"), $"{Share("last")}% of the last attempts stayed in the zone, {Share("before")}% before it slowed");
+        Assert.Contains("zone routing: caller in zone-a, local share (5 s)", text, StringComparison.Ordinal);
+        var requests = RequestsLine().Match(text);
+        Assert.Equal("0", requests.Groups["failed"].Value);
+    }
+
     /// <summary>Issue 17, item 5: with --status-port the demo serves the status page on 127.0.0.1 while it runs.</summary>
     [Fact]
     public async Task StatusPort_ServesTheStatusPageWhileTheDemoRuns()
@@ -220,6 +239,9 @@ public sealed partial class MeshDemoTests(Xunit.Abstractions.ITestOutputHelper o
 
     [GeneratedRegex(@"Outlier detection: (?<ejections>\d+) ejections?, (?<probes>\d+) probes?, (?<readmissions>\d+) readmissions? \(the mesh's log events 200-202; the MeshClient meter counted (?<meter>\d+) ejections?\)\.")]
     private static partial Regex TotalsLine();
+
+    [GeneratedRegex(@"Zone routing: the caller is in zone-a; (?<before>\d+)% of the attempts stayed in it before its instance slowed at [\d.]+s, (?<after>\d+)% after, (?<last>\d+)% in the last [\d.]+s; the spill is (?<spill>\d+)% at the end\.")]
+    private static partial Regex ZoneSummaryLine();
 
     [GeneratedRegex(@"^\s+\d+(\.\d+)?s (?<endpoint>\w+) (?<kind>ejected|probing|readmitted)", RegexOptions.Multiline)]
     private static partial Regex EventLine();
