@@ -58,13 +58,17 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshI
             return PickFromNextSnapshotAsync(table, snapshot, scheme, context, cancellationToken);
         }
 
-        RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint));
+        RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint), context);
         return new ValueTask<EndpointLease>(Lease(table, chosen, endpoint, isProbe, context));
     }
 
-    /// <summary>Tags the call's span with the attempt's locality (the last attempt's stays) and counts the attempt by it.</summary>
-    private void RecordLocality(string service, bool local)
+    /// <summary>
+    /// Tags the call's span with the attempt's locality (the last attempt's stays), counts the attempt by it, and notes
+    /// it on the call (its duration metric is tagged with the last attempt's).
+    /// </summary>
+    private void RecordLocality(string service, bool local, MeshRequestContext? context)
     {
+        context?.SetLocality(local);
         var locality = local ? "local" : "remote";
         MeshInstrumentation.SetTag(MeshTags.Locality, locality);
         if (telemetry is { ZoneAttempts.Enabled: true } instruments)
@@ -99,7 +103,7 @@ internal sealed class EndpointPicker(Randomizer random, TimeProvider time, MeshI
             {
                 if (view.Zones is { } zones)
                 {
-                    RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint));
+                    RecordLocality(table.ServiceName, zones.IsLocalEndpoint(endpoint), context);
                 }
 
                 return Lease(table, view, endpoint, isProbe, context);

@@ -179,6 +179,11 @@ internal sealed class MeshCallHandler(MeshInstrumentation telemetry, TimeProvide
                 tags.Add(MeshTags.Backend, call.Context.Backend);
             }
 
+            if (call.Context.Locality is { } locality)
+            {
+                tags.Add(MeshTags.Locality, locality); // local or remote: services with zone routing on only
+            }
+
             telemetry.RequestDuration.Record(time.GetElapsedTime(call.Start).TotalSeconds, tags);
         }
 

@@ -27,6 +27,10 @@ internal sealed class MeshRequestContext
     // The route and backend of a routed call (shared, immutable), or null.
     private CallRoute? _route;
 
+    // The last attempt's locality under zone routing: 0 none, 1 local, 2 remote (a byte in the object's padding: the
+    // context's size does not change).
+    private byte _locality;
+
     public MeshRequestContext(string serviceName)
     {
         ServiceName = serviceName;
@@ -229,6 +233,16 @@ internal sealed class MeshRequestContext
     /// cleared by the next attempt).
     /// </summary>
     public bool RetryElsewhereAtOnce { get; set; }
+
+    /// <summary>
+    /// Gets the locality of the call's last attempt, <c>local</c> or <c>remote</c> (the caller's zone or another), when
+    /// its service routes by zone; otherwise <see langword="null"/>.
+    /// </summary>
+    public string? Locality => _locality switch { 1 => "local", 2 => "remote", _ => null };
+
+    /// <summary>Notes the locality of the attempt being sent (the picker of a service with zone routing on).</summary>
+    /// <param name="local">Whether the endpoint is in the caller's zone.</param>
+    public void SetLocality(bool local) => _locality = local ? (byte)1 : (byte)2;
 
     /// <summary>Gets a value indicating whether the call has sent an attempt before the current one.</summary>
     public bool IsRetry => Attempts > 0;

@@ -95,6 +95,7 @@ public sealed class ZonePickTests(ITestOutputHelper output)
         await using var _ = host;
         using var tracer = host.Services.GetRequiredService<TracerProvider>();
         using var attempts = new MetricCollector<long>(host.Services.GetRequiredService<IMeterFactory>(), MeshTelemetry.MeterName, "mesh.client.zone.attempts");
+        using var calls = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshTelemetry.MeterName, "mesh.client.request.duration");
         var client = host.CreateClient();
         for (var i = 0; i < 20; i++)
         {
@@ -122,6 +123,12 @@ public sealed class ZonePickTests(ITestOutputHelper output)
         Assert.All(meshSpans.Take(20), s => Assert.Equal("local", s.GetTagItem(MeshTags.Locality)));
         Assert.Equal("remote", meshSpans[^1].GetTagItem(MeshTags.Locality)); // the attempt that answered
         Assert.Equal("zone-b", meshSpans[^1].GetTagItem(MeshTags.EndpointZone));
+
+        // The calls are counted by the locality of the attempt that ended them.
+        var callLocality = calls.GetMeasurementSnapshot().Where(m => (string?)m.Tags[MeshTags.Service] == Service).Select(m => (string?)m.Tags[MeshTags.Locality]).ToList();
+        Assert.Equal(21, callLocality.Count);
+        Assert.Equal(20, callLocality.Count(l => l == "local"));
+        Assert.Equal("remote", callLocality[^1]);
     }
 
     [Fact]
@@ -133,6 +140,7 @@ public sealed class ZonePickTests(ITestOutputHelper output)
         await using var _ = host;
         using var tracer = host.Services.GetRequiredService<TracerProvider>();
         using var attempts = new MetricCollector<long>(host.Services.GetRequiredService<IMeterFactory>(), MeshTelemetry.MeterName, "mesh.client.zone.attempts");
+        using var calls = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshTelemetry.MeterName, "mesh.client.request.duration");
         var client = host.CreateClient();
         for (var i = 0; i < 10; i++)
         {
@@ -144,6 +152,9 @@ public sealed class ZonePickTests(ITestOutputHelper output)
         Assert.Equal(10, meshSpans.Count);
         Assert.Empty(attempts.GetMeasurementSnapshot());
         Assert.All(meshSpans, s => Assert.Null(s.GetTagItem(MeshTags.Locality)));
+        var callMeasurements = calls.GetMeasurementSnapshot().Where(m => (string?)m.Tags[MeshTags.Service] == Service).ToList();
+        Assert.Equal(10, callMeasurements.Count);
+        Assert.All(callMeasurements, m => Assert.False(m.Tags.ContainsKey(MeshTags.Locality)));
         var status = host.Services.GetRequiredService<IMeshStatus>();
         Assert.Equal(Zone, status.Zone);
         var catalog = Assert.Single(status.GetServices());
