@@ -69,6 +69,11 @@ internal sealed partial class OutlierDetector(
 
         if (state.Status != EndpointStatus.Healthy)
         {
+            if (unreachable && state.Status == EndpointStatus.Ejected && !state.Unreachable)
+            {
+                MarkUnreachable(table, state);
+            }
+
             return;
         }
 
@@ -248,6 +253,27 @@ internal sealed partial class OutlierDetector(
         telemetry.Ejections.Add(1, new KeyValuePair<string, object?>(MeshTags.Service, table.ServiceName), new KeyValuePair<string, object?>(MeshTags.EjectionReason, reason));
         MeshInstrumentation.AddEvent("mesh.endpoint.ejected", MeshTags.EndpointId, endpoint.Id);
         Log.Ejected(logger, table.ServiceName, endpoint.Id, reason, duration, times);
+    }
+
+    /// <summary>
+    /// An endpoint ejected for failing answers that then refuses a connection (panic mode still sends to it) is out
+    /// because it is unreachable: panic mode stops sending it every attempt (it admits ejected endpoints, not
+    /// unreachable ones), and when every endpoint is unreachable the attempts go on to find the first one back. Found
+    /// by the chaos soak (seed 733845904): an endpoint whose aborted connections ejected it, then killed, took all six
+    /// requeues of a GET while three restarted endpoints waited out their ejections.
+    /// </summary>
+    private static void MarkUnreachable(ServiceTable table, EndpointState state)
+    {
+        lock (table.HealthLock)
+        {
+            if (state.Status != EndpointStatus.Ejected || state.Unreachable)
+            {
+                return;
+            }
+
+            state.Unreachable = true;
+            table.SetStatus(state, EndpointStatus.Ejected, rebuildLater: true); // a new snapshot: its panic and unreachable admission
+        }
     }
 
     private void OnEjectionExpired(ServiceTable table, EndpointEntry endpoint)

@@ -120,6 +120,48 @@ public sealed class UnreachableEjectionTests
         Assert.InRange(stub.Count("10.0.0.3:8080"), 100, 300);
     }
 
+    /// <summary>
+    /// Regression (chaos soak, seed 733845904): an endpoint ejected for failing answers, then dead, was still sent every
+    /// attempt in panic mode (panic admits ejected endpoints): a GET's six requeues all went to it while an endpoint
+    /// that had come back waited out its ejection as unreachable. A refusal now marks such an endpoint unreachable, so
+    /// the attempts go on to find the first endpoint back.
+    /// </summary>
+    [Fact]
+    public async Task AnOutlierThatThenRefuses_IsUnreachable_AndTheCallFindsTheEndpointThatCameBack()
+    {
+        var (host, stub, _) = Create(3, s =>
+        {
+            s["Mesh:Resilience:MaxEjectionPercent"] = "100";
+            s["Mesh:Resilience:ConsecutiveFailures"] = "2";
+        });
+        await using var _ = host;
+        var table = host.Registry.GetTable("catalog");
+        Refuse(stub, "10.0.0.2:8080");
+        Refuse(stub, "10.0.0.3:8080");
+        await SendAsync(host, 10);
+        Assert.True(State(host, 2).Unreachable && State(host, 3).Unreachable);
+
+        // The last one fails its answers: ejected as an outlier, and panic (0 of 3 healthy) keeps sending to it.
+        stub.Behaviors["10.0.0.1:8080"] = (_, _) => Task.FromResult(new HttpResponseMessage(HttpStatusCode.ServiceUnavailable));
+        for (var i = 0; i < 10 && State(host, 1).Status == EndpointStatus.Healthy; i++)
+        {
+            await SendAsync(host, 1);
+        }
+
+        Assert.Equal(EndpointStatus.Ejected, State(host, 1).Status);
+        Assert.False(State(host, 1).Unreachable);
+        await Poll.UntilAsync(() => table.Snapshot!.Panic);
+
+        // It dies; one of the others is back, still ejected (the fake clock does not move). The call finds it.
+        Refuse(stub, "10.0.0.1:8080");
+        stub.Behaviors.TryRemove("10.0.0.3:8080", out var _);
+        stub.Reset();
+        using var response = await host.CreateClient().GetAsync("http://catalog/");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(State(host, 1).Unreachable);
+        Assert.Equal(1, stub.Count("10.0.0.3:8080"));
+    }
+
     [Fact]
     public async Task EveryEndpointRefusing_AttemptsGoOn_SoTheFirstOneBackIsFound()
     {
