@@ -80,7 +80,7 @@ public class RouteBenchmarks
             request.Dispose();
         }
 
-        _services.Dispose();
+        _services.DisposeAsync().AsTask().GetAwaiter().GetResult(); // the resolver is IAsyncDisposable only
     }
 
     [Benchmark(Baseline = true)]
