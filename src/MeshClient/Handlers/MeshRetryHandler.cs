@@ -44,7 +44,7 @@ internal sealed class MeshRetryHandler(ResilienceRegistry registry, MeshHedgingH
     {
         if (router is not null)
         {
-            // A service with routes: its backend, for every attempt (the route's Timeout counts from the call's start).
+            // A service with routes: its backend (left only by TryFailover below; the route's Timeout counts from the call's start).
             await router.RouteAsync(request, call, startTimestamp, cancellationToken).ConfigureAwait(false);
         }
 
