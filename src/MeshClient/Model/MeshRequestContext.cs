@@ -94,54 +94,35 @@ internal sealed class MeshRequestContext
     }
 
     /// <summary>Marks a hedged try as answered before its losers are cancelled (<see cref="HedgeSettled"/>), or clears that mark.</summary>
-    public void SetHedgeSettled(bool settled)
-    {
-        if (_concurrent)
-        {
-            lock (this)
-            {
-                HedgeSettled = settled;
-            }
-
-            return;
-        }
-
-        HedgeSettled = settled;
-    }
+    public void SetHedgeSettled(bool settled) => Write(static (call, value) => call.HedgeSettled = value, settled);
 
     /// <summary>
     /// Names the endpoint that served the call (the span's endpoint) when a hedged try was won by an attempt that was not
     /// the last one picked.
     /// </summary>
-    public void OnServedBy(EndpointEntry endpoint)
-    {
-        if (_concurrent)
-        {
-            lock (this)
-            {
-                LastEndpoint = endpoint;
-            }
-
-            return;
-        }
-
-        LastEndpoint = endpoint;
-    }
+    public void OnServedBy(EndpointEntry endpoint) => Write(static (call, value) => call.LastEndpoint = value, endpoint);
 
     /// <summary>Sets or clears <see cref="UntriedOnly"/> (under the lock once hedged).</summary>
-    public void SetUntriedOnly(bool untriedOnly)
+    public void SetUntriedOnly(bool untriedOnly) => Write(static (call, value) => call.UntriedOnly = value, untriedOnly);
+
+    /// <summary>
+    /// Sets one field of the context: under its lock once the call is hedged (<see cref="EnterConcurrentAttempts"/>), so
+    /// that the readers that lock see it with the fields around it; a plain write before. The setter is a static lambda
+    /// (cached once): no allocation.
+    /// </summary>
+    private void Write<T>(Action<MeshRequestContext, T> set, T value)
     {
         if (_concurrent)
         {
             lock (this)
             {
-                UntriedOnly = untriedOnly;
+                set(this, value);
             }
 
             return;
         }
 
-        UntriedOnly = untriedOnly;
+        set(this, value);
     }
 
     // The call's deadline, if it has one: a second object, made only then, so that a call without one carries a single
