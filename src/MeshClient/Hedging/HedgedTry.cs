@@ -255,14 +255,7 @@ internal sealed class HedgedTry
         {
             // No endpoint the call has not tried could take it: nothing was sent.
             _call.SetUntriedOnly(false);
-            _ = ExceptionOf(task);
-            if (task.IsCompletedSuccessfully)
-            {
-                task.Result.Dispose(); // completed successfully: no wait
-            }
-
-            HedgeRequest.Release(clone);
-            cts.Dispose();
+            _ = DrainAsync(new TryAttempt(task, clone, cts, null)); // completed: ends at once, as a lost hedge's would
             _policy.Budget.Refund();
             _canHedge = false;
             return false;
