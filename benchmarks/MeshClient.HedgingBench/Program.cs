@@ -67,14 +67,14 @@ internal sealed record Options(int Rate, TimeSpan Duration, TimeSpan Warmup, int
     }
 }
 
-internal sealed record CellResult(string Cell, string LoadBalancer, int Calls, int Errors, long Sent, long Hedges, double P50, double P90, double P99, double P999, double Max, string LoadBefore, string LoadAfter)
+internal sealed record CellResult(string Cell, string LoadBalancer, int Calls, int Errors, long Sent, long Hedges, long Refused, string Delays, double P50, double P90, double P99, double P999, double Max, string LoadBefore, string LoadAfter)
 {
     public int Round { get; init; }
 
     public double Extra => Calls == 0 ? 0 : ((double)Sent / Calls) - 1;
 
     public string Line() => string.Create(CultureInfo.InvariantCulture,
-        $"round {Round} {Cell,-8} {LoadBalancer}: calls {Calls} errors {Errors} sent {Sent} (extra {Extra:P2}) hedges {Hedges} p50 {P50:F2} p90 {P90:F2} p99 {P99:F2} p99.9 {P999:F2} max {Max:F1} ms; loadavg {LoadBefore} -> {LoadAfter}");
+        $"round {Round} {Cell,-8} {LoadBalancer}: calls {Calls} errors {Errors} sent {Sent} (extra {Extra:P2}) hedges {Hedges} refused by the budget {Refused} delay ms {Delays} p50 {P50:F2} p90 {P90:F2} p99 {P99:F2} p99.9 {P999:F2} max {Max:F1} ms; loadavg {LoadBefore} -> {LoadAfter}");
 }
 
 internal static class Cell
@@ -94,9 +94,9 @@ internal static class Cell
         {
             case "off":
                 break;
-            case "p95":
+            case var percentile when percentile.StartsWith('p'):
                 settings["Mesh:Resilience:Hedging:Enabled"] = "true";
-                settings["Mesh:Resilience:Hedging:Percentile"] = "95";
+                settings["Mesh:Resilience:Hedging:Percentile"] = percentile[1..];
                 break;
             case var fixedDelay when fixedDelay.StartsWith("fixed", StringComparison.Ordinal):
                 settings["Mesh:Resilience:Hedging:Enabled"] = "true";
@@ -118,18 +118,44 @@ internal static class Cell
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == "MeshClient" && instrument.Name == "mesh.client.hedges")
+            if (instrument.Meter.Name == "MeshClient" && instrument.Name is "mesh.client.hedges" or "mesh.client.hedge_budget.exhausted" or "mesh.client.hedge.delay")
             {
                 l.EnableMeasurementEvents(instrument);
             }
         };
-        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref hedges, value));
+        long refused = 0;
+        var delays = new List<double>();
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
+        {
+            lock (delays)
+            {
+                delays.Add(value * 1000);
+            }
+        });
+        listener.SetMeasurementEventCallback<long>((instrument, value, _, _) =>
+        {
+            if (instrument.Name == "mesh.client.hedges")
+            {
+                Interlocked.Add(ref hedges, value);
+            }
+            else
+            {
+                Interlocked.Add(ref refused, value);
+            }
+        });
         listener.Start();
 
         await Pace(client, options.Rate, options.Warmup, record: null);
         var loadBefore = File.ReadAllText("/proc/loadavg").Trim();
         var sentBefore = await child.CountAsync();
         Interlocked.Exchange(ref hedges, 0);
+        Interlocked.Exchange(ref refused, 0);
+        lock (delays)
+        {
+            delays.Clear();
+        }
+
+        using var sampler = new Timer(_ => listener.RecordObservableInstruments(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
         var latencies = new Recorder((int)(options.Rate * options.Duration.TotalSeconds * 1.2) + 1000);
         await Pace(client, options.Rate, options.Duration, latencies);
         await Task.Delay(500); // late losers reach their servers (already counted as sent when they did)
@@ -137,8 +163,23 @@ internal static class Cell
         var loadAfter = File.ReadAllText("/proc/loadavg").Trim();
         var sorted = latencies.Sorted();
         double At(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
-        return new CellResult(cell, options.LoadBalancer, sorted.Length, latencies.Errors, sent, Interlocked.Read(ref hedges),
+        return new CellResult(cell, options.LoadBalancer, sorted.Length, latencies.Errors, sent, Interlocked.Read(ref hedges), Interlocked.Read(ref refused), Spread(delays),
             At(0.50), At(0.90), At(0.99), At(0.999), sorted.Length == 0 ? double.NaN : sorted[^1], loadBefore, loadAfter);
+    }
+
+    /// <summary>The hedge delay sampled once a second: min / median / max in ms, or "-" for a cell that does not hedge.</summary>
+    private static string Spread(List<double> delays)
+    {
+        lock (delays)
+        {
+            if (delays.Count == 0)
+            {
+                return "-";
+            }
+
+            var sorted = delays.Order().ToArray();
+            return string.Create(CultureInfo.InvariantCulture, $"{sorted[0]:F1} / {sorted[sorted.Length / 2]:F1} / {sorted[^1]:F1}");
+        }
     }
 
     /// <summary>An open model: request i is due at start + i / rate, sent then whatever the earlier ones do; its latency counts from then.</summary>
@@ -331,11 +372,11 @@ internal static class Report
         s.AppendLine(CultureInfo.InvariantCulture, $"- command: `dotnet run -c Release --project benchmarks/MeshClient.HedgingBench -- {options.CommandLine}`");
         s.AppendLine(CultureInfo.InvariantCulture, $"- {options.Rate} req/s open model, {options.Duration.TotalSeconds:0} s measured per cell after {options.Warmup.TotalSeconds:0} s of warm-up, {options.Rounds} round(s), cells interleaved; policy {options.LoadBalancer}");
         s.AppendLine();
-        s.AppendLine("| round | cell | calls | errors | sent to servers | extra load | hedges (client) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | /proc/loadavg before → after |");
-        s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        s.AppendLine("| round | cell | calls | errors | sent to servers | extra load | hedges (client) | refused by the budget | delay ms (min / median / max, each second) | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | /proc/loadavg before → after |");
+        s.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var r in results)
         {
-            s.AppendLine(CultureInfo.InvariantCulture, $"| {r.Round} | {r.Cell} | {r.Calls} | {r.Errors} | {r.Sent} | {r.Extra:P2} | {r.Hedges} | {r.P50:F2} | {r.P90:F2} | {r.P99:F2} | {r.P999:F2} | {r.Max:F1} | {r.LoadBefore} → {r.LoadAfter} |");
+            s.AppendLine(CultureInfo.InvariantCulture, $"| {r.Round} | {r.Cell} | {r.Calls} | {r.Errors} | {r.Sent} | {r.Extra:P2} | {r.Hedges} | {r.Refused} | {r.Delays} | {r.P50:F2} | {r.P90:F2} | {r.P99:F2} | {r.P999:F2} | {r.Max:F1} | {r.LoadBefore} → {r.LoadAfter} |");
         }
 
         return s.ToString();

@@ -46,7 +46,8 @@ public sealed class MeshHedgingOptions
 
     /// <summary>
     /// Gets or sets the adaptive delay: hedge after the service's own observed latency at this percentile (for example
-    /// 95), measured over the last 10 to 20 s of its hedgeable calls, bounded by <see cref="MinDelay"/> and
+    /// 95, which hedges about 5% of calls), measured over the last 10 to 20 s of the first attempts of its hedgeable
+    /// calls (one that a hedge outran counts as slower than every answer), bounded by <see cref="MinDelay"/> and
     /// <see cref="MaxDelay"/>. Default: unset, the fixed <see cref="Delay"/>. Valid: 50 to 99.99.
     /// </summary>
     public double? Percentile { get; set; }

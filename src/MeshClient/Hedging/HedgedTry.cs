@@ -278,6 +278,7 @@ internal sealed class HedgedTry
     /// </summary>
     private async Task<HttpResponseMessage> WinAsync(int index, HttpResponseMessage response)
     {
+        var firstStillWaiting = !_attempts[0].Done; // read before the loser is awaited below
         if (_launched > 1)
         {
             _call.SetHedgeSettled(true); // before any cancellation: the losers are charged to nothing
@@ -311,10 +312,19 @@ internal sealed class HedgedTry
             response.RequestMessage = _request;
         }
 
-        RecordAnswer(_policy, _start, response);
+        if (index == 0)
+        {
+            RecordAnswer(_policy, _start, response);
+        }
+        else if (firstStillWaiting)
+        {
+            _policy.RecordOutlasted(_policy.Time.GetTimestamp());
+        }
+
         return response;
     }
 
+    /// <summary>Records the first attempt's answer time in the adaptive delay's estimate, when it is an answer (not a retryable failure).</summary>
     private static void RecordAnswer(HedgingPolicy policy, long start, HttpResponseMessage response)
     {
         if (policy.Latency is not null && OutcomeClassifier.RetryReason(response, null, out _) is null)

@@ -69,8 +69,16 @@ internal sealed class HedgingPolicy
         return delay;
     }
 
-    /// <summary>Records how long a hedgeable try took to its answer, when the delay is adaptive.</summary>
+    /// <summary>Records how long a hedgeable try's first attempt took to its answer, when the delay is adaptive.</summary>
     public void RecordAnswer(long start, long now) => Latency?.Record(now - start, now);
+
+    /// <summary>
+    /// Records a first attempt that a hedge's answer outlasted (it was cancelled unanswered), when the delay is adaptive:
+    /// as slower than every answer. Its time at cancellation would be the hedge delay plus the hedge's answer time, so a
+    /// delay estimated from it would be estimated from itself, and stay wherever it started (a percentile that lies in
+    /// the slow tail settled near the initial 50 ms); counted as slower than everything, it only tells what it knows.
+    /// </summary>
+    public void RecordOutlasted(long now) => Latency?.RecordBeyond(now);
 
     private long ToTicks(TimeSpan delay) => (long)(delay.TotalSeconds * Time.TimestampFrequency);
 

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using MeshClient.Configuration;
 using MeshClient.Model;
 using MeshClient.Resilience;
@@ -37,6 +38,7 @@ internal sealed class HedgingRegistry : IDisposable
         _telemetry = telemetry;
         _anyEnabled = AnyServiceHedges(options.Current);
         _subscription = ChangeToken.OnChange(options.GetChangeToken, OnOptionsChanged);
+        telemetry.ObserveHedgeDelays(ObserveDelays);
     }
 
     /// <summary>Gets a value indicating whether any service hedges (globally or on its own).</summary>
@@ -93,6 +95,19 @@ internal sealed class HedgingRegistry : IDisposable
                 s.Settings.Percentile is null ? null : existing.Latency ?? s.Registry.NewLatency(s.Settings)),
             (Registry: this, Settings: settings));
         return new HedgingPolicy(serviceName, settings, state.Budget, state.Latency, _time, _telemetry);
+    }
+
+    /// <summary>The delay in force of each service that hedges, for the <c>mesh.client.hedge.delay</c> gauge (read when exported).</summary>
+    private IEnumerable<Measurement<double>> ObserveDelays()
+    {
+        var now = _time.GetTimestamp();
+        foreach (var policy in _policies.Values)
+        {
+            if (policy.Settings.Enabled)
+            {
+                yield return new Measurement<double>(policy.Delay(now).TotalSeconds, policy.ServiceTag);
+            }
+        }
     }
 
     private RetryBudget NewBudget(HedgingSettings settings) =>

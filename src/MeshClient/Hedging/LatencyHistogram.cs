@@ -32,7 +32,15 @@ internal sealed class LatencyHistogram
     }
 
     /// <summary>Records one latency, <paramref name="elapsed"/> timestamp units, at <paramref name="now"/> (a timestamp of the same clock).</summary>
-    public void Record(long elapsed, long now)
+    public void Record(long elapsed, long now) => Add(BucketOf(ToMicroseconds(elapsed)), now);
+
+    /// <summary>
+    /// Records, at <paramref name="now"/>, a latency known only to exceed every answer (an attempt cancelled unanswered):
+    /// it counts in the last bucket, so that a percentile it reaches reads as the longest latency this tracks.
+    /// </summary>
+    public void RecordBeyond(long now) => Add(BucketCount - 1, now);
+
+    private void Add(int bucket, long now)
     {
         var epoch = now / _windowTicks;
         var slot = (int)(epoch & 1);
@@ -44,7 +52,7 @@ internal sealed class LatencyHistogram
             Volatile.Write(ref _totals[slot], 0);
         }
 
-        Interlocked.Increment(ref _counts[slot][BucketOf(ToMicroseconds(elapsed))]);
+        Interlocked.Increment(ref _counts[slot][bucket]);
         Interlocked.Increment(ref _totals[slot]);
     }
 

@@ -18,6 +18,7 @@ internal sealed class MeshInstrumentation : IDisposable
 
     private readonly Meter _meter;
     private Func<IEnumerable<Measurement<long>>>? _endpoints;
+    private Func<IEnumerable<Measurement<double>>>? _hedgeDelays;
 
     public MeshInstrumentation(IMeterFactory meterFactory)
     {
@@ -36,6 +37,7 @@ internal sealed class MeshInstrumentation : IDisposable
         DiscoveryUpdates = _meter.CreateCounter<long>("mesh.client.discovery.updates", "{update}", "Changes of a service's endpoint set.");
         DiscoveryErrors = _meter.CreateCounter<long>("mesh.client.discovery.errors", "{error}", "Failed discovery refreshes (the last known endpoints keep serving).");
         _meter.CreateObservableGauge("mesh.client.endpoints", () => _endpoints?.Invoke() ?? [], "{endpoint}", "Endpoints per service and state (healthy, ejected, probing).");
+        _meter.CreateObservableGauge("mesh.client.hedge.delay", () => _hedgeDelays?.Invoke() ?? [], "s", "The hedge delay in force, per hedging service (the adaptive one as last estimated).");
     }
 
     public Histogram<double> RequestDuration { get; }
@@ -63,6 +65,9 @@ internal sealed class MeshInstrumentation : IDisposable
 
     /// <summary>Sets the source of the endpoint gauge (the owner of the endpoint tables).</summary>
     public void ObserveEndpoints(Func<IEnumerable<Measurement<long>>> observe) => _endpoints = observe;
+
+    /// <summary>Sets the source of the hedge delay gauge (the owner of the hedging policies).</summary>
+    public void ObserveHedgeDelays(Func<IEnumerable<Measurement<double>>> observe) => _hedgeDelays = observe;
 
     /// <summary>Adds an event to the mesh's span of the current call, if it is being recorded.</summary>
     public static void AddEvent(string name, string tagName, object? tagValue)

@@ -4,10 +4,12 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using MeshClient.Balancing;
 using MeshClient.Configuration;
+using MeshClient.Hedging;
 using MeshClient.Model;
 using MeshClient.Tests.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
 
 namespace MeshClient.Tests.Hedging;
@@ -243,6 +245,45 @@ public sealed class HedgingTests
         using var response = await call.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
         Assert.Equal(script.FirstBackend("1"), response.Headers.GetValues("X-Backend").Single());
+    }
+
+    [Fact]
+    public async Task TheAdaptiveDelay_CountsAFirstAttemptAHedgeOutran_AsSlowerThanEveryAnswer()
+    {
+        // Every call's first attempt hangs; its hedge, sent after the fixed 100 ms (the delay until 50 answers are
+        // measured), answers at once. What the estimate knows of those first attempts is that each took longer than
+        // 100 ms, so their median is unknown above it: the delay goes to MaxDelay, and hedging steps back until real
+        // answer times are measured. Counting each call's answer time instead (100 ms, the hedge delay itself) kept the
+        // delay at the 102.4 ms bucket: the estimate fed on its own delay, whatever the service's real latency.
+        await using var backends = await Backends.StartAsync(3);
+        var script = new Script(backends);
+        var time = FakeTime.Create();
+        await using var host = await CreateHostAsync(backends, time, s =>
+        {
+            s["Mesh:Resilience:Hedging:Percentile"] = "50";
+            s["Mesh:Resilience:Hedging:MaxDelay"] = "00:00:00.400";
+            s["Mesh:Resilience:Hedging:BudgetMinPerSecond"] = "1000";
+        });
+
+        for (var i = 0; i < HedgingSettings.MinLatencySamples; i++)
+        {
+            var call = Send(host, i.ToString(CultureInfo.InvariantCulture));
+            await Poll.UntilAsync(() => script.Received == (2 * i) + 1);
+            time.Advance(Delay);
+            using var response = await call.WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.Equal(2 * (i + 1), script.Received); // hedged at the fixed 100 ms every time
+        }
+
+        time.Advance(HedgingSettings.DelayRefresh);
+        var policy = host.Services.GetRequiredService<MeshClient.Hedging.HedgingRegistry>().Get("catalog");
+        Assert.Equal(TimeSpan.FromMilliseconds(400), policy.Delay(time.GetTimestamp()));
+
+        // The delay in force is what mesh.client.hedge.delay reports for the service.
+        using var gauge = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshClient.Telemetry.MeshTelemetry.MeterName, "mesh.client.hedge.delay");
+        gauge.RecordObservableInstruments();
+        var reported = Assert.Single(gauge.GetMeasurementSnapshot());
+        Assert.Equal(0.4, reported.Value, precision: 6);
+        Assert.Equal("catalog", reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
     }
 
     /// <summary>
