@@ -14,6 +14,16 @@ internal static class MeshConfigurationSchema
     /// </summary>
     public static IReadOnlyList<string> OptionalSections { get; } = ["Consul", "Kubernetes"];
 
+    private static readonly ConfigurationSchema Hedging = Object(
+        ("Enabled", Value),
+        ("Delay", Value),
+        ("MaxAttempts", Value),
+        ("Percentile", Value),
+        ("MinDelay", Value),
+        ("MaxDelay", Value),
+        ("BudgetPercent", Value),
+        ("BudgetMinPerSecond", Value));
+
     private static readonly ConfigurationSchema Resilience = Object(
         ("ConsecutiveFailures", Value),
         ("FailurePercentageThreshold", Value),
@@ -34,15 +44,7 @@ internal static class MeshConfigurationSchema
         ("AttemptTimeout", Value),
         ("ConnectTimeout", Value),
         ("TotalTimeout", Value),
-        ("Hedging", Object(
-            ("Enabled", Value),
-            ("Delay", Value),
-            ("MaxAttempts", Value),
-            ("Percentile", Value),
-            ("MinDelay", Value),
-            ("MaxDelay", Value),
-            ("BudgetPercent", Value),
-            ("BudgetMinPerSecond", Value))));
+        ("Hedging", Hedging));
 
     private static readonly ConfigurationSchema SlowStart = Object(("Window", Value), ("Aggression", Value), ("MinWeightPercent", Value));
 
@@ -69,7 +71,8 @@ internal static class MeshConfigurationSchema
         ("Name", Value),
         ("Match", Object(("PathPrefix", Value), ("Path", Value), ("Method", Value), ("Headers", Collection(Value)))),
         ("Backends", Collection(Object(("Service", Value), ("Weight", Value)))),
-        ("Timeout", Value));
+        ("Timeout", Value),
+        ("Hedging", Hedging));
 
     private static readonly ConfigurationSchema Service = Object(
         ("LoadBalancer", Value),

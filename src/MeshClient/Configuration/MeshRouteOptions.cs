@@ -36,4 +36,14 @@ public sealed class MeshRouteOptions
     /// Default: <see langword="null"/>, the backend's. Valid: 10 ms to 1 h.
     /// </summary>
     public TimeSpan? Timeout { get; set; }
+
+    /// <summary>
+    /// Gets the hedging of the calls the route takes (<c>Mesh:Services:{name}:Routes:{i}:Hedging:*</c>, the keys of
+    /// <see cref="MeshHedgingOptions"/>): each value set here wins over the backend service's
+    /// (<c>Mesh:Services:{backend}:Resilience:Hedging</c>), then the global one, field by field. A route that sets any
+    /// value hedges with a budget and, for an adaptive delay, a latency estimate of its own per backend (its requests are
+    /// a population of their own: a search route is not the service's average). Default: nothing set, the calls hedge
+    /// as their backend's do.
+    /// </summary>
+    public MeshHedgingOptions Hedging { get; } = new();
 }

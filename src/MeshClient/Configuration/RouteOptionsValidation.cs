@@ -56,6 +56,8 @@ internal static class RouteOptionsValidation
                 MeshOptionsValidator.ValidateRange(failures, $"{key}:Timeout", timeout, MinTimeout, MaxTimeout);
             }
 
+            FeatureOptionsValidation.ValidateHedging(failures, $"{key}:Hedging", route.Hedging);
+
             ValidateBackends(failures, key, serviceName, route, options);
         }
     }

@@ -4,7 +4,7 @@ using MeshClient.Telemetry;
 namespace MeshClient.Hedging;
 
 /// <summary>
-/// The hedging of one service: its settings, its hedge budget (a <see cref="RetryBudget"/> of its own: hedges may add
+/// The hedging of one service (or of one route's calls to one backend, when the route has hedging settings of its own): its settings, its hedge budget (a <see cref="RetryBudget"/> of its own: hedges may add
 /// at most <c>BudgetPercent</c> of the hedgeable requests plus <c>BudgetMinPerSecond</c>), and, for the adaptive delay,
 /// its latency estimate. The budget and the estimate outlive a reload of the options (<see cref="HedgingRegistry"/>).
 /// </summary>
@@ -14,9 +14,10 @@ internal sealed class HedgingPolicy
     private long _delayTicks;
     private long _delayComputedAt = long.MinValue;
 
-    public HedgingPolicy(string serviceName, HedgingSettings settings, RetryBudget budget, LatencyHistogram? latency, TimeProvider time, MeshInstrumentation telemetry)
+    public HedgingPolicy(string serviceName, string? routeName, HedgingSettings settings, RetryBudget budget, LatencyHistogram? latency, TimeProvider time, MeshInstrumentation telemetry)
     {
         ServiceName = serviceName;
+        RouteName = routeName;
         Settings = settings;
         Budget = budget;
         Latency = latency;
@@ -27,7 +28,11 @@ internal sealed class HedgingPolicy
         _delayTicks = ToTicks(settings.Delay);
     }
 
+    /// <summary>Gets the service whose endpoints the hedges go to (a routed call's backend).</summary>
     public string ServiceName { get; }
+
+    /// <summary>Gets the route whose own hedging this is, or <see langword="null"/> for a service's.</summary>
+    public string? RouteName { get; }
 
     public HedgingSettings Settings { get; }
 

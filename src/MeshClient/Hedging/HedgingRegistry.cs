@@ -14,16 +14,18 @@ namespace MeshClient.Hedging;
 /// When no service hedges, a call costs one volatile read.
 /// </summary>
 /// <remarks>
-/// Routes plug in at <see cref="For"/>: a route's own <c>Hedging</c> section (<c>Mesh:Services:{name}:Routes:[i]:Hedging</c>)
-/// resolves through <see cref="HedgingSettings.Resolve"/> as its third layer (route, then service, then global, field by
-/// field), cached per service and route, and is chosen by the route the call was given; the budget and the latency
-/// estimate stay the backend service's.
+/// A routed call whose route has a <c>Hedging</c> section of its own (<c>Mesh:Services:{name}:Routes:{i}:Hedging</c>)
+/// hedges with <see cref="HedgingSettings.Resolve"/>'s third layer (route, then the backend service, then global, field
+/// by field) and a budget and latency estimate of its own per route and backend, cached per compiled route (a
+/// <see cref="CallRoute"/> is made once per route and backend, and made again on a reload, when the cache is cleared);
+/// any other routed call hedges as its backend does.
 /// </remarks>
 internal sealed class HedgingRegistry : IDisposable
 {
     private const int MaxCachedServices = 4096;
 
     private readonly ConcurrentDictionary<string, HedgingPolicy> _policies = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<CallRoute, HedgingPolicy> _routePolicies = new(); // by reference
     private readonly ConcurrentDictionary<string, (RetryBudget Budget, LatencyHistogram? Latency)> _states = new(StringComparer.OrdinalIgnoreCase);
     private readonly MeshOptionsChangeNotifier _options;
     private readonly TimeProvider _time;
@@ -55,7 +57,7 @@ internal sealed class HedgingRegistry : IDisposable
             return null;
         }
 
-        var policy = Get(call.Backend); // a routed call hedges as its backend does
+        var policy = call.CallRoute is { } route ? ForRoute(call.ServiceName, route) : Get(call.ServiceName);
         return policy.Settings.Enabled ? policy : null;
     }
 
@@ -77,24 +79,76 @@ internal sealed class HedgingRegistry : IDisposable
         return _policies.GetOrAdd(serviceName, Create);
     }
 
+    /// <summary>The hedging of a call that <paramref name="route"/> of <paramref name="serviceName"/> sent to its backend.</summary>
+    private HedgingPolicy ForRoute(string serviceName, CallRoute route)
+    {
+        if (_routePolicies.TryGetValue(route, out var policy))
+        {
+            return policy;
+        }
+
+        if (_routePolicies.Count >= MaxCachedServices)
+        {
+            _routePolicies.Clear();
+        }
+
+        return _routePolicies.GetOrAdd(route, static (r, s) => s.Registry.CreateForRoute(s.ServiceName, r), (Registry: this, ServiceName: serviceName));
+    }
+
     private HedgingPolicy Create(string serviceName)
     {
         var options = _options.Current;
         options.Services.TryGetValue(serviceName, out var service);
-        var settings = HedgingSettings.Resolve(options.Resilience.Hedging, service?.Resilience.Hedging);
+        return Build(serviceName, null, serviceName, HedgingSettings.Resolve(options.Resilience.Hedging, service?.Resilience.Hedging));
+    }
+
+    private HedgingPolicy CreateForRoute(string serviceName, CallRoute route)
+    {
+        var options = _options.Current;
+        if (FindRoute(options, serviceName, route.Name) is not { } routeOptions || !HedgingSettings.IsSet(routeOptions.Hedging))
+        {
+            return Get(route.Backend); // the route sets nothing: its calls hedge as their backend's do
+        }
+
+        options.Services.TryGetValue(route.Backend, out var backend);
+        var settings = HedgingSettings.Resolve(options.Resilience.Hedging, backend?.Resilience.Hedging, routeOptions.Hedging);
+        return Build(route.Backend, route.Name, string.Concat(serviceName, "\n", route.Name, "\n", route.Backend), settings);
+    }
+
+    /// <summary>A policy with <paramref name="settings"/>, keeping the budget and latency estimate of <paramref name="stateKey"/> across reloads.</summary>
+    private HedgingPolicy Build(string serviceName, string? routeName, string stateKey, HedgingSettings settings)
+    {
         if (!settings.Enabled)
         {
-            return new HedgingPolicy(serviceName, settings, NewBudget(settings), null, _time, _telemetry);
+            return new HedgingPolicy(serviceName, routeName, settings, NewBudget(settings), null, _time, _telemetry);
         }
 
         var state = _states.AddOrUpdate(
-            serviceName,
+            stateKey,
             static (_, s) => (s.Registry.NewBudget(s.Settings), s.Registry.NewLatency(s.Settings)),
             static (_, existing, s) => (
                 existing.Budget.Matches(s.Settings.BudgetPercent, s.Settings.BudgetMinPerSecond, HedgingSettings.BudgetWindow) ? existing.Budget : s.Registry.NewBudget(s.Settings),
                 s.Settings.Percentile is null ? null : existing.Latency ?? s.Registry.NewLatency(s.Settings)),
             (Registry: this, Settings: settings));
-        return new HedgingPolicy(serviceName, settings, state.Budget, state.Latency, _time, _telemetry);
+        return new HedgingPolicy(serviceName, routeName, settings, state.Budget, state.Latency, _time, _telemetry);
+    }
+
+    private static MeshRouteOptions? FindRoute(MeshOptions options, string serviceName, string routeName)
+    {
+        if (!options.Services.TryGetValue(serviceName, out var service) || service is null)
+        {
+            return null;
+        }
+
+        for (var i = 0; i < service.Routes.Count; i++)
+        {
+            if (service.Routes[i] is { } route && string.Equals(RouteOptionsValidation.EffectiveName(route, i), routeName, StringComparison.OrdinalIgnoreCase))
+            {
+                return route;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The delay in force of each service that hedges, for the <c>mesh.client.hedge.delay</c> gauge (read when exported).</summary>
@@ -106,6 +160,14 @@ internal sealed class HedgingRegistry : IDisposable
             if (policy.Settings.Enabled)
             {
                 yield return new Measurement<double>(policy.Delay(now).TotalSeconds, policy.ServiceTag);
+            }
+        }
+
+        foreach (var policy in _routePolicies.Values)
+        {
+            if (policy.Settings.Enabled && policy.RouteName is { } route)
+            {
+                yield return new Measurement<double>(policy.Delay(now).TotalSeconds, policy.ServiceTag, new KeyValuePair<string, object?>(MeshTags.Route, route));
             }
         }
     }
@@ -120,6 +182,7 @@ internal sealed class HedgingRegistry : IDisposable
     {
         _anyEnabled = AnyServiceHedges(_options.Current);
         _policies.Clear();
+        _routePolicies.Clear();
     }
 
     private static bool AnyServiceHedges(MeshOptions options)
@@ -134,6 +197,14 @@ internal sealed class HedgingRegistry : IDisposable
             if (service?.Resilience.Hedging.Enabled == true)
             {
                 return true;
+            }
+
+            foreach (var route in service?.Routes ?? [])
+            {
+                if (route?.Hedging.Enabled == true)
+                {
+                    return true;
+                }
             }
         }
 

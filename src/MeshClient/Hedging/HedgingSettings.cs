@@ -3,7 +3,7 @@ using MeshClient.Configuration;
 namespace MeshClient.Hedging;
 
 /// <summary>
-/// The effective hedging settings of one service (or, later, one route): each value from the most specific layer that
+/// The effective hedging settings of one service (or one route): each value from the most specific layer that
 /// sets it, then the defaults of <see cref="MeshHedgingOptions"/>.
 /// </summary>
 internal sealed record HedgingSettings
@@ -38,9 +38,14 @@ internal sealed record HedgingSettings
 
     public int BudgetMinPerSecond { get; init; } = MeshHedgingOptions.DefaultBudgetMinPerSecond;
 
+    /// <summary>Whether <paramref name="options"/> sets any value (a route's section that sets none leaves its calls to their backend's hedging).</summary>
+    public static bool IsSet(MeshHedgingOptions options) =>
+        options.Enabled is not null || options.Delay is not null || options.MaxAttempts is not null || options.Percentile is not null
+        || options.MinDelay is not null || options.MaxDelay is not null || options.BudgetPercent is not null || options.BudgetMinPerSecond is not null;
+
     /// <summary>
-    /// Resolves the settings from the global options, a service's and (once routes exist) a route's: the most specific
-    /// value set wins, field by field, as for the other resilience settings.
+    /// Resolves the settings from the global options, a service's and a route's: the most specific value set wins,
+    /// field by field, as for the other resilience settings.
     /// </summary>
     public static HedgingSettings Resolve(MeshHedgingOptions? global, MeshHedgingOptions? service, MeshHedgingOptions? route = null)
     {

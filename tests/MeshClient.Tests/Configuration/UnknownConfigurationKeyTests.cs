@@ -131,6 +131,7 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
         Assert.Contains("Mesh:Kubernetes:Services:catalog:PortName", keys);
         Assert.Contains("Mesh:Services:catalog:Routes:0:Backends:0:Weight", keys);
         Assert.Contains("Mesh:Services:catalog:Routes:0:Match:Headers:x-canary", keys);
+        Assert.Contains("Mesh:Services:catalog:Routes:0:Hedging:Percentile", keys);
         Assert.True(keys.Count > 90, $"only {keys.Count} keys found in the README's tables");
 
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
@@ -230,7 +231,16 @@ public sealed partial class UnknownConfigurationKeyTests(Xunit.Abstractions.ITes
 
             var section = key[..star];
             var last = section[(section.LastIndexOf(':') + 1)..] + ":";
-            expanded.AddRange(keys.Where(k => k.StartsWith(last, StringComparison.Ordinal) && !k.Contains('*', StringComparison.Ordinal) && !globalOnly.Contains(k)).Select(k => section[..^(last.Length - 1)] + k));
+            var table = keys.Where(k => !k.Contains('*', StringComparison.Ordinal) && !globalOnly.Contains(k)).ToList();
+            var global = table.Where(k => k.StartsWith(last, StringComparison.Ordinal)).ToList();
+            if (global.Count == 0)
+            {
+                // A section of the resilience table (Routes:{i}:Hedging:* stands for Resilience:Hedging:*).
+                global = [.. table.Where(k => k.StartsWith("Resilience:" + last, StringComparison.Ordinal)).Select(k => k["Resilience:".Length..])];
+            }
+
+            Assert.True(global.Count > 0, $"The documented wildcard {key} stands for no documented key.");
+            expanded.AddRange(global.Select(k => section[..^(last.Length - 1)] + k));
         }
 
         // The resilience table holds for every service too.

@@ -24,6 +24,8 @@ public sealed class HedgingPolicyTests
     [InlineData("Mesh:Services:catalog:Resilience:Hedging:Delay", "-00:00:01", "Mesh:Services:catalog:Resilience:Hedging:Delay must be between")]
     [InlineData("Mesh:Resilience:Hedging:MinDelay", "00:00:02", "Mesh:Resilience:Hedging:MinDelay (00:00:02) must not be longer than Mesh:Resilience:Hedging:MaxDelay (00:00:01).")]
     [InlineData("Mesh:Resilience:Hedging:Delai", "00:00:01", "Mesh:Resilience:Hedging:Delai is not a configuration key; did you mean Delay?")]
+    [InlineData("Mesh:Services:web:Routes:0:Hedging:MaxAttempts", "1", "Mesh:Services:web:Routes:0:Hedging:MaxAttempts must be between 2 and 10, was 1.")]
+    [InlineData("Mesh:Services:web:Routes:0:Hedging:Delai", "00:00:01", "Mesh:Services:web:Routes:0:Hedging:Delai is not a configuration key; did you mean Delay?")]
     public async Task InvalidHedgingConfiguration_FailsAtStartUp_NamingTheKey(string key, string value, string expected)
     {
         var settings = new Dictionary<string, string?>
@@ -75,7 +77,7 @@ public sealed class HedgingPolicyTests
         using var telemetry = new MeshInstrumentation(services.GetRequiredService<IMeterFactory>());
         var settings = new HedgingSettings { Enabled = true, Delay = TimeSpan.FromMilliseconds(50), Percentile = 95, MinDelay = TimeSpan.FromMilliseconds(2), MaxDelay = TimeSpan.FromMilliseconds(500) };
         var latency = new LatencyHistogram(time, HedgingSettings.LatencyWindow);
-        var policy = new HedgingPolicy("catalog", settings, new RetryBudget(time, 10, 1, HedgingSettings.BudgetWindow), latency, time, telemetry);
+        var policy = new HedgingPolicy("catalog", null, settings, new RetryBudget(time, 10, 1, HedgingSettings.BudgetWindow), latency, time, telemetry);
 
         // Too few answers: the fixed delay.
         Record(policy, time, TimeSpan.FromMilliseconds(10), 49);

@@ -286,6 +286,134 @@ public sealed class HedgingTests
         Assert.Equal("catalog", reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
     }
 
+    [Fact]
+    public async Task ARouteWithHedgingOfItsOwn_HedgesItsCalls_AndTheServicesOtherRoutesDoNot()
+    {
+        // catalog routes /search to catalog-a with hedging of its own, every other call to catalog-a too, without: no
+        // hedging is set for catalog-a or globally.
+        await using var backends = await Backends.StartAsync(3);
+        var script = new Script(backends);
+        var time = FakeTime.Create();
+        await using var host = await CreateRoutedHostAsync(backends, time, s =>
+        {
+            s["Mesh:Services:catalog:Routes:0:Hedging:Enabled"] = "true";
+            s["Mesh:Services:catalog:Routes:0:Hedging:Delay"] = "00:00:00.100";
+        });
+
+        var search = Send(host, "1", path: "/search/shoes");
+        await Poll.UntilAsync(() => script.Received == 1);
+        time.Advance(Delay);
+        using (var response = await search.WaitAsync(TimeSpan.FromSeconds(10)))
+        {
+            Assert.NotEqual(script.FirstBackend("1"), response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Equal(2, script.Received);
+
+        var other = Send(host, "2", path: "/items/42");
+        await Poll.UntilAsync(() => script.Received == 3);
+        for (var i = 0; i < 5; i++)
+        {
+            time.Advance(Delay);
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(3, script.Received); // the other route's calls are not hedged
+        script.Open();
+        using (await other.WaitAsync(TimeSpan.FromSeconds(10)))
+        {
+        }
+
+        // The route's delay is reported under its backend and its name.
+        using var gauge = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshClient.Telemetry.MeshTelemetry.MeterName, "mesh.client.hedge.delay");
+        gauge.RecordObservableInstruments();
+        var reported = Assert.Single(gauge.GetMeasurementSnapshot());
+        Assert.Equal(0.1, reported.Value, precision: 6);
+        Assert.Equal("catalog-a", reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
+        Assert.Equal("search", reported.Tags[MeshClient.Telemetry.MeshTags.Route]);
+    }
+
+    [Fact]
+    public async Task ARoute_CanTurnItsBackendsHedgingOff_AndTakesTheRestOfItsSettingsFromTheBackend()
+    {
+        // catalog-a hedges after 100 ms; the /search route turns hedging off; the other route sets nothing and hedges as
+        // catalog-a does. Then a reload gives /search hedging with MaxAttempts 3, the delay still catalog-a's.
+        await using var backends = await Backends.StartAsync(3);
+        var script = new Script(backends, slowPerCall: 10);
+        var time = FakeTime.Create();
+        Dictionary<string, string?>? settings = null;
+        await using var host = await CreateRoutedHostAsync(backends, time, s =>
+        {
+            s["Mesh:Services:catalog-a:Resilience:Hedging:Enabled"] = "true";
+            s["Mesh:Services:catalog-a:Resilience:Hedging:Delay"] = "00:00:00.100";
+            s["Mesh:Services:catalog-a:Resilience:Hedging:BudgetMinPerSecond"] = "100";
+            s["Mesh:Services:catalog:Routes:0:Hedging:Enabled"] = "false";
+            settings = s;
+        });
+
+        var search = Send(host, "1", path: "/search/shoes");
+        await Poll.UntilAsync(() => script.Received == 1);
+        for (var i = 0; i < 3; i++)
+        {
+            time.Advance(Delay);
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(1, script.Received); // not hedged
+
+        var other = Send(host, "2", path: "/items/42");
+        await Poll.UntilAsync(() => script.Received == 2);
+        time.Advance(Delay);
+        await Poll.UntilAsync(() => script.Received == 3); // hedged, as catalog-a's own calls
+        for (var i = 0; i < 3; i++)
+        {
+            time.Advance(Delay);
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(3, script.Received); // MaxAttempts 2, catalog-a's
+
+        settings!["Mesh:Services:catalog:Routes:0:Hedging:Enabled"] = "true";
+        settings["Mesh:Services:catalog:Routes:0:Hedging:MaxAttempts"] = "3";
+        host.Configuration.Replace(settings);
+        var reloaded = Send(host, "3", path: "/search/boots");
+        await Poll.UntilAsync(() => script.Received == 4);
+        time.Advance(Delay);
+        await Poll.UntilAsync(() => script.Received == 5);
+        time.Advance(Delay);
+        await Poll.UntilAsync(() => script.Received == 6);
+        Assert.Equal(3, script.BackendsOf("3").Distinct().Count());
+
+        script.Open();
+        foreach (var call in new[] { search, other, reloaded })
+        {
+            using (await call.WaitAsync(TimeSpan.FromSeconds(10)))
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// A mesh host where <c>catalog</c> routes <c>/search</c> (route <c>search</c>) and every other call (route
+    /// <c>rest</c>) to <c>catalog-a</c>, whose endpoints are <paramref name="backends"/>; resolved, as for
+    /// <see cref="CreateHostAsync"/>.
+    /// </summary>
+    private static async Task<MeshHost> CreateRoutedHostAsync(Backends backends, FakeTimeProvider time, Action<Dictionary<string, string?>> tune)
+    {
+        var settings = MeshHost.ServiceSettings("catalog-a", LoadBalancerNames.RoundRobin, backends.WithWeight(1));
+        settings["Mesh:Services:catalog:Routes:0:Name"] = "search";
+        settings["Mesh:Services:catalog:Routes:0:Match:PathPrefix"] = "/search";
+        settings["Mesh:Services:catalog:Routes:0:Backends:0:Service"] = "catalog-a";
+        settings["Mesh:Services:catalog:Routes:1:Name"] = "rest";
+        settings["Mesh:Services:catalog:Routes:1:Backends:0:Service"] = "catalog-a";
+        tune(settings);
+        var host = MeshHost.Create(settings, services => services.AddSingleton<TimeProvider>(time));
+        var table = host.Registry.GetTable("catalog-a");
+        await table.WaitForFirstResolutionAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.NotNull(table.Snapshot);
+        return host;
+    }
+
     /// <summary>
     /// A mesh host whose service is resolved: a service's very first call waits for discovery, and a try whose first
     /// attempt has not picked its endpoint is not hedged (its hedge would wait too).
@@ -303,9 +431,9 @@ public sealed class HedgingTests
         return host;
     }
 
-    private static SentCall Send(MeshHost host, string id, HttpMethod? method = null, HttpContent? content = null, string? grpcTimeout = null)
+    private static SentCall Send(MeshHost host, string id, HttpMethod? method = null, HttpContent? content = null, string? grpcTimeout = null, string path = "/items")
     {
-        var request = new HttpRequestMessage(method ?? HttpMethod.Get, "http://catalog/items") { Content = content };
+        var request = new HttpRequestMessage(method ?? HttpMethod.Get, "http://catalog" + path) { Content = content };
         request.Headers.Add("x-call", id);
         if (grpcTimeout is not null)
         {
