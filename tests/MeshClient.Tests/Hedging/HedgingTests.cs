@@ -407,11 +407,7 @@ public sealed class HedgingTests
         settings["Mesh:Services:catalog:Routes:1:Name"] = "rest";
         settings["Mesh:Services:catalog:Routes:1:Backends:0:Service"] = "catalog-a";
         tune(settings);
-        var host = MeshHost.Create(settings, services => services.AddSingleton<TimeProvider>(time));
-        var table = host.Registry.GetTable("catalog-a");
-        await table.WaitForFirstResolutionAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.NotNull(table.Snapshot);
-        return host;
+        return await StartResolvedAsync(settings, time, "catalog-a");
     }
 
     /// <summary>
@@ -424,8 +420,13 @@ public sealed class HedgingTests
         settings["Mesh:Resilience:Hedging:Enabled"] = "true";
         settings["Mesh:Resilience:Hedging:Delay"] = "00:00:00.100";
         tune?.Invoke(settings);
+        return await StartResolvedAsync(settings, time, "catalog");
+    }
+
+    private static async Task<MeshHost> StartResolvedAsync(Dictionary<string, string?> settings, FakeTimeProvider time, string service)
+    {
         var host = MeshHost.Create(settings, services => services.AddSingleton<TimeProvider>(time));
-        var table = host.Registry.GetTable("catalog");
+        var table = host.Registry.GetTable(service);
         await table.WaitForFirstResolutionAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.NotNull(table.Snapshot);
         return host;
