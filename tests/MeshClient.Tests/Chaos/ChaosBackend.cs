@@ -109,7 +109,13 @@ internal sealed class ChaosBackend : IAsyncDisposable
             context.Response.StatusCode = StatusCodes.Status201Created;
         }
 
-        await context.Response.WriteAsync(Name);
+        // Content-Length and one write: the response leaves in one flush. Chunked (a write, then the last chunk when the
+        // handler returns), a kill by abort between the two cut a GET's body after its 200 headers had reached the
+        // caller (CI, seed 1953052685): a response the mesh had already returned, which no mesh retries (Envoy and
+        // Linkerd neither: the response has started), not a failure of the mesh to route around a dead backend.
+        var body = System.Text.Encoding.UTF8.GetBytes(Name);
+        context.Response.ContentLength = body.Length;
+        await context.Response.Body.WriteAsync(body);
     }
 
     /// <summary>Stops the backend: gracefully (in-flight requests finish) or by aborting every connection at once.</summary>
