@@ -278,12 +278,7 @@ public sealed class HedgingTests
         var policy = host.Services.GetRequiredService<MeshClient.Hedging.HedgingRegistry>().Get("catalog");
         Assert.Equal(TimeSpan.FromMilliseconds(400), policy.Delay(time.GetTimestamp()));
 
-        // The delay in force is what mesh.client.hedge.delay reports for the service.
-        using var gauge = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshClient.Telemetry.MeshTelemetry.MeterName, "mesh.client.hedge.delay");
-        gauge.RecordObservableInstruments();
-        var reported = Assert.Single(gauge.GetMeasurementSnapshot());
-        Assert.Equal(0.4, reported.Value, precision: 6);
-        Assert.Equal("catalog", reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
+        AssertReportedDelay(host, 0.4, "catalog", route: null); // what mesh.client.hedge.delay reports
     }
 
     [Fact]
@@ -324,13 +319,7 @@ public sealed class HedgingTests
         {
         }
 
-        // The route's delay is reported under its backend and its name.
-        using var gauge = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshClient.Telemetry.MeshTelemetry.MeterName, "mesh.client.hedge.delay");
-        gauge.RecordObservableInstruments();
-        var reported = Assert.Single(gauge.GetMeasurementSnapshot());
-        Assert.Equal(0.1, reported.Value, precision: 6);
-        Assert.Equal("catalog-a", reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
-        Assert.Equal("search", reported.Tags[MeshClient.Telemetry.MeshTags.Route]);
+        AssertReportedDelay(host, 0.1, "catalog-a", route: "search"); // under its backend and its name
     }
 
     [Fact]
@@ -430,6 +419,17 @@ public sealed class HedgingTests
         await table.WaitForFirstResolutionAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.NotNull(table.Snapshot);
         return host;
+    }
+
+    /// <summary>Asserts that <c>mesh.client.hedge.delay</c> reports one delay in force, of this service and route.</summary>
+    private static void AssertReportedDelay(MeshHost host, double seconds, string service, string? route)
+    {
+        using var gauge = new MetricCollector<double>(host.Services.GetRequiredService<IMeterFactory>(), MeshClient.Telemetry.MeshTelemetry.MeterName, "mesh.client.hedge.delay");
+        gauge.RecordObservableInstruments();
+        var reported = Assert.Single(gauge.GetMeasurementSnapshot());
+        Assert.Equal(seconds, reported.Value, precision: 6);
+        Assert.Equal(service, reported.Tags[MeshClient.Telemetry.MeshTags.Service]);
+        Assert.Equal(route, reported.Tags.TryGetValue(MeshClient.Telemetry.MeshTags.Route, out var tag) ? tag : null);
     }
 
     private static SentCall Send(MeshHost host, string id, HttpMethod? method = null, HttpContent? content = null, string? grpcTimeout = null, string path = "/items")
