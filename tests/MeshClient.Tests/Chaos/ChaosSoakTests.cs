@@ -104,6 +104,11 @@ public sealed class ChaosSoakTests(ITestOutputHelper output)
                 settings["Mesh:Consul:Wait"] = "00:00:05";
                 settings["Mesh:Consul:RetryBaseDelay"] = "00:00:00.050";
                 settings["Mesh:Consul:RetryMaxDelay"] = "00:00:00.400";
+
+                // The GETs are hedged too (adaptive, at the service's p95): races, cancelled losers and their leases
+                // under kills and restarts, with every invariant below (in-flight counts back to 0, nothing unobserved).
+                settings["Mesh:Resilience:Hedging:Enabled"] = "true";
+                settings["Mesh:Resilience:Hedging:Percentile"] = "95";
             }
 
             Dictionary<string, string?> WithEndpoints()
