@@ -33,7 +33,7 @@ public sealed class ArchitectureTests
         ["Resilience"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
         ["Hedging"] = [Root, "Model", "Configuration", "Telemetry", "Resilience"],
         ["Routing"] = [Root, "Model", "Configuration", "Telemetry", "Balancing"],
-        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience", "Routing"],
+        ["Status"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Balancing", "Resilience", "Hedging", "Routing"],
         ["Handlers"] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing"],
         [DependencyInjection] = [Root, "Model", "Configuration", "Telemetry", "Discovery", "Security", "Balancing", "Resilience", "Hedging", "Routing", "Status", "Handlers"],
     };

@@ -29,7 +29,16 @@ internal sealed record ServiceDocument(
 {
     /// <summary>Gets the service's zone routing, or <see langword="null"/> when it is off for the service.</summary>
     public ZoneRoutingDocument? ZoneRouting { get; init; }
+
+    /// <summary>Gets the service's hedging, or <see langword="null"/> when it does not hedge.</summary>
+    public HedgingDocument? Hedging { get; init; }
 }
+
+internal sealed record HedgingDocument(
+    double DelayMs,
+    double? Percentile,
+    int MaxAttempts,
+    RetryBudgetDocument Budget);
 
 internal sealed record ZoneRoutingDocument(
     string Zone,

@@ -56,7 +56,7 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
                 new DiscoveryDocument(service.DiscoverySource, service.LastUpdated, service.LastRefreshed, service.DiscoveryError),
                 service.LoadBalancer,
                 service.Panic,
-                budget is null ? null : new RetryBudgetDocument(budget.Window.TotalSeconds, budget.Requests, budget.Retries, budget.Allowed),
+                budget is null ? null : Document(budget),
                 [.. service.Endpoints.Select(e => new EndpointDocument(
                     e.Id,
                     e.Address,
@@ -87,11 +87,19 @@ internal sealed class MeshStatusEndpoint(IMeshStatus status, TimeProvider time)
                     zones.LatencyRatio,
                     zones.LocalEndpoints,
                     zones.HealthyLocalEndpoints),
+                Hedging = service.Hedging is not { } hedging ? null : new HedgingDocument(
+                    Math.Round(hedging.Delay.TotalMilliseconds, 2),
+                    hedging.Percentile,
+                    hedging.MaxAttempts,
+                    Document(hedging.Budget)),
             };
         }
 
         return new MeshStatusDocument(MeshStatusDocument.CurrentVersion, time.GetUtcNow(), documents) { Zone = status.Zone };
     }
+
+    private static RetryBudgetDocument Document(MeshRetryBudgetStatus budget) =>
+        new(budget.Window.TotalSeconds, budget.Requests, budget.Retries, budget.Allowed);
 
     /// <summary>JSON when the client names <c>application/json</c> (or <c>?format=json</c>); a browser gets the page.</summary>
     internal static bool WantsJson(HttpRequest request)

@@ -47,6 +47,12 @@ public sealed record MeshServiceStatus(string Name, string LoadBalancer, bool Pa
     public MeshRetryBudgetStatus? RetryBudget { get; init; }
 
     /// <summary>
+    /// Gets the service's hedging: the delay in force (the adaptive one as last estimated) and the use of its hedge
+    /// budget, or <see langword="null"/> when the service does not hedge.
+    /// </summary>
+    public MeshHedgingStatus? Hedging { get; init; }
+
+    /// <summary>
     /// Gets the zone routing of the service (<see cref="ZoneRoutingOptions"/>), or <see langword="null"/> when it is off
     /// for the service (no caller zone, or <c>ZoneRouting:Enabled</c> false).
     /// </summary>
@@ -115,6 +121,13 @@ public sealed record MeshRouteStatus(string Name, IReadOnlyList<MeshRouteBackend
 /// take traffic, or no provider knows the service).
 /// </param>
 public sealed record MeshRouteBackendStatus(string Service, int Weight, double Share, string State);
+
+/// <summary>The hedging of a service (<c>Mesh[:Services:{name}]:Resilience:Hedging</c>).</summary>
+/// <param name="Delay">The delay in force: the fixed <c>Delay</c>, or the adaptive one as last estimated.</param>
+/// <param name="Percentile">The percentile of the adaptive delay, or <see langword="null"/> for a fixed delay.</param>
+/// <param name="MaxAttempts">The most attempts of one try in flight at once.</param>
+/// <param name="Budget">The use of the hedge budget over its window: <see cref="MeshRetryBudgetStatus.Retries"/> counts the hedges sent.</param>
+public sealed record MeshHedgingStatus(TimeSpan Delay, double? Percentile, int MaxAttempts, MeshRetryBudgetStatus Budget);
 
 /// <summary>The use of a service's retry budget over its rolling window.</summary>
 /// <param name="Window">The rolling window.</param>

@@ -1,12 +1,13 @@
 using MeshClient.Balancing;
 using MeshClient.Model;
 using MeshClient.Configuration;
+using MeshClient.Hedging;
 using MeshClient.Resilience;
 using MeshClient.Routing;
 
 namespace MeshClient.Status;
 
-internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience, MeshRouter router) : IMeshStatus
+internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegistry resilience, MeshRouter router, HedgingRegistry hedging) : IMeshStatus
 {
     public string? Zone => registry.Options.Current.Zone;
 
@@ -82,6 +83,7 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
                 LastRefreshed = discovery?.Refreshed,
                 DiscoveryError = table.LastError?.Message,
                 RetryBudget = budget,
+                Hedging = Hedging(hedging.Get(table.ServiceName), now),
                 ZoneRouting = ZoneRouting(options, service, snapshot),
                 Routes = routed.TryGetValue(table.ServiceName, out var routes) ? Routes(routes) : [],
             });
@@ -99,6 +101,18 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
         }
 
         return services.OrderBy(s => s.Name, StringComparer.Ordinal).ToList();
+    }
+
+    private static MeshHedgingStatus? Hedging(HedgingPolicy policy, long now)
+    {
+        if (!policy.Settings.Enabled)
+        {
+            return null;
+        }
+
+        var (requests, hedges, allowed) = policy.Budget.Usage();
+        return new MeshHedgingStatus(policy.Delay(now), policy.Settings.Percentile, policy.Settings.MaxAttempts,
+            new MeshRetryBudgetStatus(policy.Budget.Window, requests, hedges, Math.Round(allowed, 2)));
     }
 
     private static MeshZoneRoutingStatus? ZoneRouting(Configuration.MeshOptions options, Configuration.MeshServiceOptions? service, EndpointSnapshot snapshot)

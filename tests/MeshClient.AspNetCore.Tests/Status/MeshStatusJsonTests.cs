@@ -44,6 +44,8 @@ public sealed class MeshStatusJsonTests
         Assert.InRange(updated, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddSeconds(1));
         Assert.Equal(JsonValueKind.Null, discovery.GetProperty("error").ValueKind);
 
+        Assert.Equal(JsonValueKind.Null, service.GetProperty("hedging").ValueKind); // it does not hedge
+
         var budget = service.GetProperty("retryBudget");
         Assert.Equal(60, budget.GetProperty("requests").GetInt32());
         Assert.Equal(0, budget.GetProperty("retries").GetInt32()); // MaxRetries = 0
@@ -110,6 +112,30 @@ public sealed class MeshStatusJsonTests
         var plainService = Assert.Single(plainJson.RootElement.GetProperty("services").EnumerateArray());
         Assert.Equal(JsonValueKind.Null, plainService.GetProperty("zoneRouting").ValueKind);
         Assert.Equal(JsonValueKind.Null, Assert.Single(plainService.GetProperty("endpoints").EnumerateArray()).GetProperty("locality").ValueKind);
+    }
+
+    [Fact]
+    public async Task Json_ShowsAHedgingServicesDelayInForce_AndItsHedgeBudget()
+    {
+        await using var app = await MeshApp.StartAsync(3, services => services.PostConfigure<MeshClient.Configuration.MeshOptions>(o =>
+        {
+            o.Resilience.Hedging.Enabled = true;
+            o.Resilience.Hedging.Delay = TimeSpan.FromMilliseconds(250);
+            o.Resilience.Hedging.MaxAttempts = 3;
+        }), a => a.MapMeshStatus("/mesh"));
+        await app.CallAsync(20);
+
+        using var http = new HttpClient { BaseAddress = app.Address };
+        using var json = JsonDocument.Parse(await http.GetStringAsync("/mesh?format=json"));
+        var hedging = Assert.Single(json.RootElement.GetProperty("services").EnumerateArray()).GetProperty("hedging");
+        Assert.Equal(250, hedging.GetProperty("delayMs").GetDouble());
+        Assert.Equal(JsonValueKind.Null, hedging.GetProperty("percentile").ValueKind); // a fixed delay
+        Assert.Equal(3, hedging.GetProperty("maxAttempts").GetInt32());
+        var budget = hedging.GetProperty("budget");
+        Assert.Equal(10, budget.GetProperty("windowSeconds").GetDouble());
+        Assert.InRange(budget.GetProperty("requests").GetInt32(), 19, 20); // a service's first call, which waits for discovery, is not a hedgeable try
+        Assert.Equal(0, budget.GetProperty("retries").GetInt32()); // the backends answer at once: no hedge
+        Assert.True(budget.GetProperty("allowed").GetDouble() > 0);
     }
 
     /// <summary>The caller in zone-a; catalog's first endpoint there, the others in zone-b.</summary>

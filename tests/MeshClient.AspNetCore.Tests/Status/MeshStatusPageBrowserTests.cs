@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using MeshClient.AspNetCore.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
@@ -100,10 +101,18 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Page_ShowsTheZone_TheZoneRouting_AndEachEndpointsLocality()
+    public async Task Page_ShowsTheZone_TheZoneRouting_EachEndpointsLocality_AndTheHedging()
     {
         var chromium = Chromium.Find();
-        await using var app = await MeshApp.StartAsync(3, MeshStatusJsonTests.ZoneSettings, a => a.MapMeshStatus("/mesh"));
+        await using var app = await MeshApp.StartAsync(3, services =>
+        {
+            MeshStatusJsonTests.ZoneSettings(services);
+            services.PostConfigure<MeshClient.Configuration.MeshOptions>(o =>
+            {
+                o.Resilience.Hedging.Enabled = true;
+                o.Resilience.Hedging.Percentile = 95; // the fixed 50 ms until 50 answers are measured
+            });
+        }, a => a.MapMeshStatus("/mesh"));
         await app.CallAsync(30);
 
         using var playwright = await Playwright.CreateAsync();
@@ -127,6 +136,10 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
         await Assertions.Expect(zoneRouting).ToHaveAttributeAsync("data-zone-routing", "local");
         await Assertions.Expect(zoneRouting).ToContainTextAsync("spill 0%");
         await Assertions.Expect(zoneRouting).ToContainTextAsync("1 of 1 in zone-a healthy");
+        var hedging = page.Locator("section[data-service=catalog] [data-hedging]");
+        await Assertions.Expect(hedging).ToHaveAttributeAsync("data-hedging", "adaptive");
+        await Assertions.Expect(hedging).ToContainTextAsync("after 50 ms (p95), up to 2 at once");
+        await Assertions.Expect(hedging).ToContainTextAsync("0 of ");
         Assert.Empty(errors);
     }
 

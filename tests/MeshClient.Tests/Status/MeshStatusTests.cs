@@ -39,6 +39,7 @@ public sealed class MeshStatusTests
         Assert.NotNull(service.LastUpdated);
         Assert.Null(service.DiscoveryError);
         Assert.Equal(30, service.RetryBudget?.Requests);
+        Assert.Null(service.Hedging); // it does not hedge
         Assert.Equal([1.0, 2.0, 3.0], service.Endpoints.Select(e => e.EffectiveWeight));
         Assert.Equal(service.Endpoints.Sum(e => e.Attempts), service.Endpoints.Sum(e => e.RequestsLastMinute)); // 30 calls, 5 of them retried
         Assert.Equal([0, 0, 5], service.Endpoints.Select(e => e.FailuresLastMinute));
