@@ -27,6 +27,8 @@ public class LayerBenchmarks
     private MeshCallHandler _outer = null!;
     private HttpMessageInvoker _full = null!;
     private HttpMessageInvoker _fullSuspended = null!;
+    private ServiceProvider _hedgingServices = null!;
+    private HttpMessageInvoker _fullSuspendedHedgeable = null!;
     private ActivityListener? _listener;
 
     [GlobalSetup]
@@ -34,27 +36,37 @@ public class LayerBenchmarks
     {
         _services = BenchmarkHost.Build(s => s.AddMesh());
 
-        var registry = _services.GetRequiredService<ServiceTableRegistry>();
-        var instrumentation = _services.GetRequiredService<MeshInstrumentation>();
         _resilience = _services.GetRequiredService<ResilienceRegistry>();
-        var time = TimeProvider.System;
+        _attempts = new MeshBalancingHandler(_services.GetRequiredService<ServiceTableRegistry>());
 
-        _attempts = new MeshBalancingHandler(registry);
+        _outer = Mesh(_services, _attempts, suspend: false);
+        _full = new HttpMessageInvoker(Mesh(_services, _attempts, suspend: false));
+        _fullSuspended = new HttpMessageInvoker(Mesh(_services, _attempts, suspend: true));
 
-        // As the mesh's filter builds it: deadlines, routes and hedging are on the path, none of them configured.
-        var hedging = new MeshHedgingHandler(_services.GetRequiredService<Hedging.HedgingRegistry>(), _attempts);
-        var retries = new MeshRetryHandler(_resilience, hedging, _services.GetRequiredService<Routing.MeshRouter>());
-        var deadlines = new DeadlinePropagation(_services.GetRequiredService<Configuration.MeshOptionsChangeNotifier>());
-        MeshCallHandler Mesh(bool suspend) => new(instrumentation, time, retries, 0, deadlines) { InnerHandler = new InMemoryHandler(suspend) };
-        _outer = Mesh(suspend: false);
-        _full = new HttpMessageInvoker(Mesh(suspend: false));
-        _fullSuspended = new HttpMessageInvoker(Mesh(suspend: true));
+        // Hedging on with a delay no answer here reaches: what a hedgeable GET costs when no hedge is sent.
+        _hedgingServices = BenchmarkHost.Build(s => s.AddMesh(o =>
+        {
+            o.Resilience.Hedging.Enabled = true;
+            o.Resilience.Hedging.Delay = TimeSpan.FromSeconds(5);
+        }));
+        var hedgingAttempts = new MeshBalancingHandler(_hedgingServices.GetRequiredService<ServiceTableRegistry>());
+        _fullSuspendedHedgeable = new HttpMessageInvoker(Mesh(_hedgingServices, hedgingAttempts, suspend: true));
         for (var i = 0; i < 100; i++)
         {
             Balancing().GetAwaiter().GetResult();
             Send(_full).GetAwaiter().GetResult();
             Send(_fullSuspended).GetAwaiter().GetResult();
+            Send(_fullSuspendedHedgeable).GetAwaiter().GetResult();
         }
+    }
+
+    /// <summary>The mesh handler as the mesh's filter builds it: deadlines, routes and hedging on the path, as configured in <paramref name="services"/>.</summary>
+    private static MeshCallHandler Mesh(ServiceProvider services, MeshBalancingHandler attempts, bool suspend)
+    {
+        var hedging = new MeshHedgingHandler(services.GetRequiredService<Hedging.HedgingRegistry>(), attempts);
+        var retries = new MeshRetryHandler(services.GetRequiredService<ResilienceRegistry>(), hedging, services.GetRequiredService<Routing.MeshRouter>());
+        var deadlines = new DeadlinePropagation(services.GetRequiredService<Configuration.MeshOptionsChangeNotifier>());
+        return new MeshCallHandler(services.GetRequiredService<MeshInstrumentation>(), TimeProvider.System, retries, 0, deadlines) { InnerHandler = new InMemoryHandler(suspend) };
     }
 
     [GlobalSetup(Target = nameof(FullTraced))]
@@ -74,6 +86,7 @@ public class LayerBenchmarks
     {
         _listener?.Dispose();
         _services.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _hedgingServices.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
     /// <summary>One attempt through the balancing step, with the call context and timeouts it needs.</summary>
@@ -102,6 +115,13 @@ public class LayerBenchmarks
     /// <summary>The whole mesh over a primary handler that answers asynchronously, as a socket does: every async step suspends.</summary>
     [Benchmark]
     public Task FullSuspended() => Send(_fullSuspended);
+
+    /// <summary>
+    /// As <see cref="FullSuspended"/>, for a service that hedges: the GET races its hedge timer (5 s, never reached),
+    /// so this is what hedging costs a call that sends no hedge.
+    /// </summary>
+    [Benchmark]
+    public Task FullSuspendedHedgeable() => Send(_fullSuspendedHedgeable);
 
     private static async Task Send(HttpMessageInvoker invoker)
     {
