@@ -139,7 +139,8 @@ public sealed class MeshStatusPageBrowserTests(ITestOutputHelper output)
         var hedging = page.Locator("section[data-service=catalog] [data-hedging]");
         await Assertions.Expect(hedging).ToHaveAttributeAsync("data-hedging", "adaptive");
         await Assertions.Expect(hedging).ToContainTextAsync("after 50 ms (p95), up to 2 at once");
-        await Assertions.Expect(hedging).ToContainTextAsync("0 of ");
+        // How many of the 30 calls were hedged depends on the machine (a first call slower than 50 ms is): the count is shown.
+        await Assertions.Expect(hedging).ToContainTextAsync(new System.Text.RegularExpressions.Regex(@"· \d+ of \d+ hedges used \(\d+ requests in 10 s\)"));
         Assert.Empty(errors);
     }
 
