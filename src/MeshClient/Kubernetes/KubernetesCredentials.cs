@@ -208,9 +208,17 @@ internal sealed class KubernetesCredentials
                 var info = new FileInfo(_tokenFile);
                 if (refresh || _fileToken is null || info.LastWriteTimeUtc != _fileStamp || info.Length != _fileLength)
                 {
-                    _fileToken = File.ReadAllText(_tokenFile).Trim();
-                    _fileStamp = info.LastWriteTimeUtc;
-                    _fileLength = info.Length;
+                    var token = File.ReadAllText(_tokenFile).Trim();
+                    if (token.Length > 0 || _fileToken is null)
+                    {
+                        _fileToken = token;
+                        _fileStamp = info.LastWriteTimeUtc;
+                        _fileLength = info.Length;
+                    }
+
+                    // Else an empty file after a token: one rewritten in place, read between its truncation and its
+                    // write (a token agent that does not swap a symlink as the kubelet does). The last token stays,
+                    // and the stamp is not taken, so the next request reads the file again.
                 }
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

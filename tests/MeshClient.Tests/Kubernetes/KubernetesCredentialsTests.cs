@@ -66,6 +66,36 @@ public sealed class KubernetesCredentialsTests
     }
 
     [Fact]
+    public async Task ATokenFileReadWhileRewrittenInPlace_KeepsTheLastToken_UntilTheNewOneIsThere()
+    {
+        // A token rewritten in place (truncated, then written) can be read empty in between: CI read it so while the
+        // test rotated the token, sent an empty bearer token and was refused (401, warning 402).
+        var account = Directory.CreateTempSubdirectory("mesh-k8s-sa-").FullName;
+        try
+        {
+            var file = Path.Combine(account, "token");
+            File.WriteAllText(file, "token-generation-1");
+            var credentials = KubernetesCredentials.Load(new KubernetesOptions
+            {
+                ServiceAccountPath = account,
+                GetEnvironmentVariable = name => name == "KUBERNETES_SERVICE_HOST" ? "127.0.0.1" : null,
+            });
+            Assert.Equal("token-generation-1", await credentials.GetTokenAsync(refresh: false, CancellationToken.None));
+
+            File.WriteAllText(file, string.Empty); // the rewrite caught between truncation and write
+            Assert.Equal("token-generation-1", await credentials.GetTokenAsync(refresh: false, CancellationToken.None));
+            Assert.Equal("token-generation-1", await credentials.GetTokenAsync(refresh: true, CancellationToken.None));
+
+            File.WriteAllText(file, "token-generation-2");
+            Assert.Equal("token-generation-2", await credentials.GetTokenAsync(refresh: false, CancellationToken.None));
+        }
+        finally
+        {
+            Directory.Delete(account, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task InCluster_ServerCertificateNotFromTheClusterCa_IsRefused()
     {
         using var pki = TestPki.Create();
