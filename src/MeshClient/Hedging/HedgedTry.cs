@@ -316,7 +316,7 @@ internal sealed class HedgedTry
         {
             RecordAnswer(_policy, _start, response);
         }
-        else if (firstStillWaiting)
+        else if (firstStillWaiting && _policy.Latency is not null)
         {
             _policy.RecordOutlasted(_policy.Time.GetTimestamp());
         }

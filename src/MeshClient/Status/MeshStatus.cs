@@ -69,21 +69,14 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
             }).ToList();
 
             var discovery = table.Discovery;
-            MeshRetryBudgetStatus? budget = null;
-            if (resilience.FindBudget(table.ServiceName) is { } retryBudget)
-            {
-                var (budgetRequests, retries, allowed) = retryBudget.Usage();
-                budget = new MeshRetryBudgetStatus(retryBudget.Window, budgetRequests, retries, Math.Round(allowed, 2));
-            }
-
             services.Add(new MeshServiceStatus(table.ServiceName, snapshot.Policy.Name, snapshot.Panic, endpoints)
             {
                 DiscoverySource = discovery?.Source,
                 LastUpdated = discovery?.Updated,
                 LastRefreshed = discovery?.Refreshed,
                 DiscoveryError = table.LastError?.Message,
-                RetryBudget = budget,
-                Hedging = Hedging(hedging.Get(table.ServiceName), now),
+                RetryBudget = resilience.FindBudget(table.ServiceName) is { } retryBudget ? Usage(retryBudget) : null,
+                Hedging = hedging.AnyEnabled ? Hedging(hedging.Get(table.ServiceName), now) : null, // Get builds a policy: not for a mesh that never hedges
                 ZoneRouting = ZoneRouting(options, service, snapshot),
                 Routes = routed.TryGetValue(table.ServiceName, out var routes) ? Routes(routes) : [],
             });
@@ -110,9 +103,14 @@ internal sealed class MeshStatus(ServiceTableRegistry registry, ResilienceRegist
             return null;
         }
 
-        var (requests, hedges, allowed) = policy.Budget.Usage();
-        return new MeshHedgingStatus(policy.Delay(now), policy.Settings.Percentile, policy.Settings.MaxAttempts,
-            new MeshRetryBudgetStatus(policy.Budget.Window, requests, hedges, Math.Round(allowed, 2)));
+        return new MeshHedgingStatus(policy.Delay(now), policy.Settings.Percentile, policy.Settings.MaxAttempts, Usage(policy.Budget));
+    }
+
+    /// <summary>The use of a budget over its window (a retry budget, or a hedge budget whose withdrawals are hedges).</summary>
+    private static MeshRetryBudgetStatus Usage(RetryBudget budget)
+    {
+        var (requests, withdrawals, allowed) = budget.Usage();
+        return new MeshRetryBudgetStatus(budget.Window, requests, withdrawals, Math.Round(allowed, 2));
     }
 
     private static MeshZoneRoutingStatus? ZoneRouting(Configuration.MeshOptions options, Configuration.MeshServiceOptions? service, EndpointSnapshot snapshot)
